@@ -1,0 +1,20 @@
+//! Compiles the etcd v3 API protos (written in this project) with a vendored
+//! protoc, so a plain `cargo build` needs nothing installed.
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let protoc = protoc_bin_vendored::protoc_bin_path()?;
+    std::env::set_var("PROTOC", protoc);
+    let protos = [
+        "proto/etcd/api/mvccpb/kv.proto",
+        "proto/etcd/api/authpb/auth.proto",
+        "proto/etcd/api/etcdserverpb/rpc.proto",
+        "proto/ferrocd/internal.proto",
+    ];
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .compile_protos(&protos, &["proto"])?;
+    for p in protos {
+        println!("cargo:rerun-if-changed={p}");
+    }
+    Ok(())
+}

@@ -1,0 +1,169 @@
+//! HTTP endpoints on the client port: /health, /livez, /readyz, /version,
+//! /metrics, with etcd's bodies and status codes.
+
+use crate::metrics::Gauges;
+use crate::proto::etcdserverpb::AlarmType;
+use crate::server::Server;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+pub fn router(server: Arc<Server>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/livez", get(livez))
+        .route("/readyz", get(readyz))
+        .route("/version", get(version))
+        .route("/metrics", get(metrics))
+        .with_state(server)
+}
+
+type Params = Query<HashMap<String, String>>;
+
+fn json(code: StatusCode, body: String) -> Response {
+    (code, [("content-type", "application/json")], body).into_response()
+}
+
+async fn health(State(s): State<Arc<Server>>, Query(q): Params) -> Response {
+    let excluded: Vec<String> = q
+        .get("exclude")
+        .map(|e| vec![e.clone()])
+        .unwrap_or_default();
+    let serializable = q.get("serializable").is_some_and(|v| v == "true");
+    let (ok, reason) = check_health(&s, &excluded, serializable);
+    let body = serde_json::json!({"health": ok.to_string(), "reason": reason}).to_string();
+    json(
+        if ok {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        },
+        body,
+    )
+}
+
+fn check_health(s: &Server, excluded_alarms: &[String], serializable: bool) -> (bool, String) {
+    let view = match s.read() {
+        Ok(v) => v,
+        Err(e) => return (false, format!("READ ERROR: {e}")),
+    };
+    for (_, alarm) in view.alarms().unwrap_or_default() {
+        let name = AlarmType::try_from(alarm).map_or("UNKNOWN", |t| t.as_str_name());
+        if excluded_alarms.iter().any(|e| e == name) {
+            continue;
+        }
+        return (false, format!("ALARM {name}"));
+    }
+    if !serializable && !s.has_leader() {
+        return (false, "RAFT NO LEADER".into());
+    }
+    (true, String::new())
+}
+
+/// One named check of /livez or /readyz.
+type Check = (&'static str, fn(&Server) -> Result<(), String>);
+
+fn serializable_read(s: &Server) -> Result<(), String> {
+    s.read().map(|_| ()).map_err(|e| e.to_string())
+}
+
+fn linearizable_read(s: &Server) -> Result<(), String> {
+    if !s.has_leader() {
+        return Err("etcdserver: no leader".into());
+    }
+    serializable_read(s)
+}
+
+fn data_corruption(s: &Server) -> Result<(), String> {
+    let alarms = s
+        .read()
+        .map_err(|e| e.to_string())?
+        .alarms()
+        .map_err(|e| e.to_string())?;
+    if alarms.iter().any(|(_, a)| *a == AlarmType::Corrupt as i32) {
+        return Err("alarm activated: CORRUPT".into());
+    }
+    Ok(())
+}
+
+async fn livez(State(s): State<Arc<Server>>, Query(q): Params) -> Response {
+    probe(&s, "livez", &[("serializable_read", serializable_read)], &q)
+}
+
+async fn readyz(State(s): State<Arc<Server>>, Query(q): Params) -> Response {
+    let checks: [Check; 3] = [
+        ("data_corruption", data_corruption),
+        ("serializable_read", serializable_read),
+        ("linearizable_read", linearizable_read),
+    ];
+    probe(&s, "readyz", &checks, &q)
+}
+
+/// etcd's (and Kubernetes') probe format: `ok`, or with `?verbose` one
+/// `[+]name ok` / `[-]name failed: reason` line per check; `?exclude=name`.
+fn probe(s: &Server, what: &str, checks: &[Check], q: &HashMap<String, String>) -> Response {
+    let verbose = q.contains_key("verbose");
+    let excluded: Vec<&str> = q
+        .get("exclude")
+        .map(|e| e.split(',').collect())
+        .unwrap_or_default();
+    let mut lines = String::new();
+    let mut failed = false;
+    for (name, check) in checks {
+        if excluded.contains(name) {
+            lines.push_str(&format!("[+]{name} excluded: ok\n"));
+            continue;
+        }
+        match check(s) {
+            Ok(()) => lines.push_str(&format!("[+]{name} ok\n")),
+            Err(e) => {
+                failed = true;
+                lines.push_str(&format!("[-]{name} failed: {e}\n"));
+            }
+        }
+    }
+    if failed {
+        lines.push_str(&format!("{what} check failed\n"));
+        return (StatusCode::SERVICE_UNAVAILABLE, lines).into_response();
+    }
+    if verbose {
+        lines.push_str("ok\n");
+        (StatusCode::OK, lines).into_response()
+    } else {
+        (StatusCode::OK, "ok\n").into_response()
+    }
+}
+
+async fn version() -> Response {
+    let body = serde_json::json!({
+        "etcdserver": crate::ETCD_VERSION,
+        "etcdcluster": crate::ETCD_CLUSTER_VERSION,
+    })
+    .to_string();
+    json(StatusCode::OK, body)
+}
+
+async fn metrics(State(s): State<Arc<Server>>) -> Response {
+    let store = s.store.clone();
+    let in_use = tokio::task::spawn_blocking(move || store.size_in_use().unwrap_or(0))
+        .await
+        .unwrap_or(0);
+    let g = Gauges {
+        has_leader: s.has_leader(),
+        is_leader: s.leader_id() == s.identity.member_id,
+        db_size: s.store.file_size(),
+        db_size_in_use: in_use,
+        quota_bytes: s.config.quota_backend_bytes.unwrap_or(0),
+        keys: None,
+    };
+    (
+        StatusCode::OK,
+        [("content-type", "text/plain; version=0.0.4")],
+        s.metrics.render(&g),
+    )
+        .into_response()
+}

@@ -1,0 +1,146 @@
+//! The Lease service: grant and revoke go through the log; keep-alives and
+//! time-to-live are answered from the member's lease table.
+
+use super::error::status;
+use super::{require_leader, unexpected};
+use crate::apply::Response as Applied;
+use crate::proto::etcdserverpb::{
+    lease_server::Lease, LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest,
+    LeaseKeepAliveResponse, LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest,
+    LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+};
+use crate::proto::ferrocdpb::internal_request::Request as Entry;
+use crate::server::Server;
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status, Streaming};
+
+/// etcd's quota cost of a lease grant.
+const LEASE_GRANT_COST: u64 = 64;
+
+pub struct LeaseService {
+    pub server: Arc<Server>,
+}
+
+type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Lease for LeaseService {
+    async fn lease_grant(
+        &self,
+        req: Request<LeaseGrantRequest>,
+    ) -> Result<Response<LeaseGrantResponse>, Status> {
+        require_leader(&req, &self.server)?;
+        let mut r = req.into_inner();
+        if r.id == 0 {
+            r.id = self.server.next_lease_id();
+        }
+        self.server.check_quota(LEASE_GRANT_COST).await?;
+        match self
+            .server
+            .propose(Entry::LeaseGrant(r))
+            .await
+            .map_err(status)?
+        {
+            Applied::LeaseGrant(mut resp) => {
+                self.server.fill(&mut resp.header);
+                Ok(Response::new(resp))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn lease_revoke(
+        &self,
+        req: Request<LeaseRevokeRequest>,
+    ) -> Result<Response<LeaseRevokeResponse>, Status> {
+        require_leader(&req, &self.server)?;
+        let r = req.into_inner();
+        match self
+            .server
+            .propose(Entry::LeaseRevoke(r))
+            .await
+            .map_err(status)?
+        {
+            Applied::LeaseRevoke(mut resp) => {
+                self.server.fill(&mut resp.header);
+                Ok(Response::new(resp))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    type LeaseKeepAliveStream = KeepAliveStream;
+
+    async fn lease_keep_alive(
+        &self,
+        req: Request<Streaming<LeaseKeepAliveRequest>>,
+    ) -> Result<Response<KeepAliveStream>, Status> {
+        require_leader(&req, &self.server)?;
+        let mut inbound = req.into_inner();
+        let (tx, rx) = mpsc::channel(16);
+        let server = self.server.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(r)) = inbound.message().await {
+                // An unknown lease answers TTL 0, as etcd does.
+                let ttl = server.lessor.keep_alive(r.id).unwrap_or(0);
+                let resp = LeaseKeepAliveResponse {
+                    header: Some(server.header(server.hub.rev())),
+                    id: r.id,
+                    ttl,
+                };
+                if tx.send(Ok(resp)).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        req: Request<LeaseTimeToLiveRequest>,
+    ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        require_leader(&req, &self.server)?;
+        let r = req.into_inner();
+        let header = Some(self.server.header(self.server.hub.rev()));
+        let resp = match self.server.lessor.time_to_live(r.id) {
+            Some(info) => LeaseTimeToLiveResponse {
+                header,
+                id: r.id,
+                ttl: info.remaining_ttl,
+                granted_ttl: info.granted_ttl,
+                keys: if r.keys { info.keys } else { Vec::new() },
+            },
+            // etcd answers an unknown lease with TTL -1, not an error.
+            None => LeaseTimeToLiveResponse {
+                header,
+                id: r.id,
+                ttl: -1,
+                ..Default::default()
+            },
+        };
+        Ok(Response::new(resp))
+    }
+
+    async fn lease_leases(
+        &self,
+        req: Request<LeaseLeasesRequest>,
+    ) -> Result<Response<LeaseLeasesResponse>, Status> {
+        require_leader(&req, &self.server)?;
+        let leases = self
+            .server
+            .lessor
+            .ids()
+            .into_iter()
+            .map(|id| LeaseStatus { id })
+            .collect();
+        Ok(Response::new(LeaseLeasesResponse {
+            header: Some(self.server.header(self.server.hub.rev())),
+            leases,
+        }))
+    }
+}

@@ -1,0 +1,241 @@
+//! The Maintenance service: status, hashes, alarms, defragment, snapshot.
+
+use super::error::{self, status};
+use super::{require_leader, unexpected};
+use crate::apply::Response as Applied;
+use crate::mvcc::MvccError;
+use crate::proto::etcdserverpb::{
+    alarm_request::AlarmAction, maintenance_server::Maintenance, AlarmMember, AlarmRequest,
+    AlarmResponse, AlarmType, DefragmentRequest, DefragmentResponse, DowngradeRequest,
+    DowngradeResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest,
+    MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
+};
+use crate::proto::ferrocdpb::internal_request::Request as Entry;
+use crate::server::Server;
+use sha2::{Digest, Sha256};
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+/// Size of one Snapshot message's blob.
+const SNAPSHOT_CHUNK: usize = 32 * 1024;
+
+pub struct MaintenanceService {
+    pub server: Arc<Server>,
+}
+
+type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send>>;
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, MvccError> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(Status::from)
+}
+
+/// How etcd prints an alarm in Status.errors.
+pub fn alarm_text(a: &AlarmMember) -> String {
+    let name = AlarmType::try_from(a.alarm).map_or("UNKNOWN", |t| t.as_str_name());
+    format!("memberID:{} alarm:{} ", a.member_id, name)
+}
+
+#[tonic::async_trait]
+impl Maintenance for MaintenanceService {
+    async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
+        require_leader(&req, &self.server)?;
+        let r = req.into_inner();
+        if r.action == AlarmAction::Get as i32 {
+            let view = self.server.read()?;
+            let alarms = view
+                .alarms()?
+                .into_iter()
+                .filter(|(_, t)| r.alarm == AlarmType::None as i32 || *t == r.alarm)
+                .map(|(member_id, alarm)| AlarmMember { member_id, alarm })
+                .collect();
+            return Ok(Response::new(AlarmResponse {
+                header: Some(self.server.header(view.rev)),
+                alarms,
+            }));
+        }
+        match self.server.propose(Entry::Alarm(r)).await.map_err(status)? {
+            Applied::Alarm(mut resp) => {
+                self.server.fill(&mut resp.header);
+                Ok(Response::new(resp))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn status(
+        &self,
+        req: Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
+        require_leader(&req, &self.server)?;
+        let s = self.server.clone();
+        let (view_rev, alarms, in_use) = blocking(move || {
+            let view = s.store.read()?;
+            Ok((view.rev, view.alarms()?, s.store.size_in_use()?))
+        })
+        .await?;
+        let errors = alarms
+            .into_iter()
+            .map(|(member_id, alarm)| alarm_text(&AlarmMember { member_id, alarm }))
+            .collect();
+        let s = &self.server;
+        let index = s.applied_index();
+        Ok(Response::new(StatusResponse {
+            header: Some(s.header(view_rev)),
+            version: crate::ETCD_VERSION.to_string(),
+            db_size: s.store.file_size() as i64,
+            leader: s.leader_id(),
+            raft_index: index,
+            raft_term: s.raft_term(),
+            raft_applied_index: index,
+            errors,
+            db_size_in_use: in_use as i64,
+            is_learner: false,
+        }))
+    }
+
+    async fn defragment(
+        &self,
+        req: Request<DefragmentRequest>,
+    ) -> Result<Response<DefragmentResponse>, Status> {
+        require_leader(&req, &self.server)?;
+        let store = self.server.store.clone();
+        blocking(move || store.defragment()).await?;
+        Ok(Response::new(DefragmentResponse {
+            header: Some(self.server.header(self.server.hub.rev())),
+        }))
+    }
+
+    async fn hash(&self, req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        require_leader(&req, &self.server)?;
+        let store = self.server.store.clone();
+        let (rev, hash) = blocking(move || {
+            let v = store.read()?;
+            Ok((v.rev, v.hash_all()?))
+        })
+        .await?;
+        Ok(Response::new(HashResponse {
+            header: Some(self.server.header(rev)),
+            hash,
+        }))
+    }
+
+    async fn hash_kv(
+        &self,
+        req: Request<HashKvRequest>,
+    ) -> Result<Response<HashKvResponse>, Status> {
+        require_leader(&req, &self.server)?;
+        let want = req.into_inner().revision;
+        let store = self.server.store.clone();
+        let (cur, compact, rev, hash) = blocking(move || {
+            let v = store.read()?;
+            let rev = if want <= 0 { v.rev } else { want };
+            if rev > v.rev {
+                return Err(MvccError::FutureRev);
+            }
+            if rev < v.compact_rev {
+                return Err(MvccError::Compacted);
+            }
+            Ok((v.rev, v.compact_rev, rev, v.hash_kv(rev)?))
+        })
+        .await?;
+        Ok(Response::new(HashKvResponse {
+            header: Some(self.server.header(cur)),
+            hash,
+            compact_revision: compact,
+            hash_revision: rev,
+        }))
+    }
+
+    type SnapshotStream = SnapshotStream;
+
+    async fn snapshot(
+        &self,
+        req: Request<SnapshotRequest>,
+    ) -> Result<Response<SnapshotStream>, Status> {
+        require_leader(&req, &self.server)?;
+        let store = self.server.store.clone();
+        let dir = self.server.config.data_dir.join("member");
+        let (rev, body) = blocking(move || {
+            let path = dir.join(format!("snapshot-{}.tmp", std::process::id()));
+            let result = store
+                .snapshot_to(&path)
+                .and_then(|rev| Ok((rev, std::fs::read(&path)?)));
+            let _ = std::fs::remove_file(&path);
+            result
+        })
+        .await?;
+        let body = seal_snapshot(body);
+        let (tx, rx) = mpsc::channel(4);
+        let server = self.server.clone();
+        tokio::spawn(async move {
+            let total = body.len();
+            let mut sent = 0;
+            for chunk in body.chunks(SNAPSHOT_CHUNK) {
+                sent += chunk.len();
+                let resp = SnapshotResponse {
+                    header: Some(server.header(rev)),
+                    remaining_bytes: (total - sent) as u64,
+                    blob: chunk.to_vec(),
+                };
+                if tx.send(Ok(resp)).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn move_leader(
+        &self,
+        req: Request<MoveLeaderRequest>,
+    ) -> Result<Response<MoveLeaderResponse>, Status> {
+        require_leader(&req, &self.server)?;
+        if req.into_inner().target_id != self.server.identity.member_id {
+            return Err(error::bad_leader_transferee());
+        }
+        Ok(Response::new(MoveLeaderResponse {
+            header: Some(self.server.header(self.server.hub.rev())),
+        }))
+    }
+
+    async fn downgrade(
+        &self,
+        _req: Request<DowngradeRequest>,
+    ) -> Result<Response<DowngradeResponse>, Status> {
+        Err(error::unimplemented("cluster downgrade is not supported"))
+    }
+}
+
+/// The stream `etcdctl snapshot save` accepts: the database padded to a
+/// multiple of 512 bytes, followed by the SHA-256 of all of that.
+pub fn seal_snapshot(mut body: Vec<u8>) -> Vec<u8> {
+    let padded = body.len().div_ceil(512) * 512;
+    body.resize(padded, 0);
+    let sum = Sha256::digest(&body);
+    body.extend_from_slice(&sum);
+    body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_snapshot_has_etcdctl_shape() {
+        for n in [0usize, 1, 511, 512, 513, 100_000] {
+            let s = seal_snapshot(vec![7u8; n]);
+            assert_eq!(s.len() % 512, 32, "n={n}");
+            let (data, sum) = s.split_at(s.len() - 32);
+            assert_eq!(Sha256::digest(data).as_slice(), sum);
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! The client-facing API: etcd's gRPC services and HTTP endpoints, served
+//! together on every `--listen-client-urls` address.
+
+pub mod auth;
+pub mod cluster;
+pub mod error;
+pub mod http;
+pub mod kv;
+pub mod lease;
+pub mod maintenance;
+pub mod watch;
+
+use crate::apply::Response as Applied;
+use crate::proto::etcdserverpb::{
+    auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer,
+    lease_server::LeaseServer, maintenance_server::MaintenanceServer, watch_server::WatchServer,
+};
+use crate::server::Server;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tonic::service::Routes;
+use tonic::Status;
+
+/// gRPC's receive limit is the request limit plus etcd's 512 KiB overhead allowance.
+const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+
+/// `hasleader=true` metadata: refuse when the cluster has no leader.
+pub(crate) fn require_leader<T>(req: &tonic::Request<T>, s: &Server) -> Result<(), Status> {
+    let wants = req
+        .metadata()
+        .get("hasleader")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == "true");
+    if wants && !s.has_leader() {
+        return Err(error::no_leader());
+    }
+    Ok(())
+}
+
+pub(crate) fn unexpected(r: Applied) -> Status {
+    Status::internal(format!("ferrocd: unexpected apply result {r:?}"))
+}
+
+/// Binding a listen URL failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("listen tcp {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("cannot resolve {0}")]
+    Resolve(String),
+    #[error("unsupported listen URL {0}: only http:// is served by this build")]
+    Scheme(String),
+}
+
+/// The gRPC services and HTTP endpoints as one router.
+pub fn routes(server: &Arc<Server>) -> Routes {
+    let limit = server.config.max_request_bytes + GRPC_OVERHEAD_BYTES;
+    let s = || server.clone();
+    let grpc = Routes::new(
+        KvServer::new(kv::KvService { server: s() })
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(usize::MAX),
+    )
+    .add_service(
+        WatchServer::new(watch::WatchService { server: s() })
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(usize::MAX),
+    )
+    .add_service(
+        LeaseServer::new(lease::LeaseService { server: s() })
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(usize::MAX),
+    )
+    .add_service(
+        ClusterServer::new(cluster::ClusterService { server: s() })
+            .max_decoding_message_size(limit),
+    )
+    .add_service(
+        MaintenanceServer::new(maintenance::MaintenanceService { server: s() })
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(usize::MAX),
+    )
+    .add_service(
+        AuthServer::new(auth::AuthService { server: s() }).max_decoding_message_size(limit),
+    );
+    Routes::from(grpc.into_axum_router().merge(http::router(s())))
+}
+
+/// Binds every client URL (so bind errors surface before anything runs).
+pub async fn bind_client_urls(server: &Server) -> Result<Vec<TcpListener>, ServeError> {
+    let mut out = Vec::new();
+    for url in &server.config.listen_client_urls {
+        if url.scheme() != "http" {
+            return Err(ServeError::Scheme(url.to_string()));
+        }
+        let host = url
+            .host_str()
+            .unwrap_or("localhost")
+            .trim_matches(['[', ']']);
+        let port = url.port_or_known_default().unwrap_or(2379);
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|_| ServeError::Resolve(url.to_string()))?
+            .collect();
+        // Like Go's net.Listen, prefer the IPv4 address of a name.
+        let addr = addrs
+            .iter()
+            .find(|a| a.is_ipv4())
+            .or(addrs.first())
+            .copied()
+            .ok_or_else(|| ServeError::Resolve(url.to_string()))?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Bind {
+                addr: addr.to_string(),
+                source,
+            })?;
+        out.push(listener);
+    }
+    Ok(out)
+}
+
+/// Serves the API on the listeners until `shutdown` resolves.
+pub async fn serve(
+    server: Arc<Server>,
+    listeners: Vec<TcpListener>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = Vec::new();
+    for listener in listeners {
+        let addr = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        tracing::info!(address = %addr, "serving client traffic (gRPC and HTTP)");
+        let routes = routes(&server);
+        let mut stop = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            let result = tonic::transport::Server::builder()
+                .accept_http1(true)
+                .tcp_nodelay(true)
+                .http2_keepalive_interval(Some(std::time::Duration::from_secs(7200)))
+                .add_routes(routes)
+                .serve_with_incoming_shutdown(incoming, async move {
+                    let _ = stop.wait_for(|v| *v).await;
+                })
+                .await;
+            if let Err(e) = result {
+                tracing::error!(address = %addr, error = %e, "client listener failed");
+            }
+        }));
+    }
+    shutdown.await;
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+}

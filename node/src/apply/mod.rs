@@ -1,0 +1,287 @@
+//! Deterministic apply: each log entry (an `InternalRequest`) runs against the
+//! MVCC store and the lease table, producing a response and watch events.
+//! Given the same entries in the same order, every member ends in the same
+//! state. A batch of entries is applied in one redb transaction and committed
+//! with one fsync.
+
+pub mod kv;
+
+use crate::lease::{Lessor, MAX_LEASE_TTL};
+use crate::mvcc::store::{META_APPLIED_INDEX, META_COMPACT_REV, META_REV};
+use crate::mvcc::{KeyRange, MvccError, Store, TxnWrite, WriteTables};
+use crate::proto::etcdserverpb::{
+    alarm_request::AlarmAction, AlarmMember, AlarmRequest, AlarmResponse, AlarmType,
+    CompactionRequest, CompactionResponse, DeleteRangeResponse, LeaseGrantRequest,
+    LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, PutResponse, TxnResponse,
+};
+use crate::proto::ferrocdpb::{internal_request::Request, InternalRequest, LeaseRecord};
+use crate::proto::mvccpb::Event;
+use kv::header;
+use prost::Message;
+use std::sync::Arc;
+
+/// A client-visible reason a request was refused during apply.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Mvcc(#[from] MvccError),
+    #[error("requested lease not found")]
+    LeaseNotFound,
+    #[error("lease already exists")]
+    LeaseExists,
+    #[error("too large lease TTL")]
+    LeaseTtlTooLarge,
+    #[error("key not found")]
+    KeyNotFound,
+    #[error("mvcc: database space exceeded")]
+    NoSpace,
+}
+
+/// The response to one applied entry.
+#[derive(Debug, Clone)]
+pub enum Response {
+    Put(PutResponse),
+    DeleteRange(DeleteRangeResponse),
+    Txn(TxnResponse),
+    Compaction(CompactionResponse),
+    LeaseGrant(LeaseGrantResponse),
+    LeaseRevoke(LeaseRevokeResponse),
+    Alarm(AlarmResponse),
+}
+
+/// What a batch produced: one result per entry, and the events of each new
+/// revision in order.
+#[derive(Debug, Default)]
+pub struct Applied {
+    pub results: Vec<Result<Response, ApplyError>>,
+    pub events: Vec<(i64, Vec<Event>)>,
+}
+
+/// The state machine.
+pub struct Applier {
+    store: Store,
+    lessor: Arc<Lessor>,
+    rev: i64,
+    compact_rev: i64,
+    applied_index: u64,
+    nospace: bool,
+}
+
+impl Applier {
+    /// Loads the applied state from the store and rebuilds the lease table.
+    pub fn open(store: Store, lessor: Arc<Lessor>) -> Result<Applier, MvccError> {
+        let view = store.read()?;
+        for (id, bytes) in view.leases()? {
+            let rec = LeaseRecord::decode(bytes.as_slice())?;
+            lessor.grant(id, rec.ttl);
+        }
+        for (key, lease) in view.keys_with_leases()? {
+            lessor.attach(lease, &key);
+        }
+        let nospace = view
+            .alarms()?
+            .iter()
+            .any(|(_, a)| *a == AlarmType::Nospace as i32);
+        Ok(Applier {
+            rev: view.rev,
+            compact_rev: view.compact_rev,
+            applied_index: view.applied_index,
+            nospace,
+            store,
+            lessor,
+        })
+    }
+
+    pub fn rev(&self) -> i64 {
+        self.rev
+    }
+
+    pub fn applied_index(&self) -> u64 {
+        self.applied_index
+    }
+
+    /// Applies `entries` in order in one durable transaction. An `Err` means
+    /// storage failed and nothing of the batch was applied.
+    pub fn apply_batch(&mut self, entries: &[InternalRequest]) -> Result<Applied, MvccError> {
+        let store = self.store.clone();
+        let saved = (self.rev, self.compact_rev, self.applied_index, self.nospace);
+        let result = store.write(|t| {
+            let mut out = Applied::default();
+            for entry in entries {
+                self.applied_index += 1;
+                let r = self.apply_one(t, entry, &mut out.events);
+                if let Err(ApplyError::Mvcc(MvccError::Storage(e))) = r {
+                    return Err(MvccError::Storage(e));
+                }
+                out.results.push(r);
+            }
+            t.set_meta(META_REV, self.rev as u64)?;
+            t.set_meta(META_COMPACT_REV, self.compact_rev as u64)?;
+            t.set_meta(META_APPLIED_INDEX, self.applied_index)?;
+            Ok(out)
+        });
+        if result.is_err() {
+            (self.rev, self.compact_rev, self.applied_index, self.nospace) = saved;
+        }
+        result
+    }
+
+    fn apply_one(
+        &mut self,
+        t: &mut WriteTables<'_>,
+        entry: &InternalRequest,
+        events: &mut Vec<(i64, Vec<Event>)>,
+    ) -> Result<Response, ApplyError> {
+        let Some(req) = &entry.request else {
+            return Err(MvccError::Storage("empty log entry".into()).into());
+        };
+        match req {
+            Request::Put(p) => {
+                if self.nospace {
+                    return Err(ApplyError::NoSpace);
+                }
+                self.write(t, events, |w, l| kv::put_top(w, l, p))
+                    .map(Response::Put)
+            }
+            Request::DeleteRange(d) => self
+                .write(t, events, |w, l| kv::delete_range(w, l, d))
+                .map(Response::DeleteRange),
+            Request::Txn(x) => {
+                if self.nospace && kv::quota_cost_txn(x) > 0 {
+                    return Err(ApplyError::NoSpace);
+                }
+                self.write(t, events, |w, l| kv::txn_write(w, l, x))
+                    .map(Response::Txn)
+            }
+            Request::Compaction(c) => self.compact(t, c).map(Response::Compaction),
+            Request::LeaseGrant(g) => self.lease_grant(t, g).map(Response::LeaseGrant),
+            Request::LeaseRevoke(r) => self.lease_revoke(t, r, events).map(Response::LeaseRevoke),
+            Request::Alarm(a) => self.alarm(t, a).map(Response::Alarm),
+        }
+    }
+
+    /// Runs `f` as one write transaction; on success its changes become the
+    /// next revision.
+    fn write<T>(
+        &mut self,
+        t: &mut WriteTables<'_>,
+        events: &mut Vec<(i64, Vec<Event>)>,
+        f: impl FnOnce(&mut TxnWrite, &Lessor) -> Result<T, ApplyError>,
+    ) -> Result<T, ApplyError> {
+        let mut w = TxnWrite::new(t, self.rev, self.compact_rev);
+        let out = f(&mut w, &self.lessor)?;
+        let (rev, evs) = w.finish();
+        if !evs.is_empty() {
+            self.rev = rev;
+            events.push((rev, evs));
+        }
+        Ok(out)
+    }
+
+    fn compact(
+        &mut self,
+        t: &mut WriteTables<'_>,
+        c: &CompactionRequest,
+    ) -> Result<CompactionResponse, ApplyError> {
+        if c.revision <= self.compact_rev {
+            return Err(MvccError::Compacted.into());
+        }
+        if c.revision > self.rev {
+            return Err(MvccError::FutureRev.into());
+        }
+        crate::mvcc::write::compact(t, self.compact_rev, c.revision)?;
+        self.compact_rev = c.revision;
+        Ok(CompactionResponse {
+            header: header(self.rev),
+        })
+    }
+
+    fn lease_grant(
+        &mut self,
+        t: &mut WriteTables<'_>,
+        g: &LeaseGrantRequest,
+    ) -> Result<LeaseGrantResponse, ApplyError> {
+        if self.nospace {
+            return Err(ApplyError::NoSpace);
+        }
+        if g.ttl > MAX_LEASE_TTL {
+            return Err(ApplyError::LeaseTtlTooLarge);
+        }
+        if self.lessor.exists(g.id) {
+            return Err(ApplyError::LeaseExists);
+        }
+        let ttl = self.lessor.effective_ttl(g.ttl);
+        let rec = LeaseRecord {
+            id: g.id,
+            ttl,
+            remaining_ttl: 0,
+        };
+        t.put_lease(g.id, &rec.encode_to_vec())?;
+        self.lessor.grant(g.id, ttl);
+        Ok(LeaseGrantResponse {
+            header: header(self.rev),
+            id: g.id,
+            ttl,
+            error: String::new(),
+        })
+    }
+
+    fn lease_revoke(
+        &mut self,
+        t: &mut WriteTables<'_>,
+        r: &LeaseRevokeRequest,
+        events: &mut Vec<(i64, Vec<Event>)>,
+    ) -> Result<LeaseRevokeResponse, ApplyError> {
+        if !self.lessor.exists(r.id) {
+            return Err(ApplyError::LeaseNotFound);
+        }
+        t.delete_lease(r.id)?;
+        let keys = self.lessor.revoke(r.id).unwrap_or_default();
+        // All attached keys go in one revision, in key order.
+        self.write(t, events, |w, _| {
+            for k in &keys {
+                w.delete_range(&KeyRange::Single(k.clone()))?;
+            }
+            Ok(())
+        })?;
+        Ok(LeaseRevokeResponse {
+            header: header(self.rev),
+        })
+    }
+
+    fn alarm(
+        &mut self,
+        t: &mut WriteTables<'_>,
+        a: &AlarmRequest,
+    ) -> Result<AlarmResponse, ApplyError> {
+        let member = AlarmMember {
+            member_id: a.member_id,
+            alarm: a.alarm,
+        };
+        let mut alarms = Vec::new();
+        match AlarmAction::try_from(a.action) {
+            Ok(AlarmAction::Activate) => {
+                if a.alarm != AlarmType::None as i32 {
+                    t.raise_alarm(a.member_id, a.alarm)?;
+                    if a.alarm == AlarmType::Nospace as i32 {
+                        self.nospace = true;
+                    }
+                    alarms.push(member);
+                }
+            }
+            Ok(AlarmAction::Deactivate) => {
+                if t.clear_alarm(a.member_id, a.alarm)? {
+                    alarms.push(member);
+                }
+                if a.alarm == AlarmType::Nospace as i32 {
+                    self.nospace = false;
+                }
+            }
+            _ => {}
+        }
+        Ok(AlarmResponse {
+            header: header(self.rev),
+            alarms,
+        })
+    }
+}

@@ -1,0 +1,437 @@
+//! Member configuration: etcd's flags, `ETCD_*` environment variables and
+//! `--config-file`, turned into a validated [`Config`].
+
+pub mod file;
+pub mod flags;
+
+use flags::{FlagSpec, Kind, Values};
+use std::path::PathBuf;
+use std::time::Duration;
+use url::Url;
+
+const DEFAULT_QUOTA_BYTES: i64 = 2 * 1024 * 1024 * 1024;
+
+/// Every flag ferrocd accepts, with etcd's names and defaults.
+pub const FLAGS: &[FlagSpec] = &[
+    f("config-file", Kind::Str, "", "Path to the server configuration file. Other flags and environment variables are then ignored."),
+    f("name", Kind::Str, "default", "Human-readable name for this member."),
+    f("data-dir", Kind::Str, "${name}.etcd", "Path to the data directory."),
+    f("listen-client-urls", Kind::Str, "http://localhost:2379", "List of URLs to listen on for client traffic."),
+    f("advertise-client-urls", Kind::Str, "http://localhost:2379", "List of this member's client URLs to advertise to the public."),
+    f("listen-peer-urls", Kind::Str, "http://localhost:2380", "List of URLs to listen on for peer traffic."),
+    f("initial-advertise-peer-urls", Kind::Str, "http://localhost:2380", "List of this member's peer URLs to advertise to the rest of the cluster."),
+    f("initial-cluster", Kind::Str, "default=http://localhost:2380", "Initial cluster configuration for bootstrapping."),
+    f("initial-cluster-token", Kind::Str, "etcd-cluster", "Initial cluster token for the etcd cluster during bootstrap."),
+    f("initial-cluster-state", Kind::Str, "new", "Initial cluster state ('new' or 'existing')."),
+    f("quota-backend-bytes", Kind::Int, "0", "Raise alarms when backend size exceeds the given quota (0 defaults to 2 GiB)."),
+    f("max-request-bytes", Kind::Uint, "1572864", "Maximum client request size in bytes the server will accept."),
+    f("max-txn-ops", Kind::Uint, "128", "Maximum number of operations permitted in a transaction."),
+    f("auto-compaction-mode", Kind::Str, "periodic", "Interpret 'auto-compaction-retention' one of: periodic|revision."),
+    f("auto-compaction-retention", Kind::Str, "0", "Auto compaction retention for mvcc key value store. 0 means disable auto compaction."),
+    f("experimental-watch-progress-notify-interval", Kind::Duration, "10m", "Duration of periodic watch progress notifications."),
+    f("log-level", Kind::Str, "info", "Configures log level. Only supports debug, info, warn, error, panic, or fatal."),
+    f("logger", Kind::Str, "zap", "Currently only supports 'zap' for structured logging."),
+    f("log-outputs", Kind::Str, "default", "Specify 'stdout' or 'stderr' to skip journald logging, or 'default'."),
+];
+
+const fn f(name: &'static str, kind: Kind, default: &'static str, help: &'static str) -> FlagSpec {
+    FlagSpec {
+        name,
+        kind,
+        default,
+        help,
+    }
+}
+
+/// The validated member configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub listen_client_urls: Vec<Url>,
+    pub advertise_client_urls: Vec<String>,
+    pub listen_peer_urls: Vec<Url>,
+    pub initial_advertise_peer_urls: Vec<String>,
+    /// name -> peer URLs, in the order given.
+    pub initial_cluster: Vec<(String, Vec<String>)>,
+    pub initial_cluster_token: String,
+    pub initial_cluster_state: ClusterState,
+    /// Bytes; `None` means no quota (a negative flag value).
+    pub quota_backend_bytes: Option<u64>,
+    pub max_request_bytes: usize,
+    pub max_txn_ops: usize,
+    pub auto_compaction: Option<AutoCompaction>,
+    pub watch_progress_notify_interval: Duration,
+    pub log_level: String,
+    pub logger: String,
+    pub log_outputs: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterState {
+    New,
+    Existing,
+}
+
+/// `--auto-compaction-mode` with its retention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutoCompaction {
+    /// Keep this much history (time).
+    Periodic(Duration),
+    /// Keep this many revisions.
+    Revision(i64),
+}
+
+/// What the command line asked for.
+#[derive(Debug)]
+pub enum Command {
+    Run(Box<Config>),
+    Help,
+    Version,
+}
+
+/// A configuration mistake: one line for the user, and the exit code
+/// (2 for flag syntax, as Go's flag package; 1 for invalid settings, as etcd).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(transparent)]
+    Flag(#[from] flags::FlagError),
+    #[error(transparent)]
+    File(#[from] file::ConfigFileError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl ConfigError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            ConfigError::Flag(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+fn invalid(msg: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid(msg.into())
+}
+
+/// Parses the command line (without the program name) and environment.
+pub fn parse_command_line(
+    args: &[String],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Command, ConfigError> {
+    let values = flags::parse(FLAGS, args, env)?;
+    if values.help {
+        return Ok(Command::Help);
+    }
+    if values.version {
+        return Ok(Command::Version);
+    }
+    let values = match values.get("config-file").filter(|p| !p.is_empty()) {
+        Some(path) => file::load(std::path::Path::new(path), FLAGS)?,
+        None => values,
+    };
+    Ok(Command::Run(Box::new(Config::from_values(&values)?)))
+}
+
+/// The usage text printed by `--help`.
+pub fn usage() -> String {
+    let mut s = String::from(
+        "Usage:\n\n  ferrocd [flags]\n    Start a ferrocd member (etcd-compatible).\n\n  ferrocd --version\n  ferrocd -h | --help\n\nFlags (each also read from ETCD_<FLAG_NAME> when not given):\n",
+    );
+    for spec in FLAGS {
+        s.push_str(&format!(
+            "  --{}\n      {} (default: '{}')\n",
+            spec.name, spec.help, spec.default
+        ));
+    }
+    s
+}
+
+impl Config {
+    /// Builds the configuration from parsed values, applying etcd's defaults.
+    pub fn from_values(v: &Values) -> Result<Config, ConfigError> {
+        let get = |name: &str| -> String {
+            v.get(name).map(str::to_string).unwrap_or_else(|| {
+                FLAGS
+                    .iter()
+                    .find(|s| s.name == name)
+                    .map(|s| s.default.to_string())
+                    .unwrap_or_default()
+            })
+        };
+        let name = get("name");
+        let data_dir = match v.get("data-dir").filter(|d| !d.is_empty()) {
+            Some(d) => PathBuf::from(d),
+            None => PathBuf::from(format!("{name}.etcd")),
+        };
+        let listen_client_urls =
+            parse_listen_urls("listen-client-urls", &get("listen-client-urls"))?;
+        let listen_peer_urls = parse_listen_urls("listen-peer-urls", &get("listen-peer-urls"))?;
+        let advertise_client_urls =
+            parse_urls("advertise-client-urls", &get("advertise-client-urls"))?;
+        let initial_advertise_peer_urls = parse_urls(
+            "initial-advertise-peer-urls",
+            &get("initial-advertise-peer-urls"),
+        )?;
+        // etcd: when --name is given but --initial-cluster is not, the initial
+        // cluster is this member alone under its advertised peer URLs.
+        let initial_cluster_text = if v.is_set("initial-cluster") {
+            get("initial-cluster")
+        } else {
+            initial_advertise_peer_urls
+                .iter()
+                .map(|u| format!("{name}={u}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let initial_cluster = parse_initial_cluster(&initial_cluster_text)?;
+        let initial_cluster_state = match get("initial-cluster-state").as_str() {
+            "new" => ClusterState::New,
+            "existing" => ClusterState::Existing,
+            other => {
+                return Err(invalid(format!(
+                    "invalid value {other:?} for flag -initial-cluster-state: valid values are \"new\", \"existing\""
+                )))
+            }
+        };
+        let quota: i64 = get("quota-backend-bytes").parse().unwrap_or(0);
+        let quota_backend_bytes = match quota {
+            0 => Some(DEFAULT_QUOTA_BYTES as u64),
+            q if q < 0 => None,
+            q => Some(q as u64),
+        };
+        let max_request_bytes: usize = get("max-request-bytes").parse().unwrap_or(1_572_864);
+        let max_txn_ops: usize = get("max-txn-ops").parse().unwrap_or(128);
+        if max_txn_ops == 0 {
+            return Err(invalid("--max-txn-ops must be greater than 0"));
+        }
+        let auto_compaction = parse_auto_compaction(
+            &get("auto-compaction-mode"),
+            &get("auto-compaction-retention"),
+        )?;
+        let watch_progress_notify_interval =
+            flags::parse_duration(&get("experimental-watch-progress-notify-interval"))
+                .unwrap_or(Duration::from_secs(600));
+        let log_level = get("log-level");
+        if !["debug", "info", "warn", "error", "panic", "fatal"].contains(&log_level.as_str()) {
+            return Err(invalid(format!(
+                "unknown log level {log_level:?}; use one of debug, info, warn, error, panic, fatal"
+            )));
+        }
+        let logger = get("logger");
+        if !["zap", "capnslog"].contains(&logger.as_str()) {
+            return Err(invalid(format!("unknown logger option {logger:?}")));
+        }
+        let log_outputs = get("log-outputs");
+        Ok(Config {
+            name,
+            data_dir,
+            listen_client_urls,
+            advertise_client_urls,
+            listen_peer_urls,
+            initial_advertise_peer_urls,
+            initial_cluster,
+            initial_cluster_token: get("initial-cluster-token"),
+            initial_cluster_state,
+            quota_backend_bytes,
+            max_request_bytes,
+            max_txn_ops,
+            auto_compaction,
+            watch_progress_notify_interval,
+            log_level,
+            logger,
+            log_outputs,
+        })
+    }
+
+    /// This member's peer URLs as listed in the initial cluster.
+    pub fn own_initial_peer_urls(&self) -> Result<&[String], ConfigError> {
+        self.initial_cluster
+            .iter()
+            .find(|(n, _)| *n == self.name)
+            .map(|(_, urls)| urls.as_slice())
+            .ok_or_else(|| {
+                invalid(format!(
+                    "couldn't find local name {:?} in the initial cluster configuration",
+                    self.name
+                ))
+            })
+    }
+}
+
+fn split_list(s: &str) -> impl Iterator<Item = &str> {
+    s.split(',').map(str::trim).filter(|p| !p.is_empty())
+}
+
+fn parse_urls(flag: &str, s: &str) -> Result<Vec<String>, ConfigError> {
+    let mut out = Vec::new();
+    for part in split_list(s) {
+        let u = Url::parse(part)
+            .map_err(|e| invalid(format!("invalid value {part:?} for flag -{flag}: {e}")))?;
+        if !matches!(u.scheme(), "http" | "https" | "unix" | "unixs") {
+            return Err(invalid(format!(
+                "invalid value {part:?} for flag -{flag}: URL scheme must be http, https, unix or unixs"
+            )));
+        }
+        if u.host_str().is_none() {
+            return Err(invalid(format!(
+                "invalid value {part:?} for flag -{flag}: URL has no host"
+            )));
+        }
+        out.push(part.to_string());
+    }
+    if out.is_empty() {
+        return Err(invalid(format!("flag -{flag} needs at least one URL")));
+    }
+    Ok(out)
+}
+
+fn parse_listen_urls(flag: &str, s: &str) -> Result<Vec<Url>, ConfigError> {
+    let mut out = Vec::new();
+    for part in parse_urls(flag, s)? {
+        let u = Url::parse(&part)
+            .map_err(|e| invalid(format!("invalid value {part:?} for flag -{flag}: {e}")))?;
+        if u.scheme() == "https" || u.scheme() == "unixs" {
+            return Err(invalid(format!(
+                "invalid value {part:?} for flag -{flag}: TLS is not supported by this build yet"
+            )));
+        }
+        if u.port_or_known_default().is_none() {
+            return Err(invalid(format!(
+                "invalid value {part:?} for flag -{flag}: URL needs a port"
+            )));
+        }
+        out.push(u);
+    }
+    Ok(out)
+}
+
+fn parse_initial_cluster(s: &str) -> Result<Vec<(String, Vec<String>)>, ConfigError> {
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    for part in split_list(s) {
+        let (name, url) = part.split_once('=').ok_or_else(|| {
+            invalid(format!(
+                "invalid value {part:?} for flag -initial-cluster: expected NAME=URL"
+            ))
+        })?;
+        let url = parse_urls("initial-cluster", url)?.remove(0);
+        match out.iter_mut().find(|(n, _)| n == name) {
+            Some((_, urls)) => urls.push(url),
+            None => out.push((name.to_string(), vec![url])),
+        }
+    }
+    Ok(out)
+}
+
+fn parse_auto_compaction(
+    mode: &str,
+    retention: &str,
+) -> Result<Option<AutoCompaction>, ConfigError> {
+    let bad = || {
+        invalid(format!(
+            "invalid value {retention:?} for flag -auto-compaction-retention (mode {mode})"
+        ))
+    };
+    match mode {
+        "periodic" => {
+            // A bare integer means hours, as in etcd.
+            let d = match retention.parse::<u64>() {
+                Ok(h) => Duration::from_secs(h * 3600),
+                Err(_) => flags::parse_duration(retention).ok_or_else(bad)?,
+            };
+            Ok((!d.is_zero()).then_some(AutoCompaction::Periodic(d)))
+        }
+        "revision" => {
+            let n: i64 = retention.parse().map_err(|_| bad())?;
+            Ok((n > 0).then_some(AutoCompaction::Revision(n)))
+        }
+        other => Err(invalid(format!(
+            "unknown auto-compaction-mode {other:?}; use periodic or revision"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(args: &[&str]) -> Result<Config, ConfigError> {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        match parse_command_line(&args, &|_| None)? {
+            Command::Run(c) => Ok(*c),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_etcds() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.name, "default");
+        assert_eq!(c.data_dir, PathBuf::from("default.etcd"));
+        assert_eq!(c.listen_client_urls[0].as_str(), "http://localhost:2379/");
+        assert_eq!(
+            c.initial_cluster,
+            vec![(
+                "default".to_string(),
+                vec!["http://localhost:2380".to_string()]
+            )]
+        );
+        assert_eq!(c.quota_backend_bytes, Some(2 * 1024 * 1024 * 1024));
+        assert_eq!(c.max_request_bytes, 1_572_864);
+        assert_eq!(c.max_txn_ops, 128);
+        assert_eq!(c.auto_compaction, None);
+    }
+
+    #[test]
+    fn name_sets_data_dir_and_initial_cluster() {
+        let c = cfg(&[
+            "--name",
+            "infra0",
+            "--initial-advertise-peer-urls",
+            "http://10.0.0.1:2380",
+        ])
+        .unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("infra0.etcd"));
+        assert_eq!(c.own_initial_peer_urls().unwrap(), ["http://10.0.0.1:2380"]);
+    }
+
+    #[test]
+    fn auto_compaction_forms() {
+        let c = cfg(&["--auto-compaction-retention", "1"]).unwrap();
+        assert_eq!(
+            c.auto_compaction,
+            Some(AutoCompaction::Periodic(Duration::from_secs(3600)))
+        );
+        let c = cfg(&[
+            "--auto-compaction-mode=revision",
+            "--auto-compaction-retention=1000",
+        ])
+        .unwrap();
+        assert_eq!(c.auto_compaction, Some(AutoCompaction::Revision(1000)));
+        assert!(cfg(&["--auto-compaction-mode=weekly"]).is_err());
+    }
+
+    #[test]
+    fn bad_urls_are_rejected_with_the_flag_name() {
+        let e = cfg(&["--listen-client-urls", "localhost:2379"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("-listen-client-urls"), "{e}");
+    }
+
+    #[test]
+    fn name_missing_from_initial_cluster() {
+        let c = cfg(&[
+            "--name",
+            "infra1",
+            "--initial-cluster",
+            "infra0=http://a:2380",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.own_initial_peer_urls().unwrap_err().to_string(),
+            "couldn't find local name \"infra1\" in the initial cluster configuration"
+        );
+    }
+}

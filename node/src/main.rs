@@ -1,0 +1,62 @@
+//! `ferrocd`: one etcd-compatible member.
+
+use ferrocd::config::{self, Command};
+use ferrocd::server::Server;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let command = match config::parse_command_line(&args, &|k| std::env::var(k).ok()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(e.exit_code());
+        }
+    };
+    let cfg = match command {
+        Command::Help => {
+            print!("{}", config::usage());
+            return;
+        }
+        Command::Version => {
+            println!("ferrocd Version: {}", ferrocd::FERROCD_VERSION);
+            println!("etcd API Version: {}", ferrocd::ETCD_VERSION);
+            return;
+        }
+        Command::Run(cfg) => *cfg,
+    };
+    ferrocd::logging::init(&cfg.log_level, &cfg.logger, &cfg.log_outputs);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ferrocd: cannot start the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = runtime.block_on(run(cfg)) {
+        tracing::error!(error = %e, "ferrocd stopped");
+        eprintln!("ferrocd: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cfg: config::Config) -> Result<(), Box<dyn std::error::Error>> {
+    let server = Server::start(cfg).await?;
+    let listeners = ferrocd::api::bind_client_urls(&server).await?;
+    ferrocd::api::serve(server, listeners, shutdown_signal()).await;
+    tracing::info!("ferrocd stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("received SIGTERM, shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("received SIGINT, shutting down"),
+    }
+}

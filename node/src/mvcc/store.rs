@@ -1,0 +1,411 @@
+//! The redb database behind a member: table definitions, opening, read views
+//! and the set of tables a write batch works on.
+
+use super::codec::{decode_record, encode_kv};
+use super::range::{self, EventKey, KeyRange, KeyRevKey, LatestKey, RangeOptions, RangeResult};
+use super::MvccError;
+use crate::proto::mvccpb::{event::EventType, Event, KeyValue};
+use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTable, Table, TableDefinition};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+pub(crate) const LATEST: TableDefinition<LatestKey, &[u8]> = TableDefinition::new("latest");
+pub(crate) const KEY_REVS: TableDefinition<KeyRevKey, ()> = TableDefinition::new("key_revs");
+pub(crate) const EVENTS: TableDefinition<EventKey, &[u8]> = TableDefinition::new("events");
+/// Counters: current revision, compacted revision, applied log index.
+pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Lease ID -> encoded `ferrocdpb.LeaseRecord`.
+pub(crate) const LEASES: TableDefinition<i64, &[u8]> = TableDefinition::new("leases");
+/// (member ID, alarm type) of every raised alarm.
+pub(crate) const ALARMS: TableDefinition<(u64, i32), ()> = TableDefinition::new("alarms");
+
+pub(crate) const META_REV: &str = "revision";
+pub(crate) const META_COMPACT_REV: &str = "compact_revision";
+pub(crate) const META_APPLIED_INDEX: &str = "applied_index";
+
+/// The database file, shared by readers and the single writer. The lock is
+/// taken exclusively only by defragmentation.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<RwLock<Database>>,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (or creates) `dir/member/db`.
+    pub fn open(dir: &Path) -> Result<Store, MvccError> {
+        let member = dir.join("member");
+        std::fs::create_dir_all(&member)?;
+        let path = member.join("db");
+        let db = Database::create(&path)?;
+        let tx = db.begin_write()?;
+        {
+            // Create every table so read transactions never meet a missing one.
+            tx.open_table(LATEST)?;
+            tx.open_table(KEY_REVS)?;
+            tx.open_table(EVENTS)?;
+            tx.open_table(META)?;
+            tx.open_table(LEASES)?;
+            tx.open_table(ALARMS)?;
+        }
+        tx.commit()?;
+        Ok(Store {
+            db: Arc::new(RwLock::new(db)),
+            path,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn db(&self) -> std::sync::RwLockReadGuard<'_, Database> {
+        // A poisoned lock only means a defragmentation panicked; the database
+        // itself stays consistent (redb is transactional).
+        self.db.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A consistent read-only snapshot of the store.
+    pub fn read(&self) -> Result<ReadView, MvccError> {
+        let tx = self.db().begin_read()?;
+        let meta = tx.open_table(META)?;
+        let rev = get_meta(&meta, META_REV)? as i64;
+        // No compaction yet reads as -1, as in etcd, so that compacting at 0 is allowed once.
+        let compact_rev = match meta.get(META_COMPACT_REV)? {
+            Some(v) => v.value() as i64,
+            None => -1,
+        };
+        let applied_index = get_meta(&meta, META_APPLIED_INDEX)?;
+        Ok(ReadView {
+            latest: tx.open_table(LATEST)?,
+            key_revs: tx.open_table(KEY_REVS)?,
+            events: tx.open_table(EVENTS)?,
+            leases: tx.open_table(LEASES)?,
+            alarms: tx.open_table(ALARMS)?,
+            rev,
+            compact_rev,
+            applied_index,
+        })
+    }
+
+    /// Runs `f` on one write transaction and commits it durably (fsync)
+    /// unless `f` fails; the caller batches many requests into one call.
+    pub fn write<T>(
+        &self,
+        f: impl FnOnce(&mut WriteTables<'_>) -> Result<T, MvccError>,
+    ) -> Result<T, MvccError> {
+        let tx = self.db().begin_write()?;
+        let out = {
+            let mut tables = WriteTables {
+                latest: tx.open_table(LATEST)?,
+                key_revs: tx.open_table(KEY_REVS)?,
+                events: tx.open_table(EVENTS)?,
+                meta: tx.open_table(META)?,
+                leases: tx.open_table(LEASES)?,
+                alarms: tx.open_table(ALARMS)?,
+            };
+            f(&mut tables)?
+        };
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Size of the database file (etcd's dbSize; the quota compares against it).
+    pub fn file_size(&self) -> u64 {
+        std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Bytes of the file holding live data (etcd's dbSizeInUse).
+    pub fn size_in_use(&self) -> Result<u64, MvccError> {
+        let tx = self.db().begin_write()?;
+        let stats = tx.stats()?;
+        let used = stats.allocated_pages() * stats.page_size() as u64;
+        tx.abort()?;
+        Ok(used)
+    }
+
+    /// Rewrites the file without free space (etcd's defragment). Waits for
+    /// in-flight transactions; blocks new ones while it runs.
+    pub fn defragment(&self) -> Result<(), MvccError> {
+        for _ in 0..200 {
+            let mut db = self.db.write().unwrap_or_else(|e| e.into_inner());
+            match db.compact() {
+                Ok(_) => return Ok(()),
+                Err(redb::CompactionError::TransactionInProgress) => {
+                    drop(db);
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(e) => return Err(MvccError::Storage(e.to_string())),
+            }
+        }
+        Err(MvccError::Storage(
+            "defragment: transactions kept the database busy".into(),
+        ))
+    }
+
+    /// Writes a consistent copy of every table into a new database file at
+    /// `dest` (the body of a Maintenance.Snapshot stream).
+    pub fn snapshot_to(&self, dest: &Path) -> Result<i64, MvccError> {
+        let view = self.read()?;
+        let out = Database::create(dest)?;
+        let tx = out.begin_write()?;
+        {
+            copy_table(&view.latest, &mut tx.open_table(LATEST)?)?;
+            copy_table(&view.key_revs, &mut tx.open_table(KEY_REVS)?)?;
+            copy_table(&view.events, &mut tx.open_table(EVENTS)?)?;
+            copy_table(&view.leases, &mut tx.open_table(LEASES)?)?;
+            copy_table(&view.alarms, &mut tx.open_table(ALARMS)?)?;
+            let mut meta = tx.open_table(META)?;
+            meta.insert(META_REV, view.rev as u64)?;
+            meta.insert(META_COMPACT_REV, view.compact_rev as u64)?;
+            meta.insert(META_APPLIED_INDEX, view.applied_index)?;
+        }
+        tx.commit()?;
+        Ok(view.rev)
+    }
+}
+
+fn copy_table<K, V>(from: &ReadOnlyTable<K, V>, to: &mut Table<'_, K, V>) -> Result<(), MvccError>
+where
+    K: redb::Key + 'static,
+    V: redb::Value + 'static,
+    for<'a> K::SelfType<'a>: std::borrow::Borrow<K::SelfType<'a>>,
+{
+    for item in from.iter()? {
+        let (k, v) = item?;
+        to.insert(k.value(), v.value())?;
+    }
+    Ok(())
+}
+
+pub(crate) fn get_meta<T: ReadableTable<&'static str, u64>>(
+    t: &T,
+    key: &str,
+) -> Result<u64, MvccError> {
+    Ok(t.get(key)?.map(|v| v.value()).unwrap_or(0))
+}
+
+/// A consistent read-only view: one redb read transaction plus the counters
+/// that were committed with it.
+pub struct ReadView {
+    latest: ReadOnlyTable<LatestKey, &'static [u8]>,
+    key_revs: ReadOnlyTable<KeyRevKey, ()>,
+    events: ReadOnlyTable<EventKey, &'static [u8]>,
+    leases: ReadOnlyTable<i64, &'static [u8]>,
+    alarms: ReadOnlyTable<(u64, i32), ()>,
+    /// The current revision in this view.
+    pub rev: i64,
+    /// The compacted revision in this view.
+    pub compact_rev: i64,
+    /// The index of the last applied log entry.
+    pub applied_index: u64,
+}
+
+impl ReadView {
+    pub fn range(&self, r: &KeyRange, opts: RangeOptions) -> Result<RangeResult, MvccError> {
+        range::range(
+            &self.latest,
+            &self.key_revs,
+            &self.events,
+            self.rev,
+            self.compact_rev,
+            r,
+            opts,
+        )
+    }
+
+    /// The key's value as of `rev`, if it existed then (a watch event's prev_kv).
+    pub fn get_at(&self, key: &[u8], rev: i64) -> Result<Option<KeyValue>, MvccError> {
+        if rev <= 0 || rev < self.compact_rev {
+            return Ok(None);
+        }
+        let r = self.range(
+            &KeyRange::Single(key.to_vec()),
+            RangeOptions {
+                rev,
+                ..Default::default()
+            },
+        );
+        match r {
+            Ok(mut r) => Ok(r.kvs.pop()),
+            Err(MvccError::Compacted | MvccError::FutureRev) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Events with main revision in `[from, to]`, oldest first, at most
+    /// `max_revs` distinct revisions. Returns the events and the revision to
+    /// continue from.
+    pub fn events(
+        &self,
+        from: i64,
+        to: i64,
+        max_revs: usize,
+    ) -> Result<(Vec<Event>, i64), MvccError> {
+        let mut out = Vec::new();
+        let mut revs = 0usize;
+        let mut last_main = 0u64;
+        let mut next = to + 1;
+        for item in self
+            .events
+            .range::<EventKey>((from.max(0) as u64, 0)..=(to.max(0) as u64, u64::MAX))?
+        {
+            let (k, v) = item?;
+            let (main, _) = k.value();
+            if main != last_main {
+                if revs == max_revs {
+                    next = main as i64;
+                    break;
+                }
+                revs += 1;
+                last_main = main;
+            }
+            let rec = decode_record(v.value())?;
+            out.push(Event {
+                r#type: if rec.tombstone {
+                    EventType::Delete as i32
+                } else {
+                    EventType::Put as i32
+                },
+                kv: Some(rec.kv),
+                prev_kv: None,
+            });
+        }
+        Ok((out, next))
+    }
+
+    /// Every lease record (ID, encoded record).
+    pub fn leases(&self) -> Result<Vec<(i64, Vec<u8>)>, MvccError> {
+        let mut out = Vec::new();
+        for item in self.leases.iter()? {
+            let (k, v) = item?;
+            out.push((k.value(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Every raised alarm: (member ID, alarm type).
+    pub fn alarms(&self) -> Result<Vec<(u64, i32)>, MvccError> {
+        let mut out = Vec::new();
+        for item in self.alarms.iter()? {
+            let (k, _) = item?;
+            out.push(k.value());
+        }
+        Ok(out)
+    }
+
+    /// Every live key with its lease, to rebuild lease attachments at start.
+    pub fn keys_with_leases(&self) -> Result<Vec<(Vec<u8>, i64)>, MvccError> {
+        let mut out = Vec::new();
+        for item in self.latest.iter()? {
+            let (k, v) = item?;
+            let kv = super::codec::decode_kv(v.value())?;
+            if kv.lease != 0 {
+                out.push((k.value().to_vec(), kv.lease));
+            }
+        }
+        Ok(out)
+    }
+
+    /// CRC-32C over the history up to `rev` (etcd's HashKV: equal on members
+    /// that applied the same log).
+    pub fn hash_kv(&self, rev: i64) -> Result<u32, MvccError> {
+        let mut h = 0u32;
+        for item in self
+            .events
+            .range::<EventKey>(..=(rev.max(0) as u64, u64::MAX))?
+        {
+            let (k, v) = item?;
+            let (main, sub) = k.value();
+            h = crc32c_append(h, &main.to_be_bytes());
+            h = crc32c_append(h, &sub.to_be_bytes());
+            h = crc32c_append(h, v.value());
+        }
+        Ok(h)
+    }
+
+    /// CRC-32C over all data (etcd's Hash).
+    pub fn hash_all(&self) -> Result<u32, MvccError> {
+        let mut h = self.hash_kv(self.rev)?;
+        for item in self.leases.iter()? {
+            let (k, v) = item?;
+            h = crc32c_append(h, &k.value().to_be_bytes());
+            h = crc32c_append(h, v.value());
+        }
+        Ok(h)
+    }
+}
+
+fn crc32c_append(crc: u32, data: &[u8]) -> u32 {
+    // crc32fast implements IEEE CRC-32; HashKV only needs to agree between
+    // ferrocd members, not with etcd's bolt-based hash.
+    let mut h = crc32fast::Hasher::new_with_initial(crc);
+    h.update(data);
+    h.finalize()
+}
+
+/// The tables one write batch works on, opened once per batch.
+pub struct WriteTables<'t> {
+    pub(crate) latest: Table<'t, LatestKey, &'static [u8]>,
+    pub(crate) key_revs: Table<'t, KeyRevKey, ()>,
+    pub(crate) events: Table<'t, EventKey, &'static [u8]>,
+    pub(crate) meta: Table<'t, &'static str, u64>,
+    pub(crate) leases: Table<'t, i64, &'static [u8]>,
+    pub(crate) alarms: Table<'t, (u64, i32), ()>,
+}
+
+impl WriteTables<'_> {
+    pub fn meta(&self, key: &str) -> Result<u64, MvccError> {
+        get_meta(&self.meta, key)
+    }
+
+    pub fn set_meta(&mut self, key: &str, value: u64) -> Result<(), MvccError> {
+        self.meta.insert(key, value)?;
+        Ok(())
+    }
+
+    pub fn put_lease(&mut self, id: i64, record: &[u8]) -> Result<(), MvccError> {
+        self.leases.insert(id, record)?;
+        Ok(())
+    }
+
+    pub fn delete_lease(&mut self, id: i64) -> Result<(), MvccError> {
+        self.leases.remove(id)?;
+        Ok(())
+    }
+
+    /// Raises an alarm; false if it was already raised.
+    pub fn raise_alarm(&mut self, member: u64, alarm: i32) -> Result<bool, MvccError> {
+        Ok(self.alarms.insert((member, alarm), ())?.is_none())
+    }
+
+    /// Clears an alarm; false if it was not raised.
+    pub fn clear_alarm(&mut self, member: u64, alarm: i32) -> Result<bool, MvccError> {
+        Ok(self.alarms.remove((member, alarm))?.is_some())
+    }
+
+    /// Reads at the current state of this write transaction.
+    pub fn range(
+        &self,
+        current_rev: i64,
+        compact_rev: i64,
+        r: &KeyRange,
+        opts: RangeOptions,
+    ) -> Result<RangeResult, MvccError> {
+        range::range(
+            &self.latest,
+            &self.key_revs,
+            &self.events,
+            current_rev,
+            compact_rev,
+            r,
+            opts,
+        )
+    }
+
+    pub(crate) fn insert_latest(&mut self, kv: &KeyValue) -> Result<(), MvccError> {
+        self.latest
+            .insert(kv.key.as_slice(), encode_kv(kv).as_slice())?;
+        Ok(())
+    }
+}
