@@ -141,7 +141,8 @@ impl Maintenance for MaintenanceService {
             if rev > v.rev {
                 return Err(MvccError::FutureRev);
             }
-            if rev < v.compact_rev {
+            // Unlike Range, etcd refuses a hash at the compacted revision itself.
+            if rev <= v.compact_rev {
                 return Err(MvccError::Compacted);
             }
             Ok((v.rev, v.compact_rev, rev, v.hash_kv(rev)?))

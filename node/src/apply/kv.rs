@@ -339,7 +339,7 @@ fn exec_read(view: &dyn KvView, t: &TxnRequest, path: &Path) -> Result<TxnRespon
         responses.push(ResponseOp { response: Some(r) });
     }
     Ok(TxnResponse {
-        header: None,
+        header: Some(ResponseHeader::default()),
         succeeded: path.succeeded,
         responses,
     })
@@ -391,7 +391,8 @@ fn exec_write(
         responses.push(ResponseOp { response: Some(r) });
     }
     Ok(TxnResponse {
-        header: None,
+        // etcd gives nested transactions an empty header.
+        header: Some(ResponseHeader::default()),
         succeeded: path.succeeded,
         responses,
     })

