@@ -75,7 +75,8 @@ impl Cluster for ClusterService {
     ) -> Result<Response<MemberListResponse>, Status> {
         require_leader(&req, &self.server)?;
         Ok(Response::new(MemberListResponse {
-            header: Some(self.server.header(self.server.hub.rev())),
+            // etcd's Cluster service headers carry no revision.
+            header: Some(self.server.header(0)),
             members: self.members(),
         }))
     }

@@ -143,7 +143,7 @@ impl WatchStream {
         let rev = self.server.hub.rev();
         let header = Some(self.server.header(rev));
         let refuse = |reason: &str| WatchResponse {
-            header: header.clone(),
+            header,
             watch_id: NO_WATCH_ID,
             created: true,
             canceled: true,

@@ -260,14 +260,12 @@ impl Applier {
         };
         let mut alarms = Vec::new();
         match AlarmAction::try_from(a.action) {
-            Ok(AlarmAction::Activate) => {
-                if a.alarm != AlarmType::None as i32 {
-                    t.raise_alarm(a.member_id, a.alarm)?;
-                    if a.alarm == AlarmType::Nospace as i32 {
-                        self.nospace = true;
-                    }
-                    alarms.push(member);
+            Ok(AlarmAction::Activate) if a.alarm != AlarmType::None as i32 => {
+                t.raise_alarm(a.member_id, a.alarm)?;
+                if a.alarm == AlarmType::Nospace as i32 {
+                    self.nospace = true;
                 }
+                alarms.push(member);
             }
             Ok(AlarmAction::Deactivate) => {
                 if t.clear_alarm(a.member_id, a.alarm)? {

@@ -143,34 +143,40 @@ where
         KeyRange::Bounded(_, e) => key_revs.range::<(&[u8], u64, u64)>(lo..(e.as_slice(), 0, 0))?,
         KeyRange::From(_) => key_revs.range::<(&[u8], u64, u64)>(lo..)?,
     };
-    let mut current: Option<(Vec<u8>, Option<(u64, u64)>)> = None;
-    let finish = |entry: Option<(Vec<u8>, Option<(u64, u64)>)>,
-                  out: &mut RangeResult|
-     -> Result<(), MvccError> {
-        if let Some((_, Some(at))) = entry {
-            if let Some(v) = events.get(at)? {
-                let rec = decode_record(v.value())?;
-                if !rec.tombstone {
-                    if want(out) {
-                        out.kvs.push(rec.kv);
-                    }
-                    out.count += 1;
+    // The key being walked and its newest version at or below `rev`.
+    struct Newest {
+        key: Vec<u8>,
+        at: Option<(u64, u64)>,
+    }
+    let finish = |n: Option<Newest>, out: &mut RangeResult| -> Result<(), MvccError> {
+        let Some(at) = n.and_then(|n| n.at) else {
+            return Ok(());
+        };
+        if let Some(v) = events.get(at)? {
+            let rec = decode_record(v.value())?;
+            if !rec.tombstone {
+                if want(out) {
+                    out.kvs.push(rec.kv);
                 }
+                out.count += 1;
             }
         }
         Ok(())
     };
+    let mut current: Option<Newest> = None;
     for item in iter {
         let (k, _) = item?;
         let (key, main, sub) = k.value();
-        let same = matches!(&current, Some((ck, _)) if ck.as_slice() == key);
-        if !same {
+        if current.as_ref().is_none_or(|c| c.key.as_slice() != key) {
             finish(current.take(), &mut out)?;
-            current = Some((key.to_vec(), None));
+            current = Some(Newest {
+                key: key.to_vec(),
+                at: None,
+            });
         }
         if main <= rev {
-            if let Some((_, best)) = current.as_mut() {
-                *best = Some((main, sub));
+            if let Some(c) = current.as_mut() {
+                c.at = Some((main, sub));
             }
         }
     }

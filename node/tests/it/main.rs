@@ -3,4 +3,6 @@
 
 mod support;
 
+mod clients;
 mod differential;
+mod etcdctl;

@@ -15,8 +15,50 @@ fn all() -> Step {
     Step::Range(range_req("\0", &[0]))
 }
 
+fn alarm(action: alarm_request::AlarmAction, alarm: AlarmType) -> Step {
+    Step::Alarm(AlarmRequest {
+        action: action as i32,
+        member_id: 1234,
+        alarm: alarm as i32,
+    })
+}
+
 pub fn cases() -> Vec<Case> {
+    use alarm_request::AlarmAction::{Activate, Deactivate, Get};
     vec![
+        case("alarm: none raised", vec![alarm(Get, AlarmType::None)]),
+        case(
+            "alarm: NOSPACE refuses writes until disarmed",
+            vec![
+                put("a", "1"),
+                Step::Grant(60, 5),
+                alarm(Activate, AlarmType::Nospace),
+                alarm(Get, AlarmType::None),
+                alarm(Get, AlarmType::Nospace),
+                put("b", "1"),
+                Step::Txn(txn(vec![], vec![op_put("c", "1")], vec![])),
+                Step::Txn(txn(vec![], vec![op_get("a")], vec![])),
+                Step::Txn(txn(vec![], vec![op_del("a", b"")], vec![])),
+                Step::Grant(60, 6),
+                Step::Revoke(5),
+                del("a"),
+                Step::Compact(2, false),
+                alarm(Deactivate, AlarmType::Nospace),
+                alarm(Deactivate, AlarmType::Nospace),
+                alarm(Get, AlarmType::None),
+                put("b", "2"),
+                all(),
+            ],
+        ),
+        case(
+            "alarm: CORRUPT is listed",
+            vec![
+                alarm(Activate, AlarmType::Corrupt),
+                alarm(Get, AlarmType::None),
+                alarm(Deactivate, AlarmType::Corrupt),
+                alarm(Get, AlarmType::None),
+            ],
+        ),
         case(
             "lease: grant with an ID",
             vec![Step::Grant(60, 100), Step::Ttl(100, true), Step::Leases],

@@ -182,7 +182,7 @@ async fn execute(m: &Member, steps: &[Step]) -> Vec<String> {
                         r
                     }),
             ),
-            Step::Alarm(req) => show(c.maintenance.alarm(req.clone()).await.map(|r| {
+            Step::Alarm(req) => show(c.maintenance.alarm(*req).await.map(|r| {
                 let mut r = r.into_inner();
                 norm_header(&mut r.header);
                 for a in &mut r.alarms {

