@@ -95,7 +95,7 @@ fn normalize(text: &str, m: &Member, dir: &Path) -> String {
             r#""(cluster_id|member_id|raft_term|ID|id|hash)":\d+"#,
             r#""$1":<N>"#,
         ),
-        (r"\b[0-9a-f]{16}\b", "<ID>"),
+        (r"\b[0-9a-f]{12,16}\b", "<ID>"),
         (r"took = [0-9.]+[µnm]?s", "took = <T>"),
         (r"remaining\(-?\d+s\)", "remaining(<T>)"),
         (r#""level":"[a-z]+","ts":[^\n]*"#, "<LOG>"),
