@@ -36,14 +36,12 @@ async fn health(State(s): State<Arc<Server>>, Query(q): Params) -> Response {
     let serializable = q.get("serializable").is_some_and(|v| v == "true");
     let (ok, reason) = check_health(&s, &excluded, serializable);
     let body = serde_json::json!({"health": ok.to_string(), "reason": reason}).to_string();
-    json(
-        if ok {
-            StatusCode::OK
-        } else {
-            StatusCode::SERVICE_UNAVAILABLE
-        },
-        body,
-    )
+    if ok {
+        json(StatusCode::OK, body)
+    } else {
+        // etcd answers failures through Go's http.Error, which adds a newline.
+        json(StatusCode::SERVICE_UNAVAILABLE, body + "\n")
+    }
 }
 
 fn check_health(s: &Server, excluded_alarms: &[String], serializable: bool) -> (bool, String) {

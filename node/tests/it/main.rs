@@ -3,6 +3,9 @@
 
 mod support;
 
+mod cli;
 mod clients;
+mod crash;
 mod differential;
 mod etcdctl;
+mod http;
