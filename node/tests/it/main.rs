@@ -9,3 +9,4 @@ mod crash;
 mod differential;
 mod etcdctl;
 mod http;
+mod watch;

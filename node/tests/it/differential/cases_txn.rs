@@ -171,6 +171,70 @@ pub fn cases() -> Vec<Case> {
         ),
     ));
 
+    // kube-apiserver's compactor: a txn on compact_rev_key's version, then Compact.
+    let kube_compact = |version: i64| {
+        Step::Txn(txn(
+            vec![cmp(
+                "compact_rev_key",
+                T::Version,
+                R::Equal,
+                U::Version(version),
+            )],
+            vec![op_put("compact_rev_key", "5")],
+            vec![op_get("compact_rev_key")],
+        ))
+    };
+    v.push(case(
+        "txn: kube compaction driven by compact_rev_key",
+        vec![
+            put("/registry/a", "1"),
+            put("/registry/a", "2"),
+            put("/registry/b", "1"),
+            kube_compact(0),
+            Step::Compact(4, false),
+            kube_compact(0),
+            kube_compact(1),
+            Step::Compact(5, false),
+            Step::Range(range_req("/registry/", &prefix_end("/registry/"))),
+            Step::Range(RangeRequest {
+                revision: 4,
+                ..range_req("/registry/", &prefix_end("/registry/"))
+            }),
+        ],
+    ));
+    // kube-apiserver's paged LIST: limit, then continue after the last key at the first page's revision.
+    let page = |start: &str, rev: i64| {
+        Step::Range(RangeRequest {
+            limit: 2,
+            revision: rev,
+            ..range_req(start, &prefix_end("/registry/pods/"))
+        })
+    };
+    v.push(case(
+        "txn: kube paged list at a fixed revision while writes go on",
+        vec![
+            put("/registry/pods/a", "1"),
+            put("/registry/pods/b", "1"),
+            put("/registry/pods/c", "1"),
+            put("/registry/pods/d", "1"),
+            put("/registry/pods/e", "1"),
+            page("/registry/pods/", 0),
+            put("/registry/pods/b", "2"),
+            del("/registry/pods/d"),
+            page("/registry/pods/b\0", 6),
+            page("/registry/pods/d\0", 6),
+            Step::Range(RangeRequest {
+                count_only: true,
+                ..range_req("/registry/pods/", &prefix_end("/registry/pods/"))
+            }),
+            Step::Range(RangeRequest {
+                count_only: true,
+                revision: 6,
+                ..range_req("/registry/pods/", &prefix_end("/registry/pods/"))
+            }),
+        ],
+    ));
+
     // Reads inside a write txn see earlier ops; one revision for all writes.
     v.push(seeded(
         "txn: read your own writes, one revision".into(),

@@ -333,6 +333,37 @@ pub fn cases() -> Vec<Case> {
             ],
         ),
         case(
+            "watch: kube-style watch from a revision with prev_kv and a progress request",
+            with(
+                history(),
+                vec![
+                    watch_create(WatchCreateRequest {
+                        start_revision: 4,
+                        prev_kv: true,
+                        progress_notify: true,
+                        range_end: prefix_end(""),
+                        ..watch_key("")
+                    }),
+                    Step::WatchRecv(2),
+                    watch_progress(),
+                    Step::WatchRecv(1),
+                    put("a", "4"),
+                    Step::WatchRecv(1),
+                    watch_progress(),
+                    Step::WatchRecv(1),
+                ],
+            ),
+        ),
+        case(
+            "watch: many watchers on one stream",
+            (0..20)
+                .map(|i| watch_create(watch_key(&format!("k{i:02}"))))
+                .chain([Step::WatchRecv(20)])
+                .chain((0..20).map(|i| put(&format!("k{i:02}"), "v")))
+                .chain([Step::WatchRecv(20)])
+                .collect(),
+        ),
+        case(
             "watch: two watchers on the same key",
             vec![
                 watch_create(watch_key("a")),
