@@ -12,6 +12,14 @@ use std::time::Duration;
 
 const WRITERS: usize = 8;
 
+/// A write the server acknowledged, with the revision it was acknowledged at.
+#[derive(Clone)]
+struct Acked {
+    key: Vec<u8>,
+    value: Vec<u8>,
+    rev: i64,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_during_concurrent_writes_loses_no_acknowledged_write() {
     let mut m = tokio::task::spawn_blocking(|| Member::start(Kind::Ferrocd, &[]))
@@ -29,7 +37,7 @@ async fn kill_9_during_concurrent_writes_loses_no_acknowledged_write() {
     let mut total = 0;
     let mut max_rev = 0;
     for round in 0..3 {
-        let acked: Arc<Mutex<Vec<(Vec<u8>, Vec<u8>, i64)>>> = Arc::default();
+        let acked: Arc<Mutex<Vec<Acked>>> = Arc::default();
         let mut writers = Vec::new();
         for w in 0..WRITERS {
             let acked = acked.clone();
@@ -46,7 +54,7 @@ async fn kill_9_during_concurrent_writes_loses_no_acknowledged_write() {
                     match c.kv.put(put).await {
                         Ok(r) => {
                             let rev = r.into_inner().header.expect("header").revision;
-                            acked.lock().unwrap().push((key, value, rev));
+                            acked.lock().unwrap().push(Acked { key, value, rev });
                         }
                         Err(_) => break,
                     }
@@ -71,7 +79,7 @@ async fn kill_9_during_concurrent_writes_loses_no_acknowledged_write() {
             "round {round}: only {} writes acknowledged before the kill",
             acked.len()
         );
-        for (key, value, rev) in &acked {
+        for Acked { key, value, rev } in &acked {
             let got =
                 c.kv.range(RangeRequest {
                     key: key.clone(),
