@@ -181,3 +181,52 @@ pub fn compact(
     }
     Ok(removed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mvcc::Store;
+
+    fn versions(store: &Store) -> usize {
+        let view = store.read().unwrap();
+        view.events(0, view.rev, usize::MAX).unwrap().0.len()
+    }
+
+    #[test]
+    fn compaction_removes_superseded_versions_and_tombstones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        // rev 2..4: a three times; 5: delete a; 6: b.
+        let mut rev = 1;
+        for step in 0..5 {
+            store
+                .write(|t| {
+                    let mut w = TxnWrite::new(t, rev, -1);
+                    match step {
+                        0..=2 => {
+                            w.put(b"a", &[step as u8], 0)?;
+                        }
+                        3 => {
+                            w.delete_range(&KeyRange::Single(b"a".to_vec()))?;
+                        }
+                        _ => {
+                            w.put(b"b", b"1", 0)?;
+                        }
+                    }
+                    rev = w.finish().0;
+                    t.set_meta(crate::mvcc::store::META_REV, rev as u64)
+                })
+                .unwrap();
+        }
+        assert_eq!(versions(&store), 5, "history is kept until compaction");
+        // Compacting at 4 keeps a's version at 4 (live then) and drops 2 and 3.
+        store.write(|t| compact(t, -1, 4).map(|_| ())).unwrap();
+        assert_eq!(versions(&store), 3);
+        // Compacting at 6 drops a's last version and its tombstone; b stays.
+        store.write(|t| compact(t, 4, 6).map(|_| ())).unwrap();
+        let view = store.read().unwrap();
+        let (left, _) = view.events(0, view.rev, usize::MAX).unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].kv.as_ref().unwrap().key, b"b");
+    }
+}

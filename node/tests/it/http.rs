@@ -283,3 +283,45 @@ async fn oversized_and_invalid_requests_are_refused_and_lose_nothing() {
         "refused requests made no revision"
     );
 }
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("metric {name} missing"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writes_share_commits() {
+    let m = tokio::task::spawn_blocking(|| Member::start(Kind::Ferrocd, &[]))
+        .await
+        .unwrap();
+    let (_, before) = http_get(&m.endpoint(), "/metrics").unwrap();
+    let mut tasks = Vec::new();
+    for t in 0..64 {
+        let mut c = Client::connect(&m.endpoint()).await;
+        tasks.push(tokio::spawn(async move {
+            for i in 0..20 {
+                let put = PutRequest {
+                    key: format!("g/{t}/{i}").into_bytes(),
+                    value: b"v".to_vec(),
+                    ..Default::default()
+                };
+                c.kv.put(put).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let (_, after) = http_get(&m.endpoint(), "/metrics").unwrap();
+    let fsyncs = metric(&after, "etcd_disk_wal_fsync_duration_seconds_count")
+        - metric(&before, "etcd_disk_wal_fsync_duration_seconds_count");
+    let writes = metric(&after, "etcd_server_proposals_committed_total")
+        - metric(&before, "etcd_server_proposals_committed_total");
+    assert_eq!(writes, 64.0 * 20.0);
+    eprintln!("group commit: {writes} writes in {fsyncs} commits");
+    assert!(
+        fsyncs < writes / 2.0,
+        "{writes} writes took {fsyncs} commits: no group commit"
+    );
+}
