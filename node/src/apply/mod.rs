@@ -271,9 +271,8 @@ impl Applier {
                 if t.clear_alarm(a.member_id, a.alarm)? {
                     alarms.push(member);
                 }
-                if a.alarm == AlarmType::Nospace as i32 {
-                    self.nospace = false;
-                }
+                // Writes stay refused while any member still has NOSPACE raised.
+                self.nospace = t.has_alarm(AlarmType::Nospace as i32)?;
             }
             _ => {}
         }

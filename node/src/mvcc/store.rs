@@ -383,6 +383,16 @@ impl WriteTables<'_> {
         Ok(self.alarms.insert((member, alarm), ())?.is_none())
     }
 
+    /// True when any member has this alarm raised.
+    pub fn has_alarm(&self, alarm: i32) -> Result<bool, MvccError> {
+        for item in self.alarms.iter()? {
+            if item?.0.value().1 == alarm {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Clears an alarm; false if it was not raised.
     pub fn clear_alarm(&mut self, member: u64, alarm: i32) -> Result<bool, MvccError> {
         Ok(self.alarms.remove((member, alarm))?.is_some())

@@ -94,7 +94,7 @@ impl Server {
             applied_index.clone(),
         );
         let server = Arc::new(Server {
-            lease_ids: AtomicU64::new(lease_id_seed(identity.member_id)),
+            lease_ids: AtomicU64::new(lease_id_seed()),
             identity,
             config,
             store,
@@ -217,7 +217,7 @@ impl Server {
     }
 }
 
-fn lease_id_seed(_member_id: u64) -> u64 {
+fn lease_id_seed() -> u64 {
     let ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
