@@ -330,5 +330,6 @@ fn the_differential_suite_has_at_least_150_cases() {
         + cases_txn::cases().len()
         + cases_watch::cases().len()
         + cases_lease::cases().len();
+    eprintln!("differential cases: {n}");
     assert!(n >= 150, "only {n} differential cases");
 }
