@@ -14,6 +14,7 @@ pub mod logging;
 pub mod metrics;
 pub mod mvcc;
 pub mod proto;
+pub mod raft;
 pub mod server;
 pub mod watch;
 

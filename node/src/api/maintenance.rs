@@ -169,7 +169,7 @@ impl Maintenance for MaintenanceService {
             let path = dir.join(format!("snapshot-{}.tmp", std::process::id()));
             let result = store
                 .snapshot_to(&path)
-                .and_then(|rev| Ok((rev, std::fs::read(&path)?)));
+                .and_then(|view| Ok((view.rev, std::fs::read(&path)?)));
             let _ = std::fs::remove_file(&path);
             result
         })

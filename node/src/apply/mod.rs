@@ -49,11 +49,19 @@ pub enum Response {
     Alarm(AlarmResponse),
 }
 
-/// What a batch produced: one result per entry, and the events of each new
-/// revision in order.
+/// One log entry to apply: its index, and the request (none for entries
+/// that only the log layer interprets, such as membership changes).
+#[derive(Debug, Clone)]
+pub struct LogEntry {
+    pub index: u64,
+    pub request: Option<InternalRequest>,
+}
+
+/// What a batch produced: one result per entry (none where the entry held
+/// no request), and the events of each new revision in order.
 #[derive(Debug, Default)]
 pub struct Applied {
-    pub results: Vec<Result<Response, ApplyError>>,
+    pub results: Vec<Option<Result<Response, ApplyError>>>,
     pub events: Vec<(i64, Vec<Event>)>,
 }
 
@@ -100,24 +108,34 @@ impl Applier {
         self.applied_index
     }
 
-    /// Applies `entries` in order in one durable transaction. An `Err` means
-    /// storage failed and nothing of the batch was applied.
-    pub fn apply_batch(&mut self, entries: &[InternalRequest]) -> Result<Applied, MvccError> {
+    /// Applies `entries` in order in one durable transaction, together with
+    /// whatever `also` writes (the raft layer records its applied state
+    /// there). An `Err` means storage failed and nothing was applied.
+    pub fn apply_batch(
+        &mut self,
+        entries: &[LogEntry],
+        also: impl FnOnce(&mut WriteTables<'_>) -> Result<(), MvccError>,
+    ) -> Result<Applied, MvccError> {
         let store = self.store.clone();
         let saved = (self.rev, self.compact_rev, self.applied_index, self.nospace);
         let result = store.write(|t| {
             let mut out = Applied::default();
             for entry in entries {
-                self.applied_index += 1;
-                let r = self.apply_one(t, entry, &mut out.events);
+                self.applied_index = entry.index;
+                let Some(request) = &entry.request else {
+                    out.results.push(None);
+                    continue;
+                };
+                let r = self.apply_one(t, request, &mut out.events);
                 if let Err(ApplyError::Mvcc(MvccError::Storage(e))) = r {
                     return Err(MvccError::Storage(e));
                 }
-                out.results.push(r);
+                out.results.push(Some(r));
             }
             t.set_meta(META_REV, self.rev as u64)?;
             t.set_meta(META_COMPACT_REV, self.compact_rev as u64)?;
             t.set_meta(META_APPLIED_INDEX, self.applied_index)?;
+            also(t)?;
             Ok(out)
         });
         if result.is_err() {

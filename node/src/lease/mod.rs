@@ -64,6 +64,13 @@ impl Lessor {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Forgets every lease (before the table is rebuilt from a snapshot).
+    pub fn clear(&self) {
+        let mut inner = self.inner();
+        inner.leases.clear();
+        inner.revoking.clear();
+    }
+
     /// The TTL a grant of `ttl` ends up with.
     pub fn effective_ttl(&self, ttl: i64) -> i64 {
         ttl.max(self.min_ttl)

@@ -18,6 +18,9 @@ pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta")
 pub(crate) const LEASES: TableDefinition<i64, &[u8]> = TableDefinition::new("leases");
 /// (member ID, alarm type) of every raised alarm.
 pub(crate) const ALARMS: TableDefinition<(u64, i32), ()> = TableDefinition::new("alarms");
+/// Opaque state of the layers above, written atomically with what they apply
+/// (the raft layer's last applied log ID and membership).
+pub(crate) const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("state");
 
 pub(crate) const META_REV: &str = "revision";
 pub(crate) const META_COMPACT_REV: &str = "compact_revision";
@@ -51,6 +54,7 @@ impl Store {
             }
             tx.open_table(LEASES)?;
             tx.open_table(ALARMS)?;
+            tx.open_table(STATE)?;
         }
         tx.commit()?;
         Ok(Store {
@@ -81,11 +85,13 @@ impl Store {
         };
         let applied_index = get_meta(&meta, META_APPLIED_INDEX)?;
         Ok(ReadView {
+            meta,
             latest: tx.open_table(LATEST)?,
             key_revs: tx.open_table(KEY_REVS)?,
             events: tx.open_table(EVENTS)?,
             leases: tx.open_table(LEASES)?,
             alarms: tx.open_table(ALARMS)?,
+            state: tx.open_table(STATE)?,
             rev,
             compact_rev,
             applied_index,
@@ -107,6 +113,7 @@ impl Store {
                 meta: tx.open_table(META)?,
                 leases: tx.open_table(LEASES)?,
                 alarms: tx.open_table(ALARMS)?,
+                state: tx.open_table(STATE)?,
             };
             f(&mut tables)?
         };
@@ -148,8 +155,8 @@ impl Store {
     }
 
     /// Writes a consistent copy of every table into a new database file at
-    /// `dest` (the body of a Maintenance.Snapshot stream).
-    pub fn snapshot_to(&self, dest: &Path) -> Result<i64, MvccError> {
+    /// `dest` (a Maintenance.Snapshot body, or a raft snapshot).
+    pub fn snapshot_to(&self, dest: &Path) -> Result<ReadView, MvccError> {
         let view = self.read()?;
         let out = Database::create(dest)?;
         let tx = out.begin_write()?;
@@ -157,16 +164,45 @@ impl Store {
             copy_table(&view.latest, &mut tx.open_table(LATEST)?)?;
             copy_table(&view.key_revs, &mut tx.open_table(KEY_REVS)?)?;
             copy_table(&view.events, &mut tx.open_table(EVENTS)?)?;
+            copy_table(&view.meta, &mut tx.open_table(META)?)?;
             copy_table(&view.leases, &mut tx.open_table(LEASES)?)?;
             copy_table(&view.alarms, &mut tx.open_table(ALARMS)?)?;
-            let mut meta = tx.open_table(META)?;
-            meta.insert(META_REV, view.rev as u64)?;
-            meta.insert(META_COMPACT_REV, view.compact_rev as u64)?;
-            meta.insert(META_APPLIED_INDEX, view.applied_index)?;
+            copy_table(&view.state, &mut tx.open_table(STATE)?)?;
         }
         tx.commit()?;
-        Ok(view.rev)
+        Ok(view)
     }
+
+    /// Replaces every table's content with a snapshot file's (raft snapshot install).
+    pub fn restore_from(&self, src: &Path) -> Result<(), MvccError> {
+        let snap = Database::open(src)?;
+        let from = snap.begin_read()?;
+        let tx = self.db().begin_write()?;
+        {
+            replace_table(&from.open_table(LATEST)?, &mut tx.open_table(LATEST)?)?;
+            replace_table(&from.open_table(KEY_REVS)?, &mut tx.open_table(KEY_REVS)?)?;
+            replace_table(&from.open_table(EVENTS)?, &mut tx.open_table(EVENTS)?)?;
+            replace_table(&from.open_table(META)?, &mut tx.open_table(META)?)?;
+            replace_table(&from.open_table(LEASES)?, &mut tx.open_table(LEASES)?)?;
+            replace_table(&from.open_table(ALARMS)?, &mut tx.open_table(ALARMS)?)?;
+            replace_table(&from.open_table(STATE)?, &mut tx.open_table(STATE)?)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+fn replace_table<K, V>(
+    from: &ReadOnlyTable<K, V>,
+    to: &mut Table<'_, K, V>,
+) -> Result<(), MvccError>
+where
+    K: redb::Key + 'static,
+    V: redb::Value + 'static,
+    for<'a> K::SelfType<'a>: std::borrow::Borrow<K::SelfType<'a>>,
+{
+    to.retain(|_, _| false)?;
+    copy_table(from, to)
 }
 
 fn copy_table<K, V>(from: &ReadOnlyTable<K, V>, to: &mut Table<'_, K, V>) -> Result<(), MvccError>
@@ -197,6 +233,8 @@ pub struct ReadView {
     events: ReadOnlyTable<EventKey, &'static [u8]>,
     leases: ReadOnlyTable<i64, &'static [u8]>,
     alarms: ReadOnlyTable<(u64, i32), ()>,
+    state: ReadOnlyTable<&'static str, &'static [u8]>,
+    meta: ReadOnlyTable<&'static str, u64>,
     /// The current revision in this view.
     pub rev: i64,
     /// The compacted revision in this view.
@@ -278,6 +316,11 @@ impl ReadView {
         Ok((out, next))
     }
 
+    /// A value the layers above stored with [`WriteTables::set_state`].
+    pub fn state(&self, key: &str) -> Result<Option<Vec<u8>>, MvccError> {
+        Ok(self.state.get(key)?.map(|v| v.value().to_vec()))
+    }
+
     /// Every lease record (ID, encoded record).
     pub fn leases(&self) -> Result<Vec<(i64, Vec<u8>)>, MvccError> {
         let mut out = Vec::new();
@@ -356,6 +399,7 @@ pub struct WriteTables<'t> {
     pub(crate) meta: Table<'t, &'static str, u64>,
     pub(crate) leases: Table<'t, i64, &'static [u8]>,
     pub(crate) alarms: Table<'t, (u64, i32), ()>,
+    pub(crate) state: Table<'t, &'static str, &'static [u8]>,
 }
 
 impl WriteTables<'_> {
@@ -365,6 +409,11 @@ impl WriteTables<'_> {
 
     pub fn set_meta(&mut self, key: &str, value: u64) -> Result<(), MvccError> {
         self.meta.insert(key, value)?;
+        Ok(())
+    }
+
+    pub fn set_state(&mut self, key: &str, value: &[u8]) -> Result<(), MvccError> {
+        self.state.insert(key, value)?;
         Ok(())
     }
 

@@ -2,7 +2,7 @@
 //! previous batch, so many concurrent writes share one transaction and one
 //! fsync (group commit). With replication, this queue becomes the raft log.
 
-use crate::apply::{Applier, ApplyError, Response};
+use crate::apply::{Applier, ApplyError, LogEntry, Response};
 use crate::metrics::Metrics;
 use crate::mvcc::MvccError;
 use crate::proto::ferrocdpb::InternalRequest;
@@ -45,18 +45,29 @@ pub(super) fn spawn_apply_loop(
                     }
                 }
                 let started = Instant::now();
-                match applier.apply_batch(&entries) {
+                let first = applier.applied_index() + 1;
+                let log: Vec<LogEntry> = entries
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, e)| LogEntry {
+                        index: first + i as u64,
+                        request: Some(e),
+                    })
+                    .collect();
+                match applier.apply_batch(&log, |_| Ok(())) {
                     Ok(applied) => {
                         let secs = started.elapsed().as_secs_f64();
                         metrics.wal_fsync.observe(secs);
                         metrics.backend_commit.observe(secs);
-                        let n = entries.len() as u64;
+                        let n = log.len() as u64;
                         metrics.proposals_committed.fetch_add(n, Ordering::Relaxed);
                         metrics.proposals_applied.fetch_add(n, Ordering::Relaxed);
                         applied_index.store(applier.applied_index(), Ordering::Release);
                         hub.notify(&applied.events);
                         for (reply, result) in replies.into_iter().zip(applied.results) {
-                            let _ = reply.send(result);
+                            if let Some(result) = result {
+                                let _ = reply.send(result);
+                            }
                         }
                     }
                     Err(e) => {

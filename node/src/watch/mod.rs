@@ -160,6 +160,20 @@ impl WatchHub {
         WatchHandle { key, canceled }
     }
 
+    /// The store was replaced (a raft snapshot was installed): publish its
+    /// revision; watchers behind it catch up from the new history, or learn
+    /// that their revision was compacted.
+    pub fn reset(self: &Arc<Self>, rev: i64) {
+        let mut inner = self.lock();
+        inner.rev = rev;
+        let keys: Vec<u64> = inner.synced.keys().copied().collect();
+        for key in keys {
+            if let Some(w) = inner.remove(key) {
+                self.spawn_catch_up(key, w);
+            }
+        }
+    }
+
     pub fn cancel(&self, h: &WatchHandle) {
         h.canceled.store(true, Ordering::SeqCst);
         self.lock().remove(h.key);

@@ -1,0 +1,98 @@
+//! Replication with openraft: the type configuration, the raft log kept in
+//! its own redb file (etcd's WAL), and the state machine that feeds committed
+//! entries to [`crate::apply::Applier`].
+
+// openraft's storage traits require its (large) StorageError; the helpers share it.
+#![allow(clippy::result_large_err)]
+
+pub mod log_store;
+pub mod state_machine;
+
+pub use log_store::LogStore;
+pub use state_machine::StateMachine;
+
+use serde::{Deserialize, Serialize};
+use std::io::Cursor;
+
+/// One client write as it travels through the log.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Command {
+    /// Chosen by the proposing member; its waiter gets the apply result.
+    pub id: u64,
+    /// A prost-encoded `ferrocdpb.InternalRequest`.
+    pub entry: Vec<u8>,
+}
+
+/// What openraft knows about a member: etcd's member attributes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    pub name: String,
+    pub peer_urls: Vec<String>,
+    pub client_urls: Vec<String>,
+}
+
+openraft::declare_raft_types!(
+    /// ferrocd's raft types: etcd member IDs, etcd member attributes.
+    pub TypeConfig:
+        D = Command,
+        R = (),
+        NodeId = u64,
+        Node = MemberInfo,
+        SnapshotData = Cursor<Vec<u8>>,
+);
+
+pub type Entry = openraft::Entry<TypeConfig>;
+pub type LogId = openraft::LogId<u64>;
+pub type Vote = openraft::Vote<u64>;
+pub type StorageError = openraft::StorageError<u64>;
+pub type StoredMembership = openraft::StoredMembership<u64, MemberInfo>;
+pub type SnapshotMeta = openraft::SnapshotMeta<u64, MemberInfo>;
+
+/// Storage failures as openraft wants them: they stop the raft node.
+pub(crate) fn io_error(
+    subject: openraft::ErrorSubject<u64>,
+    verb: openraft::ErrorVerb,
+    e: impl std::fmt::Display,
+) -> StorageError {
+    openraft::StorageError::from_io_error(subject, verb, std::io::Error::other(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lease::Lessor;
+    use crate::mvcc::Store;
+    use crate::watch::WatchHub;
+    use openraft::testing::{StoreBuilder, Suite};
+    use std::sync::atomic::AtomicU64;
+    use std::sync::Arc;
+
+    struct Builder;
+
+    impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Builder {
+        async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError> {
+            let dir = tempfile::tempdir().map_err(|e| {
+                io_error(openraft::ErrorSubject::Store, openraft::ErrorVerb::Write, e)
+            })?;
+            let store = Store::open(dir.path()).map_err(|e| {
+                io_error(openraft::ErrorSubject::Store, openraft::ErrorVerb::Write, e)
+            })?;
+            let log = LogStore::open(dir.path())?;
+            let hub = WatchHub::new(store.clone(), 1, tokio::runtime::Handle::current());
+            let sm = StateMachine::open(
+                store,
+                Arc::new(Lessor::new(2)),
+                hub,
+                Arc::default(),
+                Arc::new(AtomicU64::new(0)),
+                dir.path().to_path_buf(),
+            )?;
+            Ok((dir, log, sm))
+        }
+    }
+
+    #[test]
+    fn openraft_storage_suite() -> Result<(), StorageError> {
+        Suite::test_all(Builder)
+    }
+}
