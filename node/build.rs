@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/etcd/api/authpb/auth.proto",
         "proto/etcd/api/etcdserverpb/rpc.proto",
         "proto/ferrocd/internal.proto",
+        "proto/ferrocd/peer.proto",
     ];
     tonic_prost_build::configure()
         .build_server(true)

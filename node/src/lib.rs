@@ -13,6 +13,7 @@ pub mod lease;
 pub mod logging;
 pub mod metrics;
 pub mod mvcc;
+pub mod peer;
 pub mod proto;
 pub mod raft;
 pub mod server;

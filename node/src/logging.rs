@@ -8,7 +8,9 @@ pub fn init(level: &str, logger: &str, outputs: &str) {
         "panic" | "fatal" => "error",
         l => l,
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    // openraft narrates every step at info; its warnings and errors are what an operator needs.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("{level},openraft=warn")));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     let to_stdout = outputs == "stdout";
     let result = match (logger, to_stdout) {

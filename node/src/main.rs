@@ -45,7 +45,8 @@ fn main() {
 async fn run(cfg: config::Config) -> Result<(), Box<dyn std::error::Error>> {
     let server = Server::start(cfg).await?;
     let listeners = ferrocd::api::bind_client_urls(&server).await?;
-    ferrocd::api::serve(server, listeners, shutdown_signal()).await;
+    ferrocd::api::serve(server.clone(), listeners, shutdown_signal()).await;
+    server.shutdown().await;
     tracing::info!("ferrocd stopped");
     Ok(())
 }

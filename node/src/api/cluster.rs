@@ -1,6 +1,7 @@
-//! The Cluster service for a single member. Membership changes need
-//! replication; until then they answer Unimplemented, except where etcd's
-//! own checks already decide (unknown member, promoting a voter).
+//! The Cluster service: the raft membership with the attributes members
+//! published. Runtime membership changes are not wired yet: they answer
+//! Unimplemented, except where etcd's own checks already decide (unknown
+//! member, promoting a voter).
 
 use super::error;
 use super::require_leader;
@@ -19,18 +20,21 @@ pub struct ClusterService {
 
 impl ClusterService {
     fn members(&self) -> Vec<Member> {
-        let id = &self.server.identity;
-        vec![Member {
-            id: id.member_id,
-            name: id.name.clone(),
-            peer_ur_ls: id.peer_urls.clone(),
-            client_ur_ls: id.client_urls.clone(),
-            is_learner: false,
-        }]
+        self.server
+            .members()
+            .into_iter()
+            .map(|m| Member {
+                id: m.id,
+                name: m.name,
+                peer_ur_ls: m.peer_urls,
+                client_ur_ls: m.client_urls,
+                is_learner: m.is_learner,
+            })
+            .collect()
     }
 
     fn known(&self, id: u64) -> Result<(), Status> {
-        if id == self.server.identity.member_id {
+        if self.server.members().iter().any(|m| m.id == id) {
             Ok(())
         } else {
             Err(error::member_not_found())

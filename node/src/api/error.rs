@@ -46,6 +46,12 @@ pub fn bad_leader_transferee() -> Status {
 pub fn no_leader() -> Status {
     etcd(Code::Unavailable, "no leader")
 }
+pub fn not_leader() -> Status {
+    etcd(Code::FailedPrecondition, "not leader")
+}
+pub fn timeout() -> Status {
+    etcd(Code::Unavailable, "request timed out")
+}
 
 /// An RPC this build does not serve, with the reason.
 pub fn unimplemented(what: &str) -> Status {
@@ -58,6 +64,10 @@ pub fn status(e: ServerError) -> Status {
         ServerError::RequestTooLarge => etcd(Code::InvalidArgument, "request is too large"),
         ServerError::Stopped => etcd(Code::Unavailable, "server stopped"),
         ServerError::NoLeader => no_leader(),
+        ServerError::Timeout => timeout(),
+        ServerError::NotLeader(_) => not_leader(),
+        ServerError::Remote { code, message } => Status::new(Code::from_i32(code), message),
+        ServerError::Membership(m) => Status::failed_precondition(m),
         ServerError::Config(m) => Status::internal(m),
     }
 }

@@ -92,6 +92,7 @@ impl Kv for KvService {
             .txn_total
             .fetch_add(1, Ordering::Relaxed);
         if kv::is_read_only(&r) {
+            self.server.linearizable_read().await?;
             let view = self.server.read()?;
             let mut resp = kv::txn_read_only(&view, &r).map_err(|e| status(e.into()))?;
             self.server.fill(&mut resp.header);

@@ -87,18 +87,21 @@ impl Maintenance for MaintenanceService {
             .map(|(member_id, alarm)| alarm_text(&AlarmMember { member_id, alarm }))
             .collect();
         let s = &self.server;
-        let index = s.applied_index();
+        let mut errors: Vec<String> = errors;
+        if !s.has_leader() {
+            errors.insert(0, "etcdserver: no leader".to_string());
+        }
         Ok(Response::new(StatusResponse {
             header: Some(s.header(view_rev)),
             version: crate::ETCD_VERSION.to_string(),
             db_size: s.store.file_size() as i64,
             leader: s.leader_id(),
-            raft_index: index,
+            raft_index: s.raft_index(),
             raft_term: s.raft_term(),
-            raft_applied_index: index,
+            raft_applied_index: s.applied_index(),
             errors,
             db_size_in_use: in_use as i64,
-            is_learner: false,
+            is_learner: s.is_learner(),
         }))
     }
 
@@ -200,8 +203,19 @@ impl Maintenance for MaintenanceService {
         req: Request<MoveLeaderRequest>,
     ) -> Result<Response<MoveLeaderResponse>, Status> {
         require_leader(&req, &self.server)?;
-        if req.into_inner().target_id != self.server.identity.member_id {
+        let target = req.into_inner().target_id;
+        if !self
+            .server
+            .members()
+            .iter()
+            .any(|m| m.id == target && !m.is_learner)
+        {
             return Err(error::bad_leader_transferee());
+        }
+        if target != self.server.leader_id() {
+            return Err(error::unimplemented(
+                "moving leadership is not supported yet",
+            ));
         }
         Ok(Response::new(MoveLeaderResponse {
             header: Some(self.server.header(self.server.hub.rev())),

@@ -94,34 +94,37 @@ pub fn routes(server: &Arc<Server>) -> Routes {
 pub async fn bind_client_urls(server: &Server) -> Result<Vec<TcpListener>, ServeError> {
     let mut out = Vec::new();
     for url in &server.config.listen_client_urls {
-        if url.scheme() != "http" {
-            return Err(ServeError::Scheme(url.to_string()));
-        }
-        let host = url
-            .host_str()
-            .unwrap_or("localhost")
-            .trim_matches(['[', ']']);
-        let port = url.port_or_known_default().unwrap_or(2379);
-        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
-            .await
-            .map_err(|_| ServeError::Resolve(url.to_string()))?
-            .collect();
-        // Like Go's net.Listen, prefer the IPv4 address of a name.
-        let addr = addrs
-            .iter()
-            .find(|a| a.is_ipv4())
-            .or(addrs.first())
-            .copied()
-            .ok_or_else(|| ServeError::Resolve(url.to_string()))?;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| ServeError::Bind {
-                addr: addr.to_string(),
-                source,
-            })?;
-        out.push(listener);
+        out.push(bind_url(url).await?);
     }
     Ok(out)
+}
+
+/// Binds a listen URL; a host name is resolved, preferring IPv4 as Go's net.Listen does.
+pub async fn bind_url(url: &url::Url) -> Result<TcpListener, ServeError> {
+    if url.scheme() != "http" {
+        return Err(ServeError::Scheme(url.to_string()));
+    }
+    let host = url
+        .host_str()
+        .unwrap_or("localhost")
+        .trim_matches(['[', ']']);
+    let port = url.port_or_known_default().unwrap_or(2379);
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|_| ServeError::Resolve(url.to_string()))?
+        .collect();
+    let addr = addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| ServeError::Resolve(url.to_string()))?;
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: addr.to_string(),
+            source,
+        })
 }
 
 /// Serves the API on the listeners until `shutdown` resolves.

@@ -14,7 +14,10 @@ use crate::proto::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeResponse, LeaseGrantRequest,
     LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, PutResponse, TxnResponse,
 };
-use crate::proto::ferrocdpb::{internal_request::Request, InternalRequest, LeaseRecord};
+use crate::proto::ferrocdpb::{
+    apply_result, internal_request::Request, ApplyResult, InternalRequest, LeaseRecord,
+    MemberAttributes,
+};
 use crate::proto::mvccpb::Event;
 use kv::header;
 use prost::Message;
@@ -47,6 +50,48 @@ pub enum Response {
     LeaseGrant(LeaseGrantResponse),
     LeaseRevoke(LeaseRevokeResponse),
     Alarm(AlarmResponse),
+    MemberAttributes(MemberAttributes),
+}
+
+impl From<Response> for ApplyResult {
+    fn from(r: Response) -> Self {
+        use apply_result::Result as R;
+        let result = match r {
+            Response::Put(x) => R::Put(x),
+            Response::DeleteRange(x) => R::DeleteRange(x),
+            Response::Txn(x) => R::Txn(x),
+            Response::Compaction(x) => R::Compaction(x),
+            Response::LeaseGrant(x) => R::LeaseGrant(x),
+            Response::LeaseRevoke(x) => R::LeaseRevoke(x),
+            Response::Alarm(x) => R::Alarm(x),
+            Response::MemberAttributes(x) => R::MemberAttributes(x),
+        };
+        ApplyResult {
+            result: Some(result),
+        }
+    }
+}
+
+impl Response {
+    /// The response a forwarded proposal's result stands for.
+    pub fn from_wire(r: ApplyResult) -> Option<Response> {
+        use apply_result::Result as R;
+        Some(match r.result? {
+            R::Put(x) => Response::Put(x),
+            R::DeleteRange(x) => Response::DeleteRange(x),
+            R::Txn(x) => Response::Txn(x),
+            R::Compaction(x) => Response::Compaction(x),
+            R::LeaseGrant(x) => Response::LeaseGrant(x),
+            R::LeaseRevoke(x) => Response::LeaseRevoke(x),
+            R::Alarm(x) => Response::Alarm(x),
+            R::MemberAttributes(x) => Response::MemberAttributes(x),
+        })
+    }
+}
+
+/// The key under which a member's published attributes are stored.
+pub fn member_attributes_key(id: u64) -> String {
+    format!("member.{id:016x}")
 }
 
 /// One log entry to apply: its index, and the request (none for entries
@@ -175,6 +220,10 @@ impl Applier {
             Request::LeaseGrant(g) => self.lease_grant(t, g).map(Response::LeaseGrant),
             Request::LeaseRevoke(r) => self.lease_revoke(t, r, events).map(Response::LeaseRevoke),
             Request::Alarm(a) => self.alarm(t, a).map(Response::Alarm),
+            Request::MemberAttributes(m) => {
+                t.set_state(&member_attributes_key(m.id), &m.encode_to_vec())?;
+                Ok(Response::MemberAttributes(m.clone()))
+            }
         }
     }
 

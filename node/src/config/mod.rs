@@ -23,6 +23,9 @@ pub const FLAGS: &[FlagSpec] = &[
     f("initial-cluster", Kind::Str, "default=http://localhost:2380", "Initial cluster configuration for bootstrapping."),
     f("initial-cluster-token", Kind::Str, "etcd-cluster", "Initial cluster token for the etcd cluster during bootstrap."),
     f("initial-cluster-state", Kind::Str, "new", "Initial cluster state ('new' or 'existing')."),
+    f("heartbeat-interval", Kind::Uint, "100", "Time (in milliseconds) of a heartbeat interval."),
+    f("election-timeout", Kind::Uint, "1000", "Time (in milliseconds) for an election to timeout."),
+    f("snapshot-count", Kind::Uint, "100000", "Number of committed transactions to trigger a snapshot to disk."),
     f("quota-backend-bytes", Kind::Int, "0", "Raise alarms when backend size exceeds the given quota (0 defaults to 2 GiB)."),
     f("max-request-bytes", Kind::Uint, "1572864", "Maximum client request size in bytes the server will accept."),
     f("max-txn-ops", Kind::Uint, "128", "Maximum number of operations permitted in a transaction."),
@@ -62,6 +65,9 @@ pub struct Config {
     pub max_txn_ops: usize,
     pub auto_compaction: Option<AutoCompaction>,
     pub watch_progress_notify_interval: Duration,
+    pub heartbeat_interval: Duration,
+    pub election_timeout: Duration,
+    pub snapshot_count: u64,
     pub log_level: String,
     pub logger: String,
     pub log_outputs: String,
@@ -213,6 +219,14 @@ impl Config {
         let watch_progress_notify_interval =
             flags::parse_duration(&get("experimental-watch-progress-notify-interval"))
                 .unwrap_or(Duration::from_secs(600));
+        let heartbeat_ms: u64 = get("heartbeat-interval").parse().unwrap_or(100);
+        let election_ms: u64 = get("election-timeout").parse().unwrap_or(1000);
+        if heartbeat_ms == 0 || election_ms < 5 * heartbeat_ms {
+            return Err(invalid(format!(
+                "--election-timeout[{election_ms}ms] should be at least as 5 times as --heartbeat-interval[{heartbeat_ms}ms]"
+            )));
+        }
+        let snapshot_count: u64 = get("snapshot-count").parse().unwrap_or(100_000);
         let log_level = get("log-level");
         if !["debug", "info", "warn", "error", "panic", "fatal"].contains(&log_level.as_str()) {
             return Err(invalid(format!(
@@ -239,10 +253,23 @@ impl Config {
             max_txn_ops,
             auto_compaction,
             watch_progress_notify_interval,
+            heartbeat_interval: Duration::from_millis(heartbeat_ms),
+            election_timeout: Duration::from_millis(election_ms),
+            snapshot_count: snapshot_count.max(1),
             log_level,
             logger,
             log_outputs,
         })
+    }
+
+    /// etcd's minimum lease TTL: 1.5 election timeouts, rounded up to seconds.
+    pub fn min_lease_ttl(&self) -> i64 {
+        (self.election_timeout.as_millis() as i64 * 3 / 2 + 999) / 1000
+    }
+
+    /// How long a request may wait for a leader (etcd: 5 s plus two election timeouts).
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(5) + 2 * self.election_timeout
     }
 
     /// This member's peer URLs as listed in the initial cluster.

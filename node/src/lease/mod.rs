@@ -64,6 +64,14 @@ impl Lessor {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Restarts every lease's deadline from now (a new leader's view).
+    pub fn refresh_all(&self) {
+        let now = Instant::now();
+        for l in self.inner().leases.values_mut() {
+            l.expiry = now + Duration::from_secs(l.ttl as u64);
+        }
+    }
+
     /// Forgets every lease (before the table is rebuilt from a snapshot).
     pub fn clear(&self) {
         let mut inner = self.inner();

@@ -321,6 +321,19 @@ impl ReadView {
         Ok(self.state.get(key)?.map(|v| v.value().to_vec()))
     }
 
+    /// Every value whose state key starts with `prefix`.
+    pub fn state_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, MvccError> {
+        let mut out = Vec::new();
+        for item in self.state.range::<&str>(prefix..)? {
+            let (k, v) = item?;
+            if !k.value().starts_with(prefix) {
+                break;
+            }
+            out.push((k.value().to_string(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
     /// Every lease record (ID, encoded record).
     pub fn leases(&self) -> Result<Vec<(i64, Vec<u8>)>, MvccError> {
         let mut out = Vec::new();
@@ -409,6 +422,11 @@ impl WriteTables<'_> {
 
     pub fn set_meta(&mut self, key: &str, value: u64) -> Result<(), MvccError> {
         self.meta.insert(key, value)?;
+        Ok(())
+    }
+
+    pub fn delete_state(&mut self, key: &str) -> Result<(), MvccError> {
+        self.state.remove(key)?;
         Ok(())
     }
 

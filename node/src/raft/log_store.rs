@@ -20,6 +20,7 @@ const LAST_PURGED: &str = "last_purged";
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, StorageError> {
@@ -35,13 +36,19 @@ fn store_err(verb: ErrorVerb) -> impl Fn(redb::Error) -> StorageError {
 }
 
 impl LogStore {
-    pub fn open(dir: &Path) -> Result<LogStore, StorageError> {
+    pub fn open(
+        dir: &Path,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Result<LogStore, StorageError> {
         let wal = dir.join("member").join("wal");
         std::fs::create_dir_all(&wal)
             .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, e))?;
         let db = Database::create(wal.join("raft.db"))
             .map_err(|e| store_err(ErrorVerb::Write)(e.into()))?;
-        let s = LogStore { db: Arc::new(db) };
+        let s = LogStore {
+            db: Arc::new(db),
+            metrics,
+        };
         s.write(|tx| {
             tx.open_table(LOG)?;
             tx.open_table(META)?;
@@ -182,13 +189,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let s = self.clone();
         // One transaction and one fsync for the whole batch.
         let result = tokio::task::spawn_blocking(move || {
-            s.write(|tx| {
+            let started = std::time::Instant::now();
+            let r = s.write(|tx| {
                 let mut t = tx.open_table(LOG)?;
                 for (i, b) in &encoded {
                     t.insert(*i, b.as_slice())?;
                 }
                 Ok(())
-            })
+            });
+            s.metrics.wal_fsync.observe(started.elapsed().as_secs_f64());
+            r
         })
         .await
         .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, e))?;

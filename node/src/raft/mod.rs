@@ -14,6 +14,13 @@ pub use state_machine::StateMachine;
 use serde::{Deserialize, Serialize};
 use std::io::Cursor;
 
+/// One raft entry: the client writes a member collected while its previous
+/// entry was being committed (group commit: one append, one fsync).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batch {
+    pub commands: Vec<Command>,
+}
+
 /// One client write as it travels through the log.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Command {
@@ -34,7 +41,7 @@ pub struct MemberInfo {
 openraft::declare_raft_types!(
     /// ferrocd's raft types: etcd member IDs, etcd member attributes.
     pub TypeConfig:
-        D = Command,
+        D = Batch,
         R = (),
         NodeId = u64,
         Node = MemberInfo,
@@ -77,7 +84,8 @@ mod tests {
             let store = Store::open(dir.path()).map_err(|e| {
                 io_error(openraft::ErrorSubject::Store, openraft::ErrorVerb::Write, e)
             })?;
-            let log = LogStore::open(dir.path())?;
+            let metrics = Arc::new(crate::metrics::Metrics::default());
+            let log = LogStore::open(dir.path(), metrics.clone())?;
             let hub = WatchHub::new(store.clone(), 1, tokio::runtime::Handle::current());
             let sm = StateMachine::open(
                 store,
@@ -85,6 +93,7 @@ mod tests {
                 hub,
                 Arc::default(),
                 Arc::new(AtomicU64::new(0)),
+                metrics,
                 dir.path().to_path_buf(),
             )?;
             Ok((dir, log, sm))

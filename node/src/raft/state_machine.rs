@@ -5,7 +5,7 @@
 //! of the store's database.
 
 use super::{
-    io_error, Command, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+    io_error, Batch, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
 use crate::apply::{Applier, ApplyError, LogEntry, Response};
 use crate::lease::Lessor;
@@ -68,6 +68,7 @@ pub struct StateMachine {
     hub: Arc<WatchHub>,
     waiters: Arc<Waiters>,
     applied_index: Arc<AtomicU64>,
+    metrics: Arc<crate::metrics::Metrics>,
     last_applied: Option<LogId>,
     membership: StoredMembership,
     current: Arc<Mutex<Option<StoredSnapshot>>>,
@@ -99,6 +100,7 @@ impl StateMachine {
         hub: Arc<WatchHub>,
         waiters: Arc<Waiters>,
         applied_index: Arc<AtomicU64>,
+        metrics: Arc<crate::metrics::Metrics>,
         scratch: PathBuf,
     ) -> Result<StateMachine, StorageError> {
         let applier =
@@ -112,6 +114,7 @@ impl StateMachine {
             hub,
             waiters,
             applied_index,
+            metrics,
             last_applied,
             membership,
             current: Arc::default(),
@@ -143,40 +146,48 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let mut log = Vec::new();
         let mut ids = Vec::new();
+        let mut n = 0;
         for e in entries {
-            let request = match e.payload {
-                EntryPayload::Normal(Command { id, entry }) => {
-                    ids.push(Some(id));
-                    match InternalRequest::decode(entry.as_slice()) {
-                        Ok(r) => Some(r),
-                        Err(err) => {
-                            tracing::error!(index = e.log_id.index, error = %err, "undecodable log entry skipped");
-                            None
-                        }
+            n += 1;
+            let index = e.log_id.index;
+            self.last_applied = Some(e.log_id);
+            match e.payload {
+                EntryPayload::Normal(Batch { commands }) => {
+                    for c in commands {
+                        ids.push(Some(c.id));
+                        let request = match InternalRequest::decode(c.entry.as_slice()) {
+                            Ok(r) => Some(r),
+                            Err(err) => {
+                                tracing::error!(index, error = %err, "undecodable command skipped");
+                                None
+                            }
+                        };
+                        log.push(LogEntry { index, request });
                     }
                 }
                 EntryPayload::Membership(m) => {
-                    ids.push(None);
                     self.membership = StoredMembership::new(Some(e.log_id), m);
-                    None
+                    ids.push(None);
+                    log.push(LogEntry {
+                        index,
+                        request: None,
+                    });
                 }
                 EntryPayload::Blank => {
                     ids.push(None);
-                    None
+                    log.push(LogEntry {
+                        index,
+                        request: None,
+                    });
                 }
-            };
-            self.last_applied = Some(e.log_id);
-            log.push(LogEntry {
-                index: e.log_id.index,
-                request,
-            });
+            }
         }
-        let n = log.len();
         if n == 0 {
             return Ok(Vec::new());
         }
         let last = encode_state(&self.last_applied)?;
         let membership = encode_state(&self.membership)?;
+        let started = std::time::Instant::now();
         let applied = self
             .applier
             .apply_batch(&log, |t| {
@@ -184,6 +195,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 t.set_state(MEMBERSHIP, &membership)
             })
             .map_err(sm_err(ErrorVerb::Write))?;
+        self.metrics
+            .backend_commit
+            .observe(started.elapsed().as_secs_f64());
+        let requests = log.iter().filter(|e| e.request.is_some()).count() as u64;
+        self.metrics
+            .proposals_committed
+            .fetch_add(requests, Ordering::Relaxed);
+        self.metrics
+            .proposals_applied
+            .fetch_add(requests, Ordering::Relaxed);
         self.applied_index
             .store(self.applier.applied_index(), Ordering::Release);
         self.hub.notify(&applied.events);

@@ -1,5 +1,6 @@
-//! Duties a member runs on its own: revoking expired leases (through the log,
-//! as etcd's leader does) and auto-compaction.
+//! Duties a member runs on its own: publishing its attributes through the
+//! log, and, while it leads, revoking expired leases (through the log, as
+//! etcd's leader does) and auto-compaction.
 
 use super::Server;
 use crate::apply::ApplyError;
@@ -7,22 +8,61 @@ use crate::config::AutoCompaction;
 use crate::mvcc::MvccError;
 use crate::proto::etcdserverpb::{CompactionRequest, LeaseRevokeRequest};
 use crate::proto::ferrocdpb::internal_request::Request;
+use crate::proto::ferrocdpb::MemberAttributes;
 use std::collections::VecDeque;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 pub(super) fn spawn(server: &Arc<Server>) {
+    tokio::spawn(publish_attributes(Arc::downgrade(server)));
     tokio::spawn(expire_leases(Arc::downgrade(server)));
     if let Some(mode) = server.config.auto_compaction {
         tokio::spawn(auto_compact(Arc::downgrade(server), mode));
     }
 }
 
+/// etcd publishes each member's name and client URLs through raft once it runs.
+async fn publish_attributes(server: Weak<Server>) {
+    loop {
+        let Some(s) = server.upgrade() else { return };
+        let attrs = MemberAttributes {
+            id: s.identity.member_id,
+            name: s.identity.name.clone(),
+            client_urls: s.identity.client_urls.clone(),
+        };
+        let published = s.members().iter().any(|m| {
+            m.id == attrs.id && m.name == attrs.name && m.client_urls == attrs.client_urls
+        });
+        if published {
+            return;
+        }
+        match s.propose(Request::MemberAttributes(attrs)).await {
+            Ok(_) => {
+                tracing::info!("published local member to cluster through raft");
+                return;
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot publish member attributes yet"),
+        }
+        drop(s);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 async fn expire_leases(server: Weak<Server>) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut was_leader = false;
     loop {
         tick.tick().await;
         let Some(s) = server.upgrade() else { return };
+        let leader = s.is_leader();
+        if leader && !was_leader {
+            // A new leader restarts every lease's deadline, as etcd's does.
+            s.lessor.refresh_all();
+        }
+        was_leader = leader;
+        if !leader {
+            continue;
+        }
         for id in s.lessor.take_expired(Instant::now()) {
             let s = s.clone();
             tokio::spawn(async move {
@@ -57,6 +97,9 @@ async fn auto_compact(server: Weak<Server>, mode: AutoCompaction) {
     loop {
         tick.tick().await;
         let Some(s) = server.upgrade() else { return };
+        if !s.is_leader() {
+            continue;
+        }
         let rev = s.hub.rev();
         let target = match mode {
             AutoCompaction::Periodic(d) => {

@@ -1,35 +1,36 @@
-//! A member's core: its identity, the store, the write path (propose ->
-//! apply thread), the lease table, the watch hub, and background duties
-//! (lease expiry, auto-compaction). The API layer talks only to [`Server`].
+//! A member's core: identity and bootstrap, the store, the raft node that
+//! orders writes (with forwarding to the leader and read-index reads), the
+//! lease table, the watch hub, and background duties (lease expiry,
+//! auto-compaction, publishing this member's attributes).
 
 mod background;
-mod propose;
+mod batcher;
+mod bootstrap;
+mod members;
 
-use crate::apply::{Applier, ApplyError, Response};
+pub use bootstrap::Identity;
+pub use members::MemberView;
+
+use crate::apply::{ApplyError, Response};
 use crate::config::Config;
 use crate::lease::Lessor;
 use crate::metrics::Metrics;
 use crate::mvcc::{MvccError, ReadView, Store};
+use crate::peer::{Forwarder, PeerNetwork, PeerService};
 use crate::proto::etcdserverpb::{
     alarm_request::AlarmAction, AlarmRequest, AlarmType, ResponseHeader,
 };
-use crate::proto::ferrocdpb::{internal_request::Request, InternalRequest};
+use crate::proto::ferrocdpb::{
+    internal_request::Request, peer_server::PeerServer, InternalRequest,
+};
+use crate::raft::state_machine::Waiters;
+use crate::raft::{Command, LogStore, StateMachine, TypeConfig};
 use crate::watch::WatchHub;
-use propose::Proposal;
+use openraft::Raft;
 use prost::Message;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot};
-
-/// Who this member is.
-#[derive(Debug, Clone)]
-pub struct Identity {
-    pub name: String,
-    pub member_id: u64,
-    pub cluster_id: u64,
-    pub peer_urls: Vec<String>,
-    pub client_urls: Vec<String>,
-}
+use std::time::{Duration, Instant};
 
 /// Why a request could not be served (the API layer maps these to etcd's
 /// gRPC codes and texts).
@@ -43,8 +44,18 @@ pub enum ServerError {
     Stopped,
     #[error("no leader")]
     NoLeader,
+    #[error("request timed out")]
+    Timeout,
+    /// This member is not the leader; the leader's peer URL when known.
+    #[error("not leader")]
+    NotLeader(Option<String>),
+    /// The leader refused a forwarded request with this gRPC status.
+    #[error("{message}")]
+    Remote { code: i32, message: String },
     #[error("{0}")]
     Config(String),
+    #[error("{0}")]
+    Membership(String),
 }
 
 impl From<MvccError> for ServerError {
@@ -60,50 +71,89 @@ pub struct Server {
     pub lessor: Arc<Lessor>,
     pub hub: Arc<WatchHub>,
     pub metrics: Arc<Metrics>,
-    proposals: mpsc::Sender<Proposal>,
+    pub raft: Raft<TypeConfig>,
+    waiters: Arc<Waiters>,
+    batcher: batcher::Batcher,
+    forwarder: Forwarder,
     applied_index: Arc<AtomicU64>,
     lease_ids: AtomicU64,
+    request_ids: AtomicU64,
 }
 
-/// etcd's minimum lease TTL for the default election timeout (1000 ms):
-/// ceil(1.5 * election timeout) seconds.
-const MIN_LEASE_TTL: i64 = 2;
-
 impl Server {
-    /// Opens the data dir, starts the apply thread and background tasks.
+    /// Opens the data dir, bootstraps or restarts the raft member, starts the
+    /// peer listener and background tasks.
     pub async fn start(config: Config) -> Result<Arc<Server>, ServerError> {
         let config = Arc::new(config);
-        let identity = identity(&config)?;
         let store = Store::open(&config.data_dir)?;
-        let identity = persist_identity(&store, identity)?;
-        let lessor = Arc::new(Lessor::new(MIN_LEASE_TTL));
-        let applier = Applier::open(store.clone(), lessor.clone())?;
-        let hub = WatchHub::new(
-            store.clone(),
-            applier.rev(),
-            tokio::runtime::Handle::current(),
-        );
         let metrics = Arc::new(Metrics::default());
-        let applied_index = Arc::new(AtomicU64::new(applier.applied_index()));
-        let (tx, rx) = mpsc::channel(propose::QUEUE_LEN);
-        propose::spawn_apply_loop(
-            applier,
+        let log = LogStore::open(&config.data_dir, metrics.clone())
+            .map_err(|e| ServerError::Config(e.to_string()))?;
+        let boot = bootstrap::prepare(&config, &store, &log).await?;
+        let identity = boot.identity.clone();
+        let lessor = Arc::new(Lessor::new(config.min_lease_ttl()));
+        let hub = WatchHub::new(store.clone(), 1, tokio::runtime::Handle::current());
+        let waiters: Arc<Waiters> = Arc::default();
+        let applied_index = Arc::new(AtomicU64::new(0));
+        let sm = StateMachine::open(
+            store.clone(),
+            lessor.clone(),
             hub.clone(),
-            metrics.clone(),
-            rx,
+            waiters.clone(),
             applied_index.clone(),
+            metrics.clone(),
+            config.data_dir.join("member"),
+        )
+        .map_err(|e| ServerError::Config(e.to_string()))?;
+        hub.reset(store.read()?.rev);
+        let raft_config = Arc::new(
+            openraft::Config {
+                cluster_name: format!("{:x}", identity.cluster_id),
+                heartbeat_interval: config.heartbeat_interval.as_millis() as u64,
+                election_timeout_min: config.election_timeout.as_millis() as u64,
+                election_timeout_max: 2 * config.election_timeout.as_millis() as u64,
+                snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_count),
+                max_in_snapshot_log_to_keep: 1000,
+                ..Default::default()
+            }
+            .validate()
+            .map_err(|e| ServerError::Config(e.to_string()))?,
         );
+        let network = PeerNetwork {
+            cluster_id: identity.cluster_id,
+        };
+        let raft = Raft::new(identity.member_id, raft_config, network, log, sm)
+            .await
+            .map_err(|e| ServerError::Config(format!("cannot start raft: {e}")))?;
         let server = Arc::new(Server {
-            lease_ids: AtomicU64::new(lease_id_seed()),
+            lease_ids: AtomicU64::new(id_seed()),
+            request_ids: AtomicU64::new(id_seed()),
+            forwarder: Forwarder::new(identity.cluster_id),
+            batcher: batcher::Batcher::spawn(raft.clone()),
             identity,
             config,
             store,
             lessor,
             hub,
             metrics,
-            proposals: tx,
+            raft,
+            waiters,
             applied_index,
         });
+        server.serve_peers().await?;
+        if let Some(members) = boot.initialize {
+            match server.raft.initialize(members).await {
+                Ok(()) => {}
+                Err(e) if e.api_error().is_some() => {
+                    tracing::debug!(error = %e, "already initialized")
+                }
+                Err(e) => {
+                    return Err(ServerError::Config(format!(
+                        "cannot bootstrap the cluster: {e}"
+                    )))
+                }
+            }
+        }
         background::spawn(&server);
         tracing::info!(
             name = %server.identity.name,
@@ -113,6 +163,38 @@ impl Server {
             "ferrocd member started"
         );
         Ok(server)
+    }
+
+    async fn serve_peers(self: &Arc<Self>) -> Result<(), ServerError> {
+        for url in &self.config.listen_peer_urls {
+            let listener = crate::api::bind_url(url)
+                .await
+                .map_err(|e| ServerError::Config(e.to_string()))?;
+            let service = PeerServer::new(PeerService {
+                cluster_id: self.identity.cluster_id,
+                raft: self.raft.clone(),
+                server: Arc::downgrade(self),
+            })
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX);
+            let addr = listener
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            tracing::info!(address = %addr, "serving peer traffic");
+            tokio::spawn(async move {
+                let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+                let r = tonic::transport::Server::builder()
+                    .tcp_nodelay(true)
+                    .add_service(service)
+                    .serve_with_incoming(incoming)
+                    .await;
+                if let Err(e) = r {
+                    tracing::error!(address = %addr, error = %e, "peer listener failed");
+                }
+            });
+        }
+        Ok(())
     }
 
     /// A response header for `revision`.
@@ -131,56 +213,145 @@ impl Server {
         *h = Some(self.header(rev));
     }
 
-    /// A single member leads from its start, in term 1.
     pub fn raft_term(&self) -> u64 {
-        1
-    }
-
-    pub fn has_leader(&self) -> bool {
-        true
+        self.raft.metrics().borrow().current_term
     }
 
     pub fn leader_id(&self) -> u64 {
-        self.identity.member_id
+        self.raft.metrics().borrow().current_leader.unwrap_or(0)
+    }
+
+    pub fn has_leader(&self) -> bool {
+        self.raft.metrics().borrow().current_leader.is_some()
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().current_leader == Some(self.identity.member_id)
+    }
+
+    /// Index of the last entry in this member's raft log.
+    pub fn raft_index(&self) -> u64 {
+        self.raft.metrics().borrow().last_log_index.unwrap_or(0)
     }
 
     pub fn applied_index(&self) -> u64 {
         self.applied_index.load(Ordering::Acquire)
     }
 
-    /// A consistent snapshot for reads. Every acknowledged write is in it.
+    /// A consistent snapshot for serializable reads.
     pub fn read(&self) -> Result<ReadView, ServerError> {
         Ok(self.store.read()?)
     }
 
-    /// Sends a write through the log and waits until it is applied and durable.
+    /// Waits until this member has applied everything committed before the
+    /// call (read-index through the leader); then local reads are linearizable.
+    pub async fn linearizable_read(&self) -> Result<(), ServerError> {
+        let deadline = Instant::now() + self.config.request_timeout();
+        loop {
+            let err = match self.raft.ensure_linearizable().await {
+                Ok(_) => return Ok(()),
+                Err(e) => e,
+            };
+            let leader_url = err
+                .forward_to_leader::<crate::raft::MemberInfo>()
+                .and_then(|f| f.leader_node.as_ref())
+                .and_then(|n| n.peer_urls.first().cloned());
+            if let Some(url) = leader_url {
+                if let Ok(index) = self.forwarder.read_index(&url).await {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    return match self
+                        .raft
+                        .wait(Some(left))
+                        .applied_index_at_least(Some(index), "read index")
+                        .await
+                    {
+                        Ok(_) => Ok(()),
+                        Err(_) => Err(ServerError::Timeout),
+                    };
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(ServerError::Timeout);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Sends a write through the log (via the leader) and waits until it is
+    /// committed and applied.
     pub async fn propose(&self, req: Request) -> Result<Response, ServerError> {
         let entry = InternalRequest { request: Some(req) };
         if entry.encoded_len() > self.config.max_request_bytes {
             return Err(ServerError::RequestTooLarge);
         }
-        let (reply, rx) = oneshot::channel();
         self.metrics
             .proposals_pending
             .fetch_add(1, Ordering::Relaxed);
-        let sent = self.proposals.send(Proposal { entry, reply }).await;
-        let result = match sent {
-            Ok(()) => rx.await.map_err(|_| ServerError::Stopped),
-            Err(_) => Err(ServerError::Stopped),
-        };
+        let r = self.propose_until_deadline(entry).await;
         self.metrics
             .proposals_pending
             .fetch_sub(1, Ordering::Relaxed);
-        match result {
-            Ok(Ok(r)) => Ok(r),
-            Ok(Err(e)) => {
-                self.metrics
-                    .proposals_failed
-                    .fetch_add(1, Ordering::Relaxed);
-                Err(e.into())
-            }
-            Err(e) => Err(e),
+        if r.is_err() {
+            self.metrics
+                .proposals_failed
+                .fetch_add(1, Ordering::Relaxed);
         }
+        r
+    }
+
+    async fn propose_until_deadline(
+        &self,
+        entry: InternalRequest,
+    ) -> Result<Response, ServerError> {
+        let deadline = Instant::now() + self.config.request_timeout();
+        loop {
+            let leader_url = match self.propose_here(entry.clone()).await {
+                Err(ServerError::NotLeader(url)) => url,
+                other => return other,
+            };
+            if let Some(url) = leader_url {
+                match self.forwarder.propose(&url, entry.clone()).await {
+                    Ok(r) => return Response::from_wire(r).ok_or(ServerError::Stopped),
+                    Err(status) if retryable(&status) => {}
+                    Err(status) => {
+                        return Err(ServerError::Remote {
+                            code: status.code() as i32,
+                            message: status.message().to_string(),
+                        })
+                    }
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(ServerError::Timeout);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Proposes on this member only; `NotLeader` when it does not lead.
+    pub async fn propose_here(&self, entry: InternalRequest) -> Result<Response, ServerError> {
+        let id = self.next_request_id();
+        let rx = self.waiters.register(id);
+        let command = Command {
+            id,
+            entry: entry.encode_to_vec(),
+        };
+        match self.batcher.submit(command).await {
+            Ok(()) => match rx.await {
+                Ok(r) => r.map_err(ServerError::from),
+                Err(_) => Err(ServerError::Stopped),
+            },
+            Err(e) => {
+                self.waiters.forget(id);
+                Err(e)
+            }
+        }
+    }
+
+    /// Globally unique proposal IDs: this member's ID in the high bits.
+    fn next_request_id(&self) -> u64 {
+        let n = self.request_ids.fetch_add(1, Ordering::Relaxed) & ((1 << 40) - 1);
+        ((self.identity.member_id & 0xff_ffff) << 40) | n
     }
 
     /// etcd's quota check before a write that grows the database by about
@@ -215,70 +386,24 @@ impl Server {
             }
         }
     }
+
+    /// Stops raft (leadership passes on when the others elect).
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft did not shut down cleanly");
+        }
+    }
 }
 
-fn lease_id_seed() -> u64 {
+/// Leadership moved or is being decided: try again.
+fn retryable(s: &tonic::Status) -> bool {
+    matches!(s.code(), tonic::Code::Unavailable) || s.message() == "etcdserver: not leader"
+}
+
+fn id_seed() -> u64 {
     let ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
     ms << 8
-}
-
-/// The member's identity from the bootstrap flags.
-fn identity(cfg: &Config) -> Result<Identity, ServerError> {
-    let own = cfg
-        .own_initial_peer_urls()
-        .map_err(|e| ServerError::Config(e.to_string()))?;
-    let mut advertised = cfg.initial_advertise_peer_urls.clone();
-    let mut listed = own.to_vec();
-    advertised.sort();
-    listed.sort();
-    if advertised != listed {
-        return Err(ServerError::Config(format!(
-            "--initial-cluster has {}={} but missing from --initial-advertise-peer-urls={} (\"{}\"(resolved from {:?}) != \"{}\"(resolved from {:?}))",
-            cfg.name,
-            own.join(","),
-            cfg.initial_advertise_peer_urls.join(","),
-            cfg.initial_advertise_peer_urls.join(","),
-            cfg.initial_advertise_peer_urls,
-            own.join(","),
-            own
-        )));
-    }
-    if cfg.initial_cluster.len() > 1 {
-        return Err(ServerError::Config(
-            "this ferrocd build serves single-member clusters only; --initial-cluster lists several members".into(),
-        ));
-    }
-    let member_id = crate::ids::member_id(own, &cfg.initial_cluster_token, None);
-    Ok(Identity {
-        name: cfg.name.clone(),
-        member_id,
-        cluster_id: crate::ids::cluster_id(&[member_id]),
-        peer_urls: own.to_vec(),
-        client_urls: cfg.advertise_client_urls.clone(),
-    })
-}
-
-/// The first start records the IDs; later starts keep them whatever the
-/// bootstrap flags say (as etcd ignores them once it has data).
-fn persist_identity(store: &Store, mut id: Identity) -> Result<Identity, ServerError> {
-    const MEMBER: &str = "member_id";
-    const CLUSTER: &str = "cluster_id";
-    let (member, cluster) = store.write(|t| {
-        let m = t.meta(MEMBER)?;
-        if m != 0 {
-            return Ok((m, t.meta(CLUSTER)?));
-        }
-        t.set_meta(MEMBER, id.member_id)?;
-        t.set_meta(CLUSTER, id.cluster_id)?;
-        Ok((id.member_id, id.cluster_id))
-    })?;
-    if member != id.member_id {
-        tracing::info!("data dir already holds a member; ignoring the bootstrap flags");
-    }
-    id.member_id = member;
-    id.cluster_id = cluster;
-    Ok(id)
 }

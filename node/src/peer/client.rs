@@ -1,0 +1,197 @@
+//! The sending side: openraft's network (one lazily connected gRPC channel
+//! per target) and the forwarding client followers use to reach the leader.
+
+use crate::proto::ferrocdpb::{
+    peer_client::PeerClient, ApplyResult, InternalRequest, ProposeRequest, RaftMessage,
+    ReadIndexRequest,
+};
+use crate::raft::{MemberInfo, TypeConfig};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+use tonic::transport::{Channel, Endpoint};
+
+/// A gRPC channel to a peer URL; connects on first use and reconnects by itself.
+pub fn channel(url: &str) -> Result<Channel, tonic::transport::Error> {
+    Ok(Endpoint::from_shared(url.to_string())?
+        .connect_timeout(Duration::from_secs(1))
+        .tcp_nodelay(true)
+        .connect_lazy())
+}
+
+/// openraft's view of the network.
+#[derive(Clone)]
+pub struct PeerNetwork {
+    pub cluster_id: u64,
+}
+
+impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
+    type Network = PeerConnection;
+
+    async fn new_client(&mut self, target: u64, node: &MemberInfo) -> PeerConnection {
+        PeerConnection {
+            target,
+            cluster_id: self.cluster_id,
+            client: node
+                .peer_urls
+                .first()
+                .and_then(|u| channel(u).ok())
+                .map(|c| {
+                    PeerClient::new(c)
+                        .max_decoding_message_size(usize::MAX)
+                        .max_encoding_message_size(usize::MAX)
+                }),
+        }
+    }
+}
+
+pub struct PeerConnection {
+    target: u64,
+    cluster_id: u64,
+    client: Option<PeerClient<Channel>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct TransportError(String);
+
+type RpcResult<T, E> = Result<T, RPCError<u64, MemberInfo, RaftError<u64, E>>>;
+
+impl PeerConnection {
+    async fn call<Req, Resp, E>(
+        &mut self,
+        method: Method,
+        req: &Req,
+        option: &RPCOption,
+    ) -> RpcResult<Resp, E>
+    where
+        Req: serde::Serialize,
+        Resp: serde::de::DeserializeOwned,
+        E: std::error::Error + serde::de::DeserializeOwned,
+    {
+        let Some(client) = self.client.as_mut() else {
+            return Err(RPCError::Unreachable(Unreachable::new(&TransportError(
+                format!("member {:x} has no peer URL", self.target),
+            ))));
+        };
+        let payload =
+            bincode::serialize(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let msg = RaftMessage {
+            cluster_id: self.cluster_id,
+            payload,
+        };
+        let call = async {
+            match method {
+                Method::AppendEntries => client.append_entries(msg).await,
+                Method::Vote => client.vote(msg).await,
+                Method::InstallSnapshot => client.install_snapshot(msg).await,
+            }
+        };
+        let reply = match tokio::time::timeout(option.hard_ttl(), call).await {
+            Ok(Ok(r)) => r.into_inner(),
+            Ok(Err(status)) => {
+                return Err(RPCError::Unreachable(Unreachable::new(&TransportError(
+                    format!("{}: {}", status.code(), status.message()),
+                ))))
+            }
+            Err(_) => {
+                return Err(RPCError::Unreachable(Unreachable::new(&TransportError(
+                    "timed out".into(),
+                ))))
+            }
+        };
+        let result: Result<Resp, RaftError<u64, E>> = bincode::deserialize(&reply.payload)
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Method {
+    AppendEntries,
+    Vote,
+    InstallSnapshot,
+}
+
+impl RaftNetwork<TypeConfig> for PeerConnection {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<u64>, openraft::error::Infallible> {
+        self.call(Method::AppendEntries, &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<InstallSnapshotResponse<u64>, InstallSnapshotError> {
+        self.call(Method::InstallSnapshot, &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<u64>,
+        option: RPCOption,
+    ) -> RpcResult<VoteResponse<u64>, openraft::error::Infallible> {
+        self.call(Method::Vote, &rpc, &option).await
+    }
+}
+
+/// Followers' client to the leader: forwarded writes and read-index requests.
+pub struct Forwarder {
+    cluster_id: u64,
+    clients: Mutex<HashMap<String, PeerClient<Channel>>>,
+}
+
+impl Forwarder {
+    pub fn new(cluster_id: u64) -> Forwarder {
+        Forwarder {
+            cluster_id,
+            clients: Mutex::default(),
+        }
+    }
+
+    fn client(&self, url: &str) -> Result<PeerClient<Channel>, tonic::Status> {
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = clients.get(url) {
+            return Ok(c.clone());
+        }
+        let ch = channel(url).map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        let c = PeerClient::new(ch)
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX);
+        clients.insert(url.to_string(), c.clone());
+        Ok(c)
+    }
+
+    pub async fn propose(
+        &self,
+        leader_url: &str,
+        request: InternalRequest,
+    ) -> Result<ApplyResult, tonic::Status> {
+        let mut c = self.client(leader_url)?;
+        let req = ProposeRequest {
+            cluster_id: self.cluster_id,
+            request: Some(request),
+        };
+        Ok(c.propose(req).await?.into_inner())
+    }
+
+    pub async fn read_index(&self, leader_url: &str) -> Result<u64, tonic::Status> {
+        let mut c = self.client(leader_url)?;
+        let req = ReadIndexRequest {
+            cluster_id: self.cluster_id,
+        };
+        Ok(c.read_index(req).await?.into_inner().index)
+    }
+}

@@ -1,0 +1,121 @@
+//! The receiving side of peer traffic.
+
+use super::cluster_mismatch;
+use crate::proto::ferrocdpb::{
+    peer_server::Peer, ApplyResult, ProposeRequest, RaftMessage, ReadIndexRequest,
+    ReadIndexResponse,
+};
+use crate::raft::TypeConfig;
+use crate::server::Server;
+use openraft::Raft;
+use std::sync::Weak;
+use tonic::{Request, Response, Status};
+
+pub struct PeerService {
+    pub cluster_id: u64,
+    pub raft: Raft<TypeConfig>,
+    pub server: Weak<Server>,
+}
+
+impl PeerService {
+    fn check(&self, cluster_id: u64, remote: Option<std::net::SocketAddr>) -> Result<(), Status> {
+        if cluster_id == self.cluster_id {
+            return Ok(());
+        }
+        tracing::warn!(
+            remote = ?remote,
+            local_cluster = %format!("{:x}", self.cluster_id),
+            remote_cluster = %format!("{cluster_id:x}"),
+            "rejected peer message from a member of another cluster"
+        );
+        Err(cluster_mismatch(self.cluster_id, cluster_id))
+    }
+
+    fn decode<T: serde::de::DeserializeOwned>(msg: &RaftMessage) -> Result<T, Status> {
+        bincode::deserialize(&msg.payload)
+            .map_err(|e| Status::invalid_argument(format!("undecodable raft message: {e}")))
+    }
+
+    fn encode<T: serde::Serialize>(&self, v: &T) -> Result<Response<RaftMessage>, Status> {
+        let payload = bincode::serialize(v).map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(RaftMessage {
+            cluster_id: self.cluster_id,
+            payload,
+        }))
+    }
+
+    fn server(&self) -> Result<std::sync::Arc<Server>, Status> {
+        self.server
+            .upgrade()
+            .ok_or_else(|| Status::unavailable("etcdserver: server stopped"))
+    }
+}
+
+#[tonic::async_trait]
+impl Peer for PeerService {
+    async fn append_entries(
+        &self,
+        req: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        let remote = req.remote_addr();
+        let msg = req.into_inner();
+        self.check(msg.cluster_id, remote)?;
+        let r = self.raft.append_entries(Self::decode(&msg)?).await;
+        self.encode(&r)
+    }
+
+    async fn vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let remote = req.remote_addr();
+        let msg = req.into_inner();
+        self.check(msg.cluster_id, remote)?;
+        let r = self.raft.vote(Self::decode(&msg)?).await;
+        self.encode(&r)
+    }
+
+    async fn install_snapshot(
+        &self,
+        req: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        let remote = req.remote_addr();
+        let msg = req.into_inner();
+        self.check(msg.cluster_id, remote)?;
+        let r = self.raft.install_snapshot(Self::decode(&msg)?).await;
+        self.encode(&r)
+    }
+
+    async fn propose(&self, req: Request<ProposeRequest>) -> Result<Response<ApplyResult>, Status> {
+        let remote = req.remote_addr();
+        let p = req.into_inner();
+        self.check(p.cluster_id, remote)?;
+        let request = p
+            .request
+            .ok_or_else(|| Status::invalid_argument("empty proposal"))?;
+        let server = self.server()?;
+        // Proposed here only: a member that is no longer leader says so, and
+        // the follower retries, so proposals never bounce between members.
+        let r = server
+            .propose_here(request)
+            .await
+            .map_err(crate::api::error::status)?;
+        Ok(Response::new(r.into()))
+    }
+
+    async fn read_index(
+        &self,
+        req: Request<ReadIndexRequest>,
+    ) -> Result<Response<ReadIndexResponse>, Status> {
+        let remote = req.remote_addr();
+        let r = req.into_inner();
+        self.check(r.cluster_id, remote)?;
+        let index = self
+            .raft
+            .ensure_linearizable()
+            .await
+            .map_err(|e| match e.forward_to_leader::<crate::raft::MemberInfo>() {
+                Some(_) => crate::api::error::not_leader(),
+                None => Status::unavailable(e.to_string()),
+            })?
+            .map_or(0, |l| l.index);
+        Ok(Response::new(ReadIndexResponse { index }))
+    }
+}

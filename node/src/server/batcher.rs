@@ -1,0 +1,72 @@
+//! Group commit: proposals arriving while the previous raft entry commits
+//! are collected into the next entry, so many client writes share one log
+//! append and one fsync.
+
+use super::ServerError;
+use crate::raft::{Batch, Command, MemberInfo, TypeConfig};
+use openraft::Raft;
+use tokio::sync::{mpsc, oneshot};
+
+/// Upper bounds of one entry.
+const MAX_COMMANDS: usize = 4096;
+const MAX_BYTES: usize = 8 << 20;
+
+struct Pending {
+    command: Command,
+    done: oneshot::Sender<Result<(), ServerError>>,
+}
+
+pub(super) struct Batcher {
+    tx: mpsc::Sender<Pending>,
+}
+
+impl Batcher {
+    pub fn spawn(raft: Raft<TypeConfig>) -> Batcher {
+        let (tx, rx) = mpsc::channel(8192);
+        tokio::spawn(run(raft, rx));
+        Batcher { tx }
+    }
+
+    /// Resolves once the command is committed and applied on this member
+    /// (its result then waits in the state machine's waiters).
+    pub async fn submit(&self, command: Command) -> Result<(), ServerError> {
+        let (done, rx) = oneshot::channel();
+        self.tx
+            .send(Pending { command, done })
+            .await
+            .map_err(|_| ServerError::Stopped)?;
+        rx.await.map_err(|_| ServerError::Stopped)?
+    }
+}
+
+async fn run(raft: Raft<TypeConfig>, mut rx: mpsc::Receiver<Pending>) {
+    while let Some(first) = rx.recv().await {
+        let mut bytes = first.command.entry.len();
+        let mut batch = vec![first];
+        while batch.len() < MAX_COMMANDS && bytes < MAX_BYTES {
+            match rx.try_recv() {
+                Ok(p) => {
+                    bytes += p.command.entry.len();
+                    batch.push(p);
+                }
+                Err(_) => break,
+            }
+        }
+        let (commands, waiters): (Vec<Command>, Vec<_>) =
+            batch.into_iter().map(|p| (p.command, p.done)).unzip();
+        let outcome = match raft.client_write(Batch { commands }).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(match e.forward_to_leader::<MemberInfo>() {
+                Some(f) => ServerError::NotLeader(
+                    f.leader_node
+                        .as_ref()
+                        .and_then(|n| n.peer_urls.first().cloned()),
+                ),
+                None => ServerError::Stopped,
+            }),
+        };
+        for w in waiters {
+            let _ = w.send(outcome.clone());
+        }
+    }
+}
