@@ -78,6 +78,9 @@ impl Cluster for ClusterService {
         req: Request<MemberListRequest>,
     ) -> Result<Response<MemberListResponse>, Status> {
         require_leader(&req, &self.server)?;
+        if req.get_ref().linearizable {
+            self.server.linearizable_read().await?;
+        }
         Ok(Response::new(MemberListResponse {
             // etcd's Cluster service headers carry no revision.
             header: Some(self.server.header(0)),

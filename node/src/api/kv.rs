@@ -30,6 +30,9 @@ impl Kv for KvService {
             .metrics
             .range_total
             .fetch_add(1, Ordering::Relaxed);
+        if !r.serializable {
+            self.server.linearizable_read().await?;
+        }
         let view = self.server.read()?;
         let mut resp = kv::range(&view, &r)?;
         self.server.fill(&mut resp.header);

@@ -249,7 +249,14 @@ impl Server {
         let deadline = Instant::now() + self.config.request_timeout();
         loop {
             let err = match self.raft.ensure_linearizable().await {
-                Ok(_) => return Ok(()),
+                Ok(read) => {
+                    tracing::debug!(
+                        ?read,
+                        applied = self.applied_index(),
+                        "read index confirmed as leader"
+                    );
+                    return Ok(());
+                }
                 Err(e) => e,
             };
             let leader_url = err
@@ -258,6 +265,7 @@ impl Server {
                 .and_then(|n| n.peer_urls.first().cloned());
             if let Some(url) = leader_url {
                 if let Ok(index) = self.forwarder.read_index(&url).await {
+                    tracing::debug!(index, leader = %url, applied = self.applied_index(), "read index from the leader");
                     let left = deadline.saturating_duration_since(Instant::now());
                     return match self
                         .raft

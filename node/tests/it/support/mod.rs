@@ -103,6 +103,8 @@ pub struct Member {
     pub ip: Ipv4Addr,
     pub dir: tempfile::TempDir,
     extra: Vec<String>,
+    /// Replaces the single-member flags (members of a cluster).
+    flags: Option<Vec<String>>,
     child: Option<Child>,
     starts: u32,
 }
@@ -115,11 +117,31 @@ impl Member {
             ip: unique_ip(),
             dir: tempfile::tempdir().expect("temp dir"),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            flags: None,
             child: None,
             starts: 0,
         };
         m.spawn();
         m.wait_healthy();
+        m
+    }
+
+    /// Starts (without waiting) a member with exactly these flags on `ip`.
+    pub fn spawn_with(kind: Kind, ip: Ipv4Addr, flags: Vec<String>) -> Member {
+        let mut m = Member {
+            kind,
+            ip,
+            dir: tempfile::tempdir().expect("temp dir"),
+            extra: Vec::new(),
+            flags: None,
+            child: None,
+            starts: 0,
+        };
+        let data = m.data_dir().display().to_string();
+        let mut all = flags;
+        all.push(format!("--data-dir={data}"));
+        m.flags = Some(all);
+        m.spawn();
         m
     }
 
@@ -142,6 +164,9 @@ impl Member {
     }
 
     pub fn args(&self) -> Vec<String> {
+        if let Some(f) = &self.flags {
+            return f.clone();
+        }
         let ip = self.ip;
         let mut a = vec![
             "--name".to_string(),
@@ -167,6 +192,10 @@ impl Member {
         let log = std::fs::File::create(self.log_path()).expect("log file");
         let child = Command::new(bin)
             .args(self.args())
+            .env(
+                "RUST_LOG",
+                std::env::var("FERROCD_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -236,6 +265,79 @@ impl Drop for Member {
             );
         }
         self.kill9();
+    }
+}
+
+/// `n` loopback addresses 127.a.b.1..n in one random /24, ports 2379/2380 free on each.
+pub fn unique_ips(n: u8) -> Vec<Ipv4Addr> {
+    loop {
+        let r: u32 = rand::random();
+        let (a, b) = (100 + (r % 150) as u8, (r >> 8) as u8);
+        let ips: Vec<Ipv4Addr> = (1..=n).map(|i| Ipv4Addr::new(127, a, b, i)).collect();
+        let free = ips.iter().all(|ip| {
+            [2379u16, 2380]
+                .iter()
+                .all(|p| TcpListener::bind((*ip, *p)).is_ok())
+        });
+        if free {
+            return ips;
+        }
+    }
+}
+
+/// A static-bootstrap cluster as seed 001 starts it: member `infraI` on
+/// 127.a.b.(I+1), token `etcd-cluster-1`.
+pub struct Cluster {
+    pub members: Vec<Member>,
+}
+
+impl Cluster {
+    pub fn start(kind: Kind, n: u8, extra: &[&str]) -> Cluster {
+        let ips = unique_ips(n);
+        let initial = ips
+            .iter()
+            .enumerate()
+            .map(|(i, ip)| format!("infra{i}=http://{ip}:2380"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut members: Vec<Member> = ips
+            .iter()
+            .enumerate()
+            .map(|(i, ip)| {
+                let mut flags = vec![
+                    "--name".to_string(),
+                    format!("infra{i}"),
+                    "--initial-advertise-peer-urls".into(),
+                    format!("http://{ip}:2380"),
+                    "--listen-peer-urls".into(),
+                    format!("http://{ip}:2380"),
+                    "--listen-client-urls".into(),
+                    format!("http://{ip}:2379"),
+                    "--advertise-client-urls".into(),
+                    format!("http://{ip}:2379"),
+                    "--initial-cluster-token".into(),
+                    "etcd-cluster-1".into(),
+                    "--initial-cluster".into(),
+                    initial.clone(),
+                    "--initial-cluster-state".into(),
+                    "new".into(),
+                ];
+                flags.extend(extra.iter().map(|s| s.to_string()));
+                Member::spawn_with(kind, *ip, flags)
+            })
+            .collect();
+        for m in &mut members {
+            m.wait_healthy();
+        }
+        Cluster { members }
+    }
+
+    pub fn endpoints(&self) -> String {
+        self.members
+            .iter()
+            .map(|m| m.endpoint())
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 
