@@ -85,14 +85,9 @@ impl Lease for LeaseService {
         let server = self.server.clone();
         tokio::spawn(async move {
             while let Ok(Some(r)) = inbound.message().await {
-                // An unknown lease answers TTL 0, as etcd does.
-                let ttl = server.lessor.keep_alive(r.id).unwrap_or(0);
-                let resp = LeaseKeepAliveResponse {
-                    header: Some(server.header(server.hub.rev())),
-                    id: r.id,
-                    ttl,
-                };
-                if tx.send(Ok(resp)).await.is_err() {
+                // Keep-alives go to the leader; an unknown lease answers TTL 0, as etcd does.
+                let resp = server.lease_renew(r.id).await.map_err(status);
+                if tx.send(resp).await.is_err() {
                     break;
                 }
             }
@@ -106,23 +101,7 @@ impl Lease for LeaseService {
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
         require_leader(&req, &self.server)?;
         let r = req.into_inner();
-        let header = Some(self.server.header(self.server.hub.rev()));
-        let resp = match self.server.lessor.time_to_live(r.id) {
-            Some(info) => LeaseTimeToLiveResponse {
-                header,
-                id: r.id,
-                ttl: info.remaining_ttl,
-                granted_ttl: info.granted_ttl,
-                keys: if r.keys { info.keys } else { Vec::new() },
-            },
-            // etcd answers an unknown lease with TTL -1, not an error.
-            None => LeaseTimeToLiveResponse {
-                header,
-                id: r.id,
-                ttl: -1,
-                ..Default::default()
-            },
-        };
+        let resp = self.server.lease_time_to_live(r).await.map_err(status)?;
         Ok(Response::new(resp))
     }
 

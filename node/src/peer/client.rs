@@ -1,9 +1,12 @@
 //! The sending side: openraft's network (one lazily connected gRPC channel
 //! per target) and the forwarding client followers use to reach the leader.
 
+use crate::proto::etcdserverpb::{
+    LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+};
 use crate::proto::ferrocdpb::{
-    peer_client::PeerClient, ApplyResult, InternalRequest, ProposeRequest, RaftMessage,
-    ReadIndexRequest,
+    peer_client::PeerClient, ApplyResult, InternalRequest, LeaseForward, ProposeRequest,
+    RaftMessage, ReadIndexRequest,
 };
 use crate::raft::{MemberInfo, TypeConfig};
 use openraft::error::{
@@ -185,6 +188,32 @@ impl Forwarder {
             request: Some(request),
         };
         Ok(c.propose(req).await?.into_inner())
+    }
+
+    pub async fn lease_renew(
+        &self,
+        leader_url: &str,
+        id: i64,
+    ) -> Result<LeaseKeepAliveResponse, tonic::Status> {
+        let mut c = self.client(leader_url)?;
+        let req = LeaseForward {
+            cluster_id: self.cluster_id,
+            request: Some(LeaseTimeToLiveRequest { id, keys: false }),
+        };
+        Ok(c.lease_renew(req).await?.into_inner())
+    }
+
+    pub async fn lease_time_to_live(
+        &self,
+        leader_url: &str,
+        request: LeaseTimeToLiveRequest,
+    ) -> Result<LeaseTimeToLiveResponse, tonic::Status> {
+        let mut c = self.client(leader_url)?;
+        let req = LeaseForward {
+            cluster_id: self.cluster_id,
+            request: Some(request),
+        };
+        Ok(c.lease_time_to_live(req).await?.into_inner())
     }
 
     pub async fn read_index(&self, leader_url: &str) -> Result<u64, tonic::Status> {

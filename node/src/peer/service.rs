@@ -1,8 +1,9 @@
 //! The receiving side of peer traffic.
 
 use super::cluster_mismatch;
+use crate::proto::etcdserverpb::{LeaseKeepAliveResponse, LeaseTimeToLiveResponse};
 use crate::proto::ferrocdpb::{
-    peer_server::Peer, ApplyResult, ProposeRequest, RaftMessage, ReadIndexRequest,
+    peer_server::Peer, ApplyResult, LeaseForward, ProposeRequest, RaftMessage, ReadIndexRequest,
     ReadIndexResponse,
 };
 use crate::raft::TypeConfig;
@@ -98,6 +99,37 @@ impl Peer for PeerService {
             .await
             .map_err(crate::api::error::status)?;
         Ok(Response::new(r.into()))
+    }
+
+    async fn lease_renew(
+        &self,
+        req: Request<LeaseForward>,
+    ) -> Result<Response<LeaseKeepAliveResponse>, Status> {
+        let remote = req.remote_addr();
+        let f = req.into_inner();
+        self.check(f.cluster_id, remote)?;
+        let server = self.server()?;
+        if !server.is_leader() {
+            return Err(crate::api::error::not_leader());
+        }
+        let id = f.request.map_or(0, |r| r.id);
+        Ok(Response::new(server.lease_renew_here(id)))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        req: Request<LeaseForward>,
+    ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        let remote = req.remote_addr();
+        let f = req.into_inner();
+        self.check(f.cluster_id, remote)?;
+        let server = self.server()?;
+        if !server.is_leader() {
+            return Err(crate::api::error::not_leader());
+        }
+        Ok(Response::new(
+            server.lease_time_to_live_here(&f.request.unwrap_or_default()),
+        ))
     }
 
     async fn read_index(

@@ -18,7 +18,8 @@ use crate::metrics::Metrics;
 use crate::mvcc::{MvccError, ReadView, Store};
 use crate::peer::{Forwarder, PeerNetwork, PeerService};
 use crate::proto::etcdserverpb::{
-    alarm_request::AlarmAction, AlarmRequest, AlarmType, ResponseHeader,
+    alarm_request::AlarmAction, AlarmRequest, AlarmType, LeaseKeepAliveResponse,
+    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, ResponseHeader,
 };
 use crate::proto::ferrocdpb::{
     internal_request::Request, peer_server::PeerServer, InternalRequest,
@@ -392,6 +393,92 @@ impl Server {
             if id != 0 && !self.lessor.exists(id) {
                 return id;
             }
+        }
+    }
+
+    /// The leader's peer URL, when there is a leader.
+    pub fn leader_url(&self) -> Option<String> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let leader = metrics.current_leader?;
+        let membership = metrics.membership_config.membership();
+        membership
+            .get_node(&leader)
+            .and_then(|n| n.peer_urls.first().cloned())
+    }
+
+    /// Calls `f` with the leader's URL until it answers, up to the request timeout.
+    async fn on_leader<T, F, Fut>(&self, f: F) -> Result<T, ServerError>
+    where
+        F: Fn(String) -> Fut,
+        Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+    {
+        let deadline = Instant::now() + self.config.request_timeout();
+        loop {
+            if let Some(url) = self.leader_url() {
+                match f(url).await {
+                    Ok(v) => return Ok(v),
+                    Err(s) if retryable(&s) => {}
+                    Err(s) => {
+                        return Err(ServerError::Remote {
+                            code: s.code() as i32,
+                            message: s.message().to_string(),
+                        })
+                    }
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(ServerError::Timeout);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A keep-alive: the leader restarts the lease's deadline (TTL 0: no such lease).
+    pub async fn lease_renew(&self, id: i64) -> Result<LeaseKeepAliveResponse, ServerError> {
+        if self.is_leader() {
+            return Ok(self.lease_renew_here(id));
+        }
+        self.on_leader(|url| async move { self.forwarder.lease_renew(&url, id).await })
+            .await
+    }
+
+    pub fn lease_renew_here(&self, id: i64) -> LeaseKeepAliveResponse {
+        LeaseKeepAliveResponse {
+            header: Some(self.header(self.hub.rev())),
+            id,
+            ttl: self.lessor.keep_alive(id).unwrap_or(0),
+        }
+    }
+
+    /// A lease's remaining TTL, as the leader (which runs expiry) sees it.
+    pub async fn lease_time_to_live(
+        &self,
+        r: LeaseTimeToLiveRequest,
+    ) -> Result<LeaseTimeToLiveResponse, ServerError> {
+        if self.is_leader() {
+            return Ok(self.lease_time_to_live_here(&r));
+        }
+        self.on_leader(|url| async move { self.forwarder.lease_time_to_live(&url, r).await })
+            .await
+    }
+
+    pub fn lease_time_to_live_here(&self, r: &LeaseTimeToLiveRequest) -> LeaseTimeToLiveResponse {
+        let header = Some(self.header(self.hub.rev()));
+        match self.lessor.time_to_live(r.id) {
+            Some(info) => LeaseTimeToLiveResponse {
+                header,
+                id: r.id,
+                ttl: info.remaining_ttl,
+                granted_ttl: info.granted_ttl,
+                keys: if r.keys { info.keys } else { Vec::new() },
+            },
+            // etcd answers an unknown lease with TTL -1, not an error.
+            None => LeaseTimeToLiveResponse {
+                header,
+                id: r.id,
+                ttl: -1,
+                ..Default::default()
+            },
         }
     }
 

@@ -136,3 +136,305 @@ async fn three_members_bootstrap_statically_and_serve_the_same_data() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+async fn status_of(c: &mut Client) -> Option<ferrocd::proto::etcdserverpb::StatusResponse> {
+    tokio::time::timeout(
+        Duration::from_secs(2),
+        c.maintenance.status(StatusRequest {}),
+    )
+    .await
+    .ok()?
+    .ok()
+    .map(|r| r.into_inner())
+}
+
+/// The index of the member that leads, as the members report it.
+async fn leader_index(clients: &mut [Client]) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        for (i, c) in clients.iter_mut().enumerate() {
+            if let Some(s) = status_of(c).await {
+                if s.leader != 0 && s.leader == s.header.unwrap().member_id {
+                    return i;
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "no leader");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leases_kept_alive_through_a_follower_live_and_expire_everywhere() {
+    use ferrocd::proto::etcdserverpb::{
+        LeaseGrantRequest, LeaseKeepAliveRequest, LeaseTimeToLiveRequest,
+    };
+    use futures::StreamExt;
+    let cluster = tokio::task::spawn_blocking(|| Cluster::start(Kind::Ferrocd, 3, &[]))
+        .await
+        .unwrap();
+    let mut clients = Vec::new();
+    for m in &cluster.members {
+        clients.push(Client::connect(&m.endpoint()).await);
+    }
+    let leader = leader_index(&mut clients).await;
+    let follower = (leader + 1) % 3;
+    let c = &mut clients[follower];
+    c.lease
+        .lease_grant(LeaseGrantRequest { ttl: 3, id: 42 })
+        .await
+        .unwrap();
+    c.kv.put(PutRequest {
+        key: b"leased".to_vec(),
+        value: b"v".to_vec(),
+        lease: 42,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    // Keep it alive through the follower for twice its TTL.
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let mut responses = c
+        .lease
+        .lease_keep_alive(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    let until = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < until {
+        tx.send(LeaseKeepAliveRequest { id: 42 }).await.unwrap();
+        let r = responses.next().await.unwrap().unwrap();
+        assert_eq!(r.ttl, 3, "keep-alive through a follower reaches the leader");
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    for (i, c) in clients.iter_mut().enumerate() {
+        let got =
+            c.kv.range(RangeRequest {
+                key: b"leased".to_vec(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(got.count, 1, "member {i}: the kept-alive key is gone");
+        let ttl = c
+            .lease
+            .lease_time_to_live(LeaseTimeToLiveRequest { id: 42, keys: true })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!((ttl.granted_ttl, ttl.keys.len()), (3, 1), "member {i}");
+        assert!(
+            ttl.ttl > 0 && ttl.ttl <= 3,
+            "member {i}: remaining {}",
+            ttl.ttl
+        );
+    }
+    drop(tx);
+    // Without keep-alives it expires, and the key goes on every member.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    for (i, c) in clients.iter_mut().enumerate() {
+        let got =
+            c.kv.range(RangeRequest {
+                key: b"leased".to_vec(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(got.count, 0, "member {i}: the expired lease's key remains");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_the_leader_under_writes_loses_no_acknowledged_write() {
+    let mut cluster = tokio::task::spawn_blocking(|| Cluster::start(Kind::Ferrocd, 3, &[]))
+        .await
+        .unwrap();
+    let mut clients = Vec::new();
+    for m in &cluster.members {
+        clients.push(Client::connect(&m.endpoint()).await);
+    }
+    let leader = leader_index(&mut clients).await;
+    let old_term = status_of(&mut clients[leader]).await.unwrap().raft_term;
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..6 {
+        let mut c = clients[w % 3].clone();
+        let (acked, stop) = (acked.clone(), stop.clone());
+        writers.push(tokio::spawn(async move {
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let key = format!("w{w}/{i:06}").into_bytes();
+                i += 1;
+                let put = PutRequest {
+                    key: key.clone(),
+                    value: key.clone(),
+                    ..Default::default()
+                };
+                match tokio::time::timeout(Duration::from_secs(10), c.kv.put(put)).await {
+                    Ok(Ok(r)) => acked
+                        .lock()
+                        .unwrap()
+                        .push((key, r.into_inner().header.unwrap().revision)),
+                    // Not acknowledged: may or may not have been applied.
+                    _ => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    cluster.members[leader].kill9();
+    let killed_at = Instant::now();
+    let survivors: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    let new_leader = loop {
+        let mut found = None;
+        for &i in &survivors {
+            if let Some(s) = status_of(&mut clients[i]).await {
+                if s.leader != 0 && s.raft_term > old_term {
+                    found = Some(s.leader);
+                }
+            }
+        }
+        if let Some(l) = found {
+            break l;
+        }
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(10),
+            "no new leader 10 s after killing the leader"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    eprintln!(
+        "new leader {new_leader:x} elected {:?} after the kill",
+        killed_at.elapsed()
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in writers {
+        w.await.unwrap();
+    }
+    let m = &mut cluster.members[leader];
+    tokio::task::block_in_place(|| m.restart());
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() > 100,
+        "only {} writes acknowledged",
+        acked.len()
+    );
+    let mut restarted = Client::connect(&cluster.members[leader].endpoint()).await;
+    clients[leader] = restarted.clone();
+    for (key, rev) in &acked {
+        for (i, c) in clients.iter_mut().enumerate() {
+            let got =
+                c.kv.range(RangeRequest {
+                    key: key.clone(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let kv = got.kvs.first().unwrap_or_else(|| {
+                panic!(
+                    "member {i} lost acknowledged {:?}",
+                    String::from_utf8_lossy(key)
+                )
+            });
+            assert_eq!(kv.mod_revision, *rev);
+        }
+    }
+    // The restarted member caught up: same history hash everywhere.
+    let rev = restarted
+        .kv
+        .range(RangeRequest {
+            key: b"x".to_vec(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .header
+        .unwrap()
+        .revision;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut hashes = Vec::new();
+        for c in clients.iter_mut() {
+            let h = c
+                .maintenance
+                .hash_kv(ferrocd::proto::etcdserverpb::HashKvRequest { revision: rev })
+                .await;
+            hashes.push(h.map(|h| h.into_inner().hash).ok());
+        }
+        if hashes[0].is_some() && hashes.iter().all(|h| *h == hashes[0]) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "hashkv at {rev} differs: {hashes:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("{} acknowledged writes, all on every member", acked.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_member_with_another_token_cannot_join_or_disturb() {
+    let cluster = tokio::task::spawn_blocking(|| Cluster::start(Kind::Ferrocd, 3, &[]))
+        .await
+        .unwrap();
+    let mut clients = Vec::new();
+    for m in &cluster.members {
+        clients.push(Client::connect(&m.endpoint()).await);
+    }
+    let leader = leader_index(&mut clients).await;
+    let before = status_of(&mut clients[leader]).await.unwrap();
+    // An intruder on a fourth address that believes it bootstraps a cluster with the three.
+    let ip = crate::support::unique_ip();
+    let mut initial: Vec<String> = cluster
+        .members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| format!("infra{i}=http://{}:2380", m.ip))
+        .collect();
+    initial.push(format!("intruder=http://{ip}:2380"));
+    let flags = vec![
+        "--name=intruder".to_string(),
+        format!("--initial-advertise-peer-urls=http://{ip}:2380"),
+        format!("--listen-peer-urls=http://{ip}:2380"),
+        format!("--listen-client-urls=http://{ip}:2379"),
+        format!("--advertise-client-urls=http://{ip}:2379"),
+        "--initial-cluster-token=another-token".into(),
+        format!("--initial-cluster={}", initial.join(",")),
+    ];
+    let intruder = crate::support::Member::spawn_with(Kind::Ferrocd, ip, flags);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let after = status_of(&mut clients[leader]).await.unwrap();
+    assert_eq!(
+        (after.leader, after.raft_term),
+        (before.leader, before.raft_term),
+        "the intruder disturbed the cluster"
+    );
+    assert_eq!(
+        clients[0]
+            .cluster
+            .member_list(MemberListRequest { linearizable: true })
+            .await
+            .unwrap()
+            .into_inner()
+            .members
+            .len(),
+        3
+    );
+    let health = crate::support::http_get(&intruder.endpoint(), "/health");
+    assert!(
+        !matches!(&health, Some((200, _))),
+        "the intruder became healthy: {health:?}"
+    );
+    let logs: String = cluster.members.iter().map(|m| m.log_tail()).collect();
+    assert!(
+        logs.contains("rejected peer message from a member of another cluster"),
+        "refusals are logged"
+    );
+}
