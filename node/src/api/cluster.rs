@@ -1,49 +1,21 @@
 //! The Cluster service: the raft membership with the attributes members
-//! published. Runtime membership changes are not wired yet: they answer
-//! Unimplemented, except where etcd's own checks already decide (unknown
-//! member, promoting a voter).
+//! published; membership changes run on the leader (see server::membership).
 
-use super::error;
+use super::error::status;
 use super::require_leader;
 use crate::proto::etcdserverpb::{
-    cluster_server::Cluster, Member, MemberAddRequest, MemberAddResponse, MemberListRequest,
+    cluster_server::Cluster, MemberAddRequest, MemberAddResponse, MemberListRequest,
     MemberListResponse, MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest,
     MemberRemoveResponse, MemberUpdateRequest, MemberUpdateResponse,
 };
-use crate::server::Server;
+use crate::proto::ferrocdpb::member_change_request::Change;
+use crate::server::{member_to_proto, Server};
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 pub struct ClusterService {
     pub server: Arc<Server>,
 }
-
-impl ClusterService {
-    fn members(&self) -> Vec<Member> {
-        self.server
-            .members()
-            .into_iter()
-            .map(|m| Member {
-                id: m.id,
-                name: m.name,
-                peer_ur_ls: m.peer_urls,
-                client_ur_ls: m.client_urls,
-                is_learner: m.is_learner,
-            })
-            .collect()
-    }
-
-    fn known(&self, id: u64) -> Result<(), Status> {
-        if self.server.members().iter().any(|m| m.id == id) {
-            Ok(())
-        } else {
-            Err(error::member_not_found())
-        }
-    }
-}
-
-const NEEDS_REPLICATION: &str =
-    "membership changes need replication, which this build does not have yet";
 
 #[tonic::async_trait]
 impl Cluster for ClusterService {
@@ -52,7 +24,16 @@ impl Cluster for ClusterService {
         req: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
         require_leader(&req, &self.server)?;
-        Err(error::unimplemented(NEEDS_REPLICATION))
+        let r = self
+            .server
+            .change_members(Change::Add(req.into_inner()))
+            .await
+            .map_err(status)?;
+        Ok(Response::new(MemberAddResponse {
+            header: Some(self.server.header(0)),
+            member: r.added,
+            members: r.members,
+        }))
     }
 
     async fn member_remove(
@@ -60,8 +41,15 @@ impl Cluster for ClusterService {
         req: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
         require_leader(&req, &self.server)?;
-        self.known(req.into_inner().id)?;
-        Err(error::unimplemented(NEEDS_REPLICATION))
+        let r = self
+            .server
+            .change_members(Change::Remove(req.into_inner()))
+            .await
+            .map_err(status)?;
+        Ok(Response::new(MemberRemoveResponse {
+            header: Some(self.server.header(0)),
+            members: r.members,
+        }))
     }
 
     async fn member_update(
@@ -69,8 +57,15 @@ impl Cluster for ClusterService {
         req: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
         require_leader(&req, &self.server)?;
-        self.known(req.into_inner().id)?;
-        Err(error::unimplemented(NEEDS_REPLICATION))
+        let r = self
+            .server
+            .change_members(Change::Update(req.into_inner()))
+            .await
+            .map_err(status)?;
+        Ok(Response::new(MemberUpdateResponse {
+            header: Some(self.server.header(0)),
+            members: r.members,
+        }))
     }
 
     async fn member_list(
@@ -84,7 +79,12 @@ impl Cluster for ClusterService {
         Ok(Response::new(MemberListResponse {
             // etcd's Cluster service headers carry no revision.
             header: Some(self.server.header(0)),
-            members: self.members(),
+            members: self
+                .server
+                .members()
+                .into_iter()
+                .map(member_to_proto)
+                .collect(),
         }))
     }
 
@@ -93,7 +93,14 @@ impl Cluster for ClusterService {
         req: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
         require_leader(&req, &self.server)?;
-        self.known(req.into_inner().id)?;
-        Err(error::member_not_learner())
+        let r = self
+            .server
+            .change_members(Change::Promote(req.into_inner()))
+            .await
+            .map_err(status)?;
+        Ok(Response::new(MemberPromoteResponse {
+            header: Some(self.server.header(0)),
+            members: r.members,
+        }))
     }
 }

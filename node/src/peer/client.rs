@@ -5,8 +5,9 @@ use crate::proto::etcdserverpb::{
     LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
 use crate::proto::ferrocdpb::{
-    peer_client::PeerClient, ApplyResult, InternalRequest, LeaseForward, ProposeRequest,
-    RaftMessage, ReadIndexRequest,
+    member_change_request::Change, peer_client::PeerClient, ApplyResult, ClusterInfoRequest,
+    ClusterInfoResponse, InternalRequest, LeaseForward, MemberChangeRequest, MemberChangeResponse,
+    ProposeRequest, RaftMessage, ReadIndexRequest,
 };
 use crate::raft::{MemberInfo, TypeConfig};
 use openraft::error::{
@@ -216,6 +217,19 @@ impl Forwarder {
         Ok(c.lease_time_to_live(req).await?.into_inner())
     }
 
+    pub async fn member_change(
+        &self,
+        leader_url: &str,
+        change: Change,
+    ) -> Result<MemberChangeResponse, tonic::Status> {
+        let mut c = self.client(leader_url)?;
+        let req = MemberChangeRequest {
+            cluster_id: self.cluster_id,
+            change: Some(change),
+        };
+        Ok(c.member_change(req).await?.into_inner())
+    }
+
     pub async fn read_index(&self, leader_url: &str) -> Result<u64, tonic::Status> {
         let mut c = self.client(leader_url)?;
         let req = ReadIndexRequest {
@@ -223,4 +237,18 @@ impl Forwarder {
         };
         Ok(c.read_index(req).await?.into_inner().index)
     }
+}
+
+/// Asks a member of a running cluster who is in it (a joining member does
+/// not know the cluster ID yet).
+pub async fn cluster_info(peer_url: &str) -> Result<ClusterInfoResponse, tonic::Status> {
+    let ch = channel(peer_url).map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let mut c = PeerClient::new(ch);
+    let r = tokio::time::timeout(
+        Duration::from_secs(2),
+        c.cluster_info(ClusterInfoRequest {}),
+    )
+    .await
+    .map_err(|_| tonic::Status::unavailable("timed out"))??;
+    Ok(r.into_inner())
 }

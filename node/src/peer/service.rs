@@ -3,7 +3,8 @@
 use super::cluster_mismatch;
 use crate::proto::etcdserverpb::{LeaseKeepAliveResponse, LeaseTimeToLiveResponse};
 use crate::proto::ferrocdpb::{
-    peer_server::Peer, ApplyResult, LeaseForward, ProposeRequest, RaftMessage, ReadIndexRequest,
+    peer_server::Peer, ApplyResult, ClusterInfoRequest, ClusterInfoResponse, LeaseForward,
+    MemberChangeRequest, MemberChangeResponse, ProposeRequest, RaftMessage, ReadIndexRequest,
     ReadIndexResponse,
 };
 use crate::raft::TypeConfig;
@@ -130,6 +131,39 @@ impl Peer for PeerService {
         Ok(Response::new(
             server.lease_time_to_live_here(&f.request.unwrap_or_default()),
         ))
+    }
+
+    async fn member_change(
+        &self,
+        req: Request<MemberChangeRequest>,
+    ) -> Result<Response<MemberChangeResponse>, Status> {
+        let remote = req.remote_addr();
+        let r = req.into_inner();
+        self.check(r.cluster_id, remote)?;
+        let change = r
+            .change
+            .ok_or_else(|| Status::invalid_argument("empty membership change"))?;
+        let server = self.server()?;
+        let resp = server
+            .change_members_here(change)
+            .await
+            .map_err(crate::api::error::status)?;
+        Ok(Response::new(resp))
+    }
+
+    async fn cluster_info(
+        &self,
+        _req: Request<ClusterInfoRequest>,
+    ) -> Result<Response<ClusterInfoResponse>, Status> {
+        let server = self.server()?;
+        Ok(Response::new(ClusterInfoResponse {
+            cluster_id: self.cluster_id,
+            members: server
+                .members()
+                .into_iter()
+                .map(crate::server::member_to_proto)
+                .collect(),
+        }))
     }
 
     async fn read_index(

@@ -85,8 +85,13 @@ pub(super) async fn prepare(
         })
         .collect();
     let ids: Vec<u64> = members.keys().copied().collect();
-    let member_id = crate::ids::member_id(own, token, None);
-    let cluster_id = crate::ids::cluster_id(&ids);
+    let (member_id, cluster_id) = match cfg.initial_cluster_state {
+        ClusterState::New => (
+            crate::ids::member_id(own, token, None),
+            crate::ids::cluster_id(&ids),
+        ),
+        ClusterState::Existing => join_running_cluster(cfg, own).await?,
+    };
     store.write(|t| {
         t.set_meta(META_MEMBER, member_id)?;
         t.set_meta(META_CLUSTER, cluster_id)
@@ -126,5 +131,44 @@ fn check_advertised(cfg: &Config, own: &[String]) -> Result<(), ServerError> {
         cfg.initial_advertise_peer_urls,
         listed.join(","),
         own
+    )))
+}
+
+/// `--initial-cluster-state existing`: the running cluster (reached through
+/// the other members' peer URLs) knows the cluster ID and the member ID that
+/// MemberAdd gave this member's peer URLs.
+async fn join_running_cluster(cfg: &Config, own: &[String]) -> Result<(u64, u64), ServerError> {
+    let mut own_sorted = own.to_vec();
+    own_sorted.sort();
+    let others: Vec<&String> = cfg
+        .initial_cluster
+        .iter()
+        .filter(|(n, _)| *n != cfg.name)
+        .flat_map(|(_, urls)| urls)
+        .collect();
+    for url in &others {
+        let info = match crate::peer::client::cluster_info(url).await {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::warn!(peer = %url, error = %e, "cannot reach a member of the cluster to join");
+                continue;
+            }
+        };
+        let me = info.members.iter().find(|m| {
+            let mut urls = m.peer_ur_ls.clone();
+            urls.sort();
+            urls == own_sorted
+        });
+        return match me {
+            Some(m) => Ok((m.id, info.cluster_id)),
+            None => Err(ServerError::Config(format!(
+                "error validating peerURLs: member with peer URLs {} is not in the running cluster (add it with `etcdctl member add` first)",
+                own.join(",")
+            ))),
+        };
+    }
+    Err(ServerError::Config(format!(
+        "cannot fetch cluster info from peer urls: could not retrieve cluster information from the given URLs ({})",
+        others.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",")
     )))
 }

@@ -7,6 +7,9 @@ mod background;
 mod batcher;
 mod bootstrap;
 mod members;
+mod membership;
+
+pub use membership::to_proto as member_to_proto;
 
 pub use bootstrap::Identity;
 pub use members::MemberView;
@@ -75,7 +78,7 @@ pub struct Server {
     pub raft: Raft<TypeConfig>,
     waiters: Arc<Waiters>,
     batcher: batcher::Batcher,
-    forwarder: Forwarder,
+    pub(crate) forwarder: Forwarder,
     applied_index: Arc<AtomicU64>,
     lease_ids: AtomicU64,
     request_ids: AtomicU64,
@@ -407,7 +410,7 @@ impl Server {
     }
 
     /// Calls `f` with the leader's URL until it answers, up to the request timeout.
-    async fn on_leader<T, F, Fut>(&self, f: F) -> Result<T, ServerError>
+    pub(crate) async fn on_leader<T, F, Fut>(&self, f: F) -> Result<T, ServerError>
     where
         F: Fn(String) -> Fut,
         Fut: std::future::Future<Output = Result<T, tonic::Status>>,

@@ -438,3 +438,210 @@ async fn a_member_with_another_token_cannot_join_or_disturb() {
         "refusals are logged"
     );
 }
+
+/// Starts a member the way `etcdctl member add` tells you to: its `ETCD_*` lines as environment.
+fn start_added_member(ip: std::net::Ipv4Addr, add_output: &str) -> crate::support::Member {
+    let mut flags = vec![
+        format!("--listen-peer-urls=http://{ip}:2380"),
+        format!("--listen-client-urls=http://{ip}:2379"),
+        format!("--advertise-client-urls=http://{ip}:2379"),
+    ];
+    for line in add_output.lines() {
+        if let Some((k, v)) = line.split_once('=') {
+            if let Some(flag) = k.strip_prefix("ETCD_") {
+                let v = v.trim_matches('"');
+                flags.push(format!("--{}={v}", flag.to_lowercase().replace('_', "-")));
+            }
+        }
+    }
+    crate::support::Member::spawn_with(Kind::Ferrocd, ip, flags)
+}
+
+fn member_id_of(list: &str, peer_url: &str) -> String {
+    list.lines()
+        .find(|l| l.contains(peer_url))
+        .and_then(|l| l.split(',').next())
+        .unwrap_or_else(|| panic!("{peer_url} not in\n{list}"))
+        .trim()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn add_a_learner_promote_it_remove_a_member_and_replace_a_wiped_one() {
+    let mut cluster = tokio::task::spawn_blocking(|| Cluster::start(Kind::Ferrocd, 3, &[]))
+        .await
+        .unwrap();
+    let eps = cluster.endpoints();
+    let mut c0 = Client::connect(&cluster.members[0].endpoint()).await;
+    wait_named(&mut c0, 3).await;
+    for i in 0..50 {
+        c0.kv
+            .put(PutRequest {
+                key: format!("k{i}").into_bytes(),
+                value: b"v".to_vec(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+
+    // Add a learner as etcdctl does; start it with the printed environment.
+    let ip = crate::support::unique_ip();
+    let peer = format!("http://{ip}:2380");
+    let added = ctl(
+        &eps,
+        &[
+            "member",
+            "add",
+            "infra3",
+            &format!("--peer-urls={peer}"),
+            "--learner",
+        ],
+    );
+    assert!(
+        added.contains("ETCD_INITIAL_CLUSTER_STATE=\"existing\""),
+        "{added}"
+    );
+    let mut learner = start_added_member(ip, &added);
+    tokio::task::block_in_place(|| learner.wait_healthy());
+    let list = ctl(&eps, &["member", "list"]);
+    assert!(
+        list.contains(&format!("started, infra3, {peer}, http://{ip}:2379, true")),
+        "{list}"
+    );
+    // The learner has the data (serializable reads are served by learners).
+    let mut cl = Client::connect(&learner.endpoint()).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = cl
+            .kv
+            .range(RangeRequest {
+                key: b"k".to_vec(),
+                range_end: b"l".to_vec(),
+                serializable: true,
+                count_only: true,
+                ..Default::default()
+            })
+            .await;
+        if got.map(|g| g.into_inner().count).unwrap_or(0) == 50 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the learner never caught up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Promote it (etcd refuses while it lags; it has caught up by now).
+    let id = member_id_of(&list, &peer);
+    let promoted = ctl(&eps, &["member", "promote", &id]);
+    assert!(promoted.contains("promoted"), "{promoted}");
+    let list = ctl(&eps, &["member", "list"]);
+    assert!(
+        list.contains(&format!("started, infra3, {peer}, http://{ip}:2379, false")),
+        "{list}"
+    );
+    // Promoting a voter is refused with etcd's error.
+    let (code, _, err) = run(
+        &etcdctl35(),
+        &[
+            format!("--endpoints={eps}"),
+            "member".into(),
+            "promote".into(),
+            id.clone(),
+        ],
+        &[],
+    );
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("etcdserver: can only promote a learner member"),
+        "{err}"
+    );
+    // Adding an existing peer URL is refused with etcd's error.
+    let (code, _, err) = run(
+        &etcdctl35(),
+        &[
+            format!("--endpoints={eps}"),
+            "member".into(),
+            "add".into(),
+            "dup".into(),
+            format!("--peer-urls={peer}"),
+        ],
+        &[],
+    );
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("etcdserver: Peer URLs already exists"),
+        "{err}"
+    );
+
+    // Remove infra0; the other three go on.
+    let infra0_peer = format!("http://{}:2380", cluster.members[0].ip);
+    let id0 = member_id_of(&list, &infra0_peer);
+    ctl(&eps, &["member", "remove", &id0]);
+    let rest = format!(
+        "{},{},{}",
+        cluster.members[1].endpoint(),
+        cluster.members[2].endpoint(),
+        learner.endpoint()
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (code, out, _) = run(
+            &etcdctl35(),
+            &[
+                format!("--endpoints={rest}"),
+                "put".into(),
+                "after-remove".into(),
+                "1".into(),
+            ],
+            &[],
+        );
+        if code == 0 && out.trim() == "OK" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the cluster does not take writes after removing infra0"
+        );
+    }
+    let list = ctl(&rest, &["member", "list"]);
+    assert_eq!(list.lines().count(), 3, "{list}");
+    assert!(!list.contains(&infra0_peer), "{list}");
+
+    // Replace infra1 whose data dir was lost: remove, add again, start empty as `existing`.
+    let infra1_ip = cluster.members[1].ip;
+    let infra1_peer = format!("http://{infra1_ip}:2380");
+    let id1 = member_id_of(&list, &infra1_peer);
+    cluster.members[1].kill9();
+    let rest = format!("{},{}", cluster.members[2].endpoint(), learner.endpoint());
+    ctl(&rest, &["member", "remove", &id1]);
+    let added = ctl(
+        &rest,
+        &[
+            "member",
+            "add",
+            "infra1",
+            &format!("--peer-urls={infra1_peer}"),
+        ],
+    );
+    let mut replacement = start_added_member(infra1_ip, &added);
+    tokio::task::block_in_place(|| replacement.wait_healthy());
+    let mut cr = Client::connect(&replacement.endpoint()).await;
+    let got = cr
+        .kv
+        .range(RangeRequest {
+            key: b"after-remove".to_vec(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.count, 1, "the replacement has the cluster's data");
+    let list = ctl(
+        &format!("{rest},{}", replacement.endpoint()),
+        &["member", "list"],
+    );
+    assert!(
+        list.contains(&format!("started, infra1, {infra1_peer}")),
+        "{list}"
+    );
+    assert_eq!(list.lines().count(), 3, "{list}");
+}
