@@ -271,6 +271,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.applied_index
             .store(self.applier.applied_index(), Ordering::Release);
         self.hub.reset(self.applier.rev());
+        tracing::info!(
+            snapshot = %meta.snapshot_id,
+            last_log_index = meta.last_log_id.map_or(0, |l| l.index),
+            bytes = data.len(),
+            "installed a snapshot from the leader"
+        );
         *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(StoredSnapshot {
             meta: meta.clone(),
             data,

@@ -645,3 +645,88 @@ async fn add_a_learner_promote_it_remove_a_member_and_replace_a_wiped_one() {
     );
     assert_eq!(list.lines().count(), 3, "{list}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_member_far_behind_catches_up_from_a_snapshot() {
+    let mut cluster =
+        tokio::task::spawn_blocking(|| Cluster::start(Kind::Ferrocd, 3, &["--snapshot-count=100"]))
+            .await
+            .unwrap();
+    let mut clients = Vec::new();
+    for m in &cluster.members {
+        clients.push(Client::connect(&m.endpoint()).await);
+    }
+    let leader = leader_index(&mut clients).await;
+    let behind = (leader + 1) % 3;
+    let writer = leader;
+    cluster.members[behind].kill9();
+    // More raft entries than the log keeps after a snapshot (1000): one entry per sequential write.
+    let mut c = clients[writer].clone();
+    for i in 0..1300 {
+        let put = PutRequest {
+            key: format!("s/{i:05}").into_bytes(),
+            value: vec![b'x'; 100],
+            ..Default::default()
+        };
+        c.kv.put(put).await.unwrap();
+    }
+    let want = clients[writer]
+        .kv
+        .range(RangeRequest {
+            key: b"s/".to_vec(),
+            range_end: b"s0".to_vec(),
+            count_only: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(want.count, 1300);
+    let m = &mut cluster.members[behind];
+    tokio::task::block_in_place(|| m.restart());
+    let mut c = Client::connect(&cluster.members[behind].endpoint()).await;
+    let got =
+        c.kv.range(RangeRequest {
+            key: b"s/".to_vec(),
+            range_end: b"s0".to_vec(),
+            count_only: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.count, 1300, "the restarted member has every key");
+    let rev = want.header.unwrap().revision;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let a = clients[writer]
+            .maintenance
+            .hash_kv(ferrocd::proto::etcdserverpb::HashKvRequest { revision: rev })
+            .await
+            .unwrap()
+            .into_inner()
+            .hash;
+        let b = c
+            .maintenance
+            .hash_kv(ferrocd::proto::etcdserverpb::HashKvRequest { revision: rev })
+            .await
+            .map(|r| r.into_inner().hash);
+        if b.as_ref().ok() == Some(&a) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "hashkv differs after catching up: {a} vs {b:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = cluster.members[behind].log_tail();
+    assert!(
+        log.contains("installed a snapshot from the leader"),
+        "it caught up without a snapshot:\n{log}"
+    );
+    assert!(
+        !log.contains("\"level\":\"ERROR\""),
+        "errors while catching up:\n{log}"
+    );
+}
