@@ -15,9 +15,28 @@ use std::time::{Duration, Instant};
 
 pub(super) fn spawn(server: &Arc<Server>) {
     tokio::spawn(publish_attributes(Arc::downgrade(server)));
+    tokio::spawn(check_quorum(Arc::downgrade(server)));
     tokio::spawn(expire_leases(Arc::downgrade(server)));
     if let Some(mode) = server.config.auto_compaction {
         tokio::spawn(auto_compact(Arc::downgrade(server), mode));
+    }
+}
+
+/// etcd's check-quorum: while this member believes it leads, confirm that
+/// with a quorum every heartbeat; an unconfirmed leader reports no leader.
+async fn check_quorum(server: Weak<Server>) {
+    loop {
+        let Some(s) = server.upgrade() else { return };
+        let (heartbeat, timeout) = (s.config.heartbeat_interval, s.config.election_timeout);
+        let believes_leader =
+            s.raft.metrics().borrow().current_leader == Some(s.identity.member_id);
+        if believes_leader {
+            if let Ok(Ok(_)) = tokio::time::timeout(timeout, s.raft.ensure_linearizable()).await {
+                s.quorum_confirmed();
+            }
+        }
+        drop(s);
+        tokio::time::sleep(heartbeat).await;
     }
 }
 

@@ -82,6 +82,9 @@ pub struct Server {
     applied_index: Arc<AtomicU64>,
     lease_ids: AtomicU64,
     request_ids: AtomicU64,
+    /// When a quorum last confirmed this member's leadership (ms since `started`).
+    quorum_confirmed_ms: AtomicU64,
+    started: Instant,
 }
 
 impl Server {
@@ -143,6 +146,8 @@ impl Server {
             raft,
             waiters,
             applied_index,
+            quorum_confirmed_ms: AtomicU64::new(0),
+            started: Instant::now(),
         });
         server.serve_peers().await?;
         if let Some(members) = boot.initialize {
@@ -221,16 +226,50 @@ impl Server {
         self.raft.metrics().borrow().current_term
     }
 
+    /// The leader's ID; 0 when there is none (a leader that lost its quorum
+    /// counts as none, as etcd's check-quorum makes it step down).
     pub fn leader_id(&self) -> u64 {
-        self.raft.metrics().borrow().current_leader.unwrap_or(0)
+        let leader = self.raft.metrics().borrow().current_leader;
+        match leader {
+            Some(id) if id == self.identity.member_id && !self.quorum_is_fresh() => 0,
+            Some(id) => id,
+            None => 0,
+        }
     }
 
     pub fn has_leader(&self) -> bool {
-        self.raft.metrics().borrow().current_leader.is_some()
+        self.leader_id() != 0
     }
 
     pub fn is_leader(&self) -> bool {
-        self.raft.metrics().borrow().current_leader == Some(self.identity.member_id)
+        self.leader_id() == self.identity.member_id
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Called when a quorum has just confirmed this member's leadership.
+    pub(crate) fn quorum_confirmed(&self) {
+        self.quorum_confirmed_ms
+            .store(self.now_ms(), Ordering::Release);
+    }
+
+    fn quorum_is_fresh(&self) -> bool {
+        let voters = self
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .count();
+        if voters <= 1 {
+            return true;
+        }
+        let last = self.quorum_confirmed_ms.load(Ordering::Acquire);
+        last != 0
+            && self.now_ms().saturating_sub(last) <= self.config.election_timeout.as_millis() as u64
     }
 
     /// Index of the last entry in this member's raft log.
@@ -252,7 +291,12 @@ impl Server {
     pub async fn linearizable_read(&self) -> Result<(), ServerError> {
         let deadline = Instant::now() + self.config.request_timeout();
         loop {
-            let err = match self.raft.ensure_linearizable().await {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok(confirmed) = tokio::time::timeout(left, self.raft.ensure_linearizable()).await
+            else {
+                return Err(ServerError::Timeout);
+            };
+            let err = match confirmed {
                 Ok(read) => {
                     tracing::debug!(
                         ?read,
@@ -348,14 +392,25 @@ impl Server {
             id,
             entry: entry.encode_to_vec(),
         };
-        match self.batcher.submit(command).await {
-            Ok(()) => match rx.await {
+        // Without a quorum raft waits forever; a client gets etcd's timeout.
+        let limit = self.config.request_timeout();
+        let outcome = tokio::time::timeout(limit, async {
+            self.batcher.submit(command).await?;
+            match rx.await {
                 Ok(r) => r.map_err(ServerError::from),
                 Err(_) => Err(ServerError::Stopped),
-            },
-            Err(e) => {
+            }
+        })
+        .await;
+        match outcome {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => {
                 self.waiters.forget(id);
                 Err(e)
+            }
+            Err(_) => {
+                self.waiters.forget(id);
+                Err(ServerError::Timeout)
             }
         }
     }

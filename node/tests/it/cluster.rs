@@ -730,3 +730,141 @@ async fn a_member_far_behind_catches_up_from_a_snapshot() {
         "errors while catching up:\n{log}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn watches_on_every_member_see_the_same_events() {
+    use ferrocd::proto::etcdserverpb::{watch_request, WatchCreateRequest, WatchRequest};
+    use futures::StreamExt;
+    let cluster = tokio::task::spawn_blocking(|| Cluster::start(Kind::Ferrocd, 3, &[]))
+        .await
+        .unwrap();
+    let mut clients = Vec::new();
+    let mut streams = Vec::new();
+    for m in &cluster.members {
+        let mut c = Client::connect(&m.endpoint()).await;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tx.send(WatchRequest {
+            request_union: Some(watch_request::RequestUnion::CreateRequest(
+                WatchCreateRequest {
+                    key: b"w/".to_vec(),
+                    range_end: b"w0".to_vec(),
+                    prev_kv: true,
+                    ..Default::default()
+                },
+            )),
+        })
+        .await
+        .unwrap();
+        let mut s = c
+            .watch
+            .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(s.next().await.unwrap().unwrap().created);
+        streams.push((tx, s));
+        clients.push(c);
+    }
+    for i in 0..30 {
+        let c = &mut clients[i % 3];
+        c.kv.put(PutRequest {
+            key: format!("w/{}", i % 7).into_bytes(),
+            value: format!("{i}").into_bytes(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    let mut seen = Vec::new();
+    for (_, s) in &mut streams {
+        let mut events = Vec::new();
+        while events.len() < 30 {
+            let r = tokio::time::timeout(Duration::from_secs(10), s.next())
+                .await
+                .expect("events")
+                .unwrap()
+                .unwrap();
+            events.extend(r.events.into_iter().map(|e| format!("{e:?}")));
+        }
+        seen.push(events);
+    }
+    assert_eq!(seen[0], seen[1]);
+    assert_eq!(seen[0], seen[2]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_a_leader_requests_fail_with_etcds_errors_in_bounded_time() {
+    let mut cluster = tokio::task::spawn_blocking(|| Cluster::start(Kind::Ferrocd, 3, &[]))
+        .await
+        .unwrap();
+    let mut c = Client::connect(&cluster.members[2].endpoint()).await;
+    c.kv.put(PutRequest {
+        key: b"before".to_vec(),
+        value: b"1".to_vec(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    cluster.members[0].kill9();
+    cluster.members[1].kill9();
+    // The survivor notices the loss within its election timeout.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut req = tonic::Request::new(PutRequest {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+            ..Default::default()
+        });
+        req.metadata_mut()
+            .insert("hasleader", "true".parse().unwrap());
+        match c.kv.put(req).await {
+            Err(e) if e.message() == "etcdserver: no leader" => {
+                assert_eq!(e.code(), tonic::Code::Unavailable);
+                break;
+            }
+            other => assert!(
+                Instant::now() < deadline,
+                "still no 'no leader' refusal: {other:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let health = crate::support::http_get(&cluster.members[2].endpoint(), "/health").unwrap();
+    assert_eq!(
+        health,
+        (
+            503,
+            "{\"health\":\"false\",\"reason\":\"RAFT NO LEADER\"}\n".to_string()
+        )
+    );
+    // Without the metadata a write waits for a leader, then fails: bounded, not hanging.
+    let started = Instant::now();
+    let put = c.kv.put(PutRequest {
+        key: b"k".to_vec(),
+        value: b"v".to_vec(),
+        ..Default::default()
+    });
+    let e = tokio::time::timeout(Duration::from_secs(20), put)
+        .await
+        .expect("the write must not hang")
+        .unwrap_err();
+    assert_eq!(
+        (e.code(), e.message()),
+        (tonic::Code::Unavailable, "etcdserver: request timed out")
+    );
+    eprintln!(
+        "write without a leader failed after {:?}",
+        started.elapsed()
+    );
+    // Serializable reads still work on the survivor.
+    let got =
+        c.kv.range(RangeRequest {
+            key: b"before".to_vec(),
+            serializable: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.count, 1);
+}
