@@ -68,6 +68,7 @@ impl From<Response> for ApplyResult {
         };
         ApplyResult {
             result: Some(result),
+            applied_index: 0,
         }
     }
 }

@@ -99,7 +99,9 @@ impl Peer for PeerService {
             .propose_here(request)
             .await
             .map_err(crate::api::error::status)?;
-        Ok(Response::new(r.into()))
+        let mut result: ApplyResult = r.into();
+        result.applied_index = server.applied_index();
+        Ok(Response::new(result))
     }
 
     async fn lease_renew(

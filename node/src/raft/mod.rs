@@ -26,7 +26,9 @@ pub struct Batch {
 pub struct Command {
     /// Chosen by the proposing member; its waiter gets the apply result.
     pub id: u64,
-    /// A prost-encoded `ferrocdpb.InternalRequest`.
+    /// A prost-encoded `ferrocdpb.InternalRequest`. Encoded as one byte
+    /// string: raft messages must fit openraft's heartbeat-long RPC deadline.
+    #[serde(with = "serde_bytes")]
     pub entry: Vec<u8>,
 }
 

@@ -121,6 +121,8 @@ impl Server {
                 election_timeout_max: 2 * config.election_timeout.as_millis() as u64,
                 snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_count),
                 max_in_snapshot_log_to_keep: 1000,
+                // Installing a large snapshot takes far longer than a heartbeat.
+                install_snapshot_timeout: 10 * config.election_timeout.as_millis() as u64,
                 ..Default::default()
             }
             .validate()
@@ -367,7 +369,19 @@ impl Server {
             };
             if let Some(url) = leader_url {
                 match self.forwarder.propose(&url, entry.clone()).await {
-                    Ok(r) => return Response::from_wire(r).ok_or(ServerError::Stopped),
+                    Ok(r) => {
+                        // As etcd: answer only once this member applied the write too.
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        let applied = self
+                            .raft
+                            .wait(Some(left))
+                            .applied_index_at_least(Some(r.applied_index), "forwarded write")
+                            .await;
+                        if applied.is_err() {
+                            return Err(ServerError::Timeout);
+                        }
+                        return Response::from_wire(r).ok_or(ServerError::Stopped);
+                    }
                     Err(status) if retryable(&status) => {}
                     Err(status) => {
                         return Err(ServerError::Remote {

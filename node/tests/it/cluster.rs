@@ -868,3 +868,37 @@ async fn without_a_leader_requests_fail_with_etcds_errors_in_bounded_time() {
         .into_inner();
     assert_eq!(got.count, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_raft_log_stays_bounded_under_an_endless_write_stream() {
+    let m = tokio::task::spawn_blocking(|| {
+        crate::support::Member::start(Kind::Ferrocd, &["--snapshot-count=100"])
+    })
+    .await
+    .unwrap();
+    let mut c = Client::connect(&m.endpoint()).await;
+    let wal = m.data_dir().join("member/wal/raft.db");
+    let mut sizes = Vec::new();
+    for round in 0..4 {
+        for i in 0..1200 {
+            // The same keys over and over: the store's live data stays constant.
+            let put = PutRequest {
+                key: format!("k{}", i % 50).into_bytes(),
+                value: vec![b'v'; 512],
+                ..Default::default()
+            };
+            c.kv.put(put).await.unwrap();
+        }
+        sizes.push(std::fs::metadata(&wal).unwrap().len());
+        eprintln!(
+            "after {} writes: raft log file {} bytes",
+            (round + 1) * 1200,
+            sizes[round]
+        );
+    }
+    // Snapshots purge the log (keeping 1000 entries): it stops growing.
+    assert!(
+        sizes[3] <= sizes[1] + sizes[1] / 4,
+        "the raft log keeps growing: {sizes:?}"
+    );
+}

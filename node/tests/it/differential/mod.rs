@@ -9,7 +9,7 @@ mod cases_watch;
 pub mod dsl;
 
 use crate::support::client::Client;
-use crate::support::{Kind, Member};
+use crate::support::{Cluster, Kind, Member};
 use dsl::{Case, Step};
 use ferrocd::proto::etcdserverpb::*;
 use futures::StreamExt;
@@ -20,16 +20,27 @@ use tokio::sync::{mpsc, Semaphore};
 /// Cases run concurrently (each with its own two servers).
 const PARALLEL: usize = 6;
 
+/// Where a case runs: a single member of each, or 3-member clusters.
+#[derive(Clone, Copy, Debug)]
+pub enum Topology {
+    Single,
+    ThreeMembers,
+}
+
 /// Runs every case against both servers; panics listing every mismatch.
 pub async fn run_all(group: &str, cases: Vec<Case>) {
+    run_on(group, cases, Topology::Single, PARALLEL).await
+}
+
+pub async fn run_on(group: &str, cases: Vec<Case>, topology: Topology, parallel: usize) {
     let total = cases.len();
-    let sem = Arc::new(Semaphore::new(PARALLEL));
+    let sem = Arc::new(Semaphore::new(parallel));
     let mut tasks = Vec::new();
     for case in cases {
         let sem = sem.clone();
         tasks.push(tokio::spawn(async move {
             let _permit = sem.acquire().await.expect("semaphore");
-            run_case(case).await
+            run_case(case, topology).await
         }));
     }
     let mut failures = Vec::new();
@@ -50,21 +61,48 @@ pub async fn run_all(group: &str, cases: Vec<Case>) {
     );
 }
 
-async fn run_case(case: Case) -> Result<(), String> {
+/// The servers of one side of a case; steps talk to `members[target]`.
+struct Side {
+    members: Vec<Member>,
+    target: usize,
+}
+
+impl Side {
+    fn start(kind: Kind, topology: Topology, args: &[&str]) -> Side {
+        match topology {
+            Topology::Single => Side {
+                members: vec![Member::start(kind, args)],
+                target: 0,
+            },
+            // Member 1: most often a follower, so forwarding is exercised.
+            Topology::ThreeMembers => Side {
+                members: Cluster::start(kind, 3, args).members,
+                target: 1,
+            },
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        self.members[self.target].endpoint()
+    }
+}
+
+async fn run_case(case: Case, topology: Topology) -> Result<(), String> {
     let args = case.args.clone();
     let (etcd, ferro) = tokio::task::spawn_blocking(move || {
         let a: Vec<&str> = args.iter().map(String::as_str).collect();
         (
-            Member::start(Kind::Etcd, &a),
-            Member::start(Kind::Ferrocd, &a),
+            Side::start(Kind::Etcd, topology, &a),
+            Side::start(Kind::Ferrocd, topology, &a),
         )
     })
     .await
     .expect("start servers");
     let limit = Duration::from_secs(90);
+    let (etcd_ep, ferro_ep) = (etcd.endpoint(), ferro.endpoint());
     let (want, got) = tokio::join!(
-        tokio::time::timeout(limit, execute(&etcd, &case.steps)),
-        tokio::time::timeout(limit, execute(&ferro, &case.steps))
+        tokio::time::timeout(limit, execute(&etcd_ep, &case.steps)),
+        tokio::time::timeout(limit, execute(&ferro_ep, &case.steps))
     );
     drop((etcd, ferro));
     let (Ok(want), Ok(got)) = (want, got) else {
@@ -83,8 +121,8 @@ async fn run_case(case: Case) -> Result<(), String> {
 }
 
 /// Runs the steps on one server; one outcome string per step.
-async fn execute(m: &Member, steps: &[Step]) -> Vec<String> {
-    let mut c = Client::connect(&m.endpoint()).await;
+async fn execute(endpoint: &str, steps: &[Step]) -> Vec<String> {
+    let mut c = Client::connect(endpoint).await;
     let mut watch: Option<(mpsc::Sender<WatchRequest>, tonic::Streaming<WatchResponse>)> = None;
     let mut out = Vec::with_capacity(steps.len());
     for step in steps {
@@ -322,6 +360,15 @@ async fn differential_watch_against_etcd() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn differential_lease_against_etcd() {
     run_all("lease", cases_lease::cases()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn differential_on_three_member_clusters() {
+    let mut cases = cases_kv::cases();
+    cases.extend(cases_txn::cases());
+    cases.extend(cases_watch::cases());
+    cases.extend(cases_lease::cases());
+    run_on("all groups", cases, Topology::ThreeMembers, 4).await;
 }
 
 #[test]
