@@ -118,7 +118,13 @@ impl Server {
                 cluster_name: format!("{:x}", identity.cluster_id),
                 heartbeat_interval: config.heartbeat_interval.as_millis() as u64,
                 election_timeout_min: config.election_timeout.as_millis() as u64,
-                election_timeout_max: 2 * config.election_timeout.as_millis() as u64,
+                // openraft's followers refuse votes for election_timeout_max after
+                // the last leader contact (its leader lease), so the first candidate
+                // is refused and the second wins: failover takes about two election
+                // timeouts; a wide window (etcd's [et, 2et)) would make it up to four.
+                // Competing candidates of one term are ordered by node ID in
+                // openraft's default mode, so no randomization is needed for that.
+                election_timeout_max: config.election_timeout.as_millis() as u64 + 1,
                 snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_count),
                 max_in_snapshot_log_to_keep: 1000,
                 // Installing a large snapshot takes far longer than a heartbeat.
