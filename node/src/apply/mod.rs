@@ -154,9 +154,11 @@ impl Applier {
         self.applied_index
     }
 
-    /// Applies `entries` in order in one durable transaction, together with
-    /// whatever `also` writes (the raft layer records its applied state
-    /// there). An `Err` means storage failed and nothing was applied.
+    /// Applies `entries` in order in one transaction, together with whatever
+    /// `also` writes (the raft layer records its applied state there). The
+    /// commit is lazy (no fsync): the raft log is the durable record, and
+    /// after a crash openraft replays what the store lost. An `Err` means
+    /// storage failed and nothing was applied.
     pub fn apply_batch(
         &mut self,
         entries: &[LogEntry],
@@ -164,7 +166,7 @@ impl Applier {
     ) -> Result<Applied, MvccError> {
         let store = self.store.clone();
         let saved = (self.rev, self.compact_rev, self.applied_index, self.nospace);
-        let result = store.write(|t| {
+        let result = store.write_lazy(|t| {
             let mut out = Applied::default();
             for entry in entries {
                 self.applied_index = entry.index;

@@ -32,6 +32,8 @@ pub(crate) const META_APPLIED_INDEX: &str = "applied_index";
 pub struct Store {
     db: Arc<RwLock<Database>>,
     path: PathBuf,
+    /// Lazy commits not yet made durable by [`Store::sync`].
+    dirty: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Store {
@@ -60,6 +62,7 @@ impl Store {
         Ok(Store {
             db: Arc::new(RwLock::new(db)),
             path,
+            dirty: Arc::default(),
         })
     }
 
@@ -99,12 +102,44 @@ impl Store {
     }
 
     /// Runs `f` on one write transaction and commits it durably (fsync)
-    /// unless `f` fails; the caller batches many requests into one call.
+    /// unless `f` fails.
     pub fn write<T>(
         &self,
         f: impl FnOnce(&mut WriteTables<'_>) -> Result<T, MvccError>,
     ) -> Result<T, MvccError> {
+        self.write_with(true, f)
+    }
+
+    /// Like [`Store::write`] without the fsync: visible at once, durable at
+    /// the next [`Store::sync`]. For state that can be rebuilt after a crash
+    /// (the raft log replays what a crash lost).
+    pub fn write_lazy<T>(
+        &self,
+        f: impl FnOnce(&mut WriteTables<'_>) -> Result<T, MvccError>,
+    ) -> Result<T, MvccError> {
+        self.write_with(false, f)
+    }
+
+    /// Makes every lazy commit durable (one fsync); a no-op when there is none.
+    pub fn sync(&self) -> Result<(), MvccError> {
+        if !self.dirty.swap(false, std::sync::atomic::Ordering::AcqRel) {
+            return Ok(());
+        }
         let tx = self.db().begin_write()?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn write_with<T>(
+        &self,
+        durable: bool,
+        f: impl FnOnce(&mut WriteTables<'_>) -> Result<T, MvccError>,
+    ) -> Result<T, MvccError> {
+        let mut tx = self.db().begin_write()?;
+        if !durable {
+            tx.set_durability(redb::Durability::None)
+                .map_err(|e| MvccError::Storage(e.to_string()))?;
+        }
         let out = {
             let mut tables = WriteTables {
                 latest: tx.open_table(LATEST)?,
@@ -118,6 +153,9 @@ impl Store {
             f(&mut tables)?
         };
         tx.commit()?;
+        if !durable {
+            self.dirty.store(true, std::sync::atomic::Ordering::Release);
+        }
         Ok(out)
     }
 
@@ -157,6 +195,9 @@ impl Store {
     /// Writes a consistent copy of every table into a new database file at
     /// `dest` (a Maintenance.Snapshot body, or a raft snapshot).
     pub fn snapshot_to(&self, dest: &Path) -> Result<ReadView, MvccError> {
+        // What a snapshot covers must be durable here first: the raft log
+        // up to it may be purged once the snapshot exists.
+        self.sync()?;
         let view = self.read()?;
         let out = Database::create(dest)?;
         let tx = out.begin_write()?;

@@ -166,7 +166,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        self.set_meta(COMMITTED, &committed)
+        // A hint for replay after a restart, not a promise: no fsync of its
+        // own (the next append's fsync carries it).
+        let bytes = encode(&committed)?;
+        let write = || -> Result<(), redb::Error> {
+            let mut tx = self.db.begin_write()?;
+            tx.set_durability(redb::Durability::None)?;
+            tx.open_table(META)?.insert(COMMITTED, bytes.as_slice())?;
+            tx.commit()?;
+            Ok(())
+        };
+        write().map_err(store_err(ErrorVerb::Write))
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {

@@ -16,9 +16,27 @@ use std::time::{Duration, Instant};
 pub(super) fn spawn(server: &Arc<Server>) {
     tokio::spawn(publish_attributes(Arc::downgrade(server)));
     tokio::spawn(check_quorum(Arc::downgrade(server)));
+    tokio::spawn(flush_store(Arc::downgrade(server)));
     tokio::spawn(expire_leases(Arc::downgrade(server)));
     if let Some(mode) = server.config.auto_compaction {
         tokio::spawn(auto_compact(Arc::downgrade(server), mode));
+    }
+}
+
+/// Makes the state machine's lazy commits durable every 100 ms, as etcd's
+/// backend commits its batch (the raft log already holds every acknowledged write).
+async fn flush_store(server: Weak<Server>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tick.tick().await;
+        let Some(s) = server.upgrade() else { return };
+        let store = s.store.clone();
+        drop(s);
+        match tokio::task::spawn_blocking(move || store.sync()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot sync the store"),
+            Err(e) => tracing::error!(error = %e, "store sync task failed"),
+        }
     }
 }
 

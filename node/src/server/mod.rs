@@ -565,6 +565,9 @@ impl Server {
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft did not shut down cleanly");
         }
+        if let Err(e) = self.store.sync() {
+            tracing::warn!(error = %e, "cannot sync the store at shutdown");
+        }
     }
 }
 

@@ -284,7 +284,20 @@ async fn killing_the_leader_under_writes_loses_no_acknowledged_write() {
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    let acked_count = |n: usize| {
+        let acked = acked.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while acked.lock().unwrap().len() < n {
+                assert!(
+                    Instant::now() < deadline,
+                    "writes stopped being acknowledged"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    acked_count(100).await;
     cluster.members[leader].kill9();
     let killed_at = Instant::now();
     let survivors: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
@@ -310,7 +323,9 @@ async fn killing_the_leader_under_writes_loses_no_acknowledged_write() {
         "new leader {new_leader:x} elected {:?} after the kill",
         killed_at.elapsed()
     );
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Writes go on under the new leader.
+    let before = acked.lock().unwrap().len();
+    acked_count(before + 100).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for w in writers {
         w.await.unwrap();

@@ -318,10 +318,11 @@ async fn concurrent_writes_share_commits() {
         - metric(&before, "etcd_disk_wal_fsync_duration_seconds_count");
     let writes = metric(&after, "etcd_server_proposals_committed_total")
         - metric(&before, "etcd_server_proposals_committed_total");
-    assert_eq!(writes, 64.0 * 20.0);
-    eprintln!("group commit: {writes} writes in {fsyncs} commits");
+    // The member may also commit a proposal of its own (publishing its name) meanwhile.
+    assert!(writes >= 64.0 * 20.0, "{writes}");
+    eprintln!("group commit: {writes} writes in {fsyncs} log fsyncs");
     assert!(
-        fsyncs < writes / 2.0,
-        "{writes} writes took {fsyncs} commits: no group commit"
+        fsyncs < 640.0,
+        "1280 writes took {fsyncs} log fsyncs: no group commit"
     );
 }
