@@ -45,8 +45,19 @@ fn main() {
 async fn run(cfg: config::Config) -> Result<(), Box<dyn std::error::Error>> {
     let server = Server::start(cfg).await?;
     let listeners = ferrocd::api::bind_client_urls(&server).await?;
-    ferrocd::api::serve(server.clone(), listeners, shutdown_signal()).await;
+    let (fatal_tx, fatal_rx) = tokio::sync::oneshot::channel();
+    let watcher = server.clone();
+    let stop = async move {
+        tokio::select! {
+            _ = shutdown_signal() => {}
+            reason = watcher.fatal() => { let _ = fatal_tx.send(reason); }
+        }
+    };
+    ferrocd::api::serve(server.clone(), listeners, stop).await;
     server.shutdown().await;
+    if let Ok(reason) = fatal_rx.await {
+        return Err(reason.into());
+    }
     tracing::info!("ferrocd stopped");
     Ok(())
 }

@@ -35,6 +35,38 @@ pub fn channel(url: &str) -> Result<Channel, tonic::transport::Error> {
 #[derive(Clone)]
 pub struct PeerNetwork {
     pub cluster_id: u64,
+    /// Peers that refused us as a member of another cluster.
+    pub refusals: std::sync::Arc<Refusals>,
+}
+
+/// Which peers currently refuse this member's cluster ID, and theirs.
+#[derive(Default, Debug)]
+pub struct Refusals {
+    inner: Mutex<HashMap<u64, String>>,
+}
+
+impl Refusals {
+    fn record(&self, target: u64, status: &tonic::Status) {
+        let mut m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if status.message().starts_with(super::CLUSTER_MISMATCH) {
+            m.insert(target, status.message().to_string());
+        } else {
+            m.remove(&target);
+        }
+    }
+
+    fn accepted(&self, target: u64) {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&target);
+    }
+
+    /// The refusing peers and one of their messages.
+    pub fn current(&self) -> (usize, Option<String>) {
+        let m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        (m.len(), m.values().next().cloned())
+    }
 }
 
 impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
@@ -44,6 +76,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
         PeerConnection {
             target,
             cluster_id: self.cluster_id,
+            refusals: self.refusals.clone(),
             client: node
                 .peer_urls
                 .first()
@@ -60,6 +93,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
 pub struct PeerConnection {
     target: u64,
     cluster_id: u64,
+    refusals: std::sync::Arc<Refusals>,
     client: Option<PeerClient<Channel>>,
 }
 
@@ -100,11 +134,15 @@ impl PeerConnection {
             }
         };
         let reply = match tokio::time::timeout(option.hard_ttl(), call).await {
-            Ok(Ok(r)) => r.into_inner(),
+            Ok(Ok(r)) => {
+                self.refusals.accepted(self.target);
+                r.into_inner()
+            }
             Ok(Err(status)) => {
+                self.refusals.record(self.target, &status);
                 return Err(RPCError::Unreachable(Unreachable::new(&TransportError(
                     format!("{}: {}", status.code(), status.message()),
-                ))))
+                ))));
             }
             Err(_) => {
                 return Err(RPCError::Unreachable(Unreachable::new(&TransportError(

@@ -5,12 +5,15 @@
 pub mod client;
 pub mod service;
 
-pub use client::{Forwarder, PeerNetwork};
+pub use client::{Forwarder, PeerNetwork, Refusals};
 pub use service::PeerService;
+
+/// How a refusal for a foreign cluster ID starts.
+pub const CLUSTER_MISMATCH: &str = "ferrocd: cluster ID mismatch";
 
 /// The refusal a member of another cluster gets.
 pub fn cluster_mismatch(ours: u64, theirs: u64) -> tonic::Status {
     tonic::Status::failed_precondition(format!(
-        "ferrocd: cluster ID mismatch: this member belongs to cluster {ours:x}, the sender to {theirs:x}"
+        "{CLUSTER_MISMATCH}: this member belongs to cluster {ours:x}, the sender to {theirs:x}"
     ))
 }

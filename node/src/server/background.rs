@@ -17,9 +17,40 @@ pub(super) fn spawn(server: &Arc<Server>) {
     tokio::spawn(publish_attributes(Arc::downgrade(server)));
     tokio::spawn(check_quorum(Arc::downgrade(server)));
     tokio::spawn(flush_store(Arc::downgrade(server)));
+    tokio::spawn(detect_foreign_cluster(Arc::downgrade(server)));
     tokio::spawn(expire_leases(Arc::downgrade(server)));
     if let Some(mode) = server.config.auto_compaction {
         tokio::spawn(auto_compact(Arc::downgrade(server), mode));
+    }
+}
+
+/// A member whose peers (a majority of the others) refuse its cluster ID
+/// belongs to another cluster: it stops with a clear error, as etcd does.
+async fn detect_foreign_cluster(server: Weak<Server>) {
+    let mut strikes = 0;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let Some(s) = server.upgrade() else { return };
+        let others = s
+            .members()
+            .iter()
+            .filter(|m| m.id != s.identity.member_id && !m.is_learner)
+            .count();
+        let (refusing, message) = s.refusals.current();
+        strikes = if others > 0 && refusing * 2 > others {
+            strikes + 1
+        } else {
+            0
+        };
+        if strikes >= 3 {
+            s.stop_with(format!(
+                "member {:x} is not part of the cluster its peers belong to (cluster {:x}): {}",
+                s.identity.member_id,
+                s.identity.cluster_id,
+                message.unwrap_or_default()
+            ));
+            return;
+        }
     }
 }
 

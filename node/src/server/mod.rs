@@ -82,6 +82,10 @@ pub struct Server {
     applied_index: Arc<AtomicU64>,
     lease_ids: AtomicU64,
     request_ids: AtomicU64,
+    /// Peers refusing this member's cluster ID.
+    pub(crate) refusals: Arc<crate::peer::Refusals>,
+    /// Set when this member must stop (it belongs to no cluster it can reach).
+    fatal: tokio::sync::watch::Sender<Option<String>>,
     /// When a quorum last confirmed this member's leadership (ms since `started`).
     quorum_confirmed_ms: AtomicU64,
     started: Instant,
@@ -134,8 +138,10 @@ impl Server {
             .validate()
             .map_err(|e| ServerError::Config(e.to_string()))?,
         );
+        let refusals: Arc<crate::peer::Refusals> = Arc::default();
         let network = PeerNetwork {
             cluster_id: identity.cluster_id,
+            refusals: refusals.clone(),
         };
         let raft = Raft::new(identity.member_id, raft_config, network, log, sm)
             .await
@@ -156,6 +162,8 @@ impl Server {
             applied_index,
             quorum_confirmed_ms: AtomicU64::new(0),
             started: Instant::now(),
+            refusals,
+            fatal: tokio::sync::watch::channel(None).0,
         });
         server.serve_peers().await?;
         if let Some(members) = boot.initialize {
@@ -558,6 +566,24 @@ impl Server {
                 ..Default::default()
             },
         }
+    }
+
+    /// Resolves with the reason once this member must stop on its own.
+    pub async fn fatal(&self) -> String {
+        let mut rx = self.fatal.subscribe();
+        loop {
+            if let Some(reason) = rx.borrow_and_update().clone() {
+                return reason;
+            }
+            if rx.changed().await.is_err() {
+                return "server dropped".into();
+            }
+        }
+    }
+
+    pub(crate) fn stop_with(&self, reason: String) {
+        tracing::error!(reason = %reason, "stopping this member");
+        let _ = self.fatal.send(Some(reason));
     }
 
     /// Stops raft (leadership passes on when the others elect).

@@ -423,7 +423,7 @@ async fn a_member_with_another_token_cannot_join_or_disturb() {
         "--initial-cluster-token=another-token".into(),
         format!("--initial-cluster={}", initial.join(",")),
     ];
-    let intruder = crate::support::Member::spawn_with(Kind::Ferrocd, ip, flags);
+    let mut intruder = crate::support::Member::spawn_with(Kind::Ferrocd, ip, flags);
     tokio::time::sleep(Duration::from_secs(4)).await;
     let after = status_of(&mut clients[leader]).await.unwrap();
     assert_eq!(
@@ -451,6 +451,23 @@ async fn a_member_with_another_token_cannot_join_or_disturb() {
     assert!(
         logs.contains("rejected peer message from a member of another cluster"),
         "refusals are logged"
+    );
+    // The intruder finds out it belongs to no cluster it can reach, and stops.
+    let status = tokio::task::block_in_place(|| intruder.wait_exit(Duration::from_secs(20)));
+    let status =
+        status.unwrap_or_else(|| panic!("the intruder keeps running:\n{}", intruder.log_tail()));
+    assert!(!status.success());
+    let log = intruder.log_tail();
+    assert!(
+        log.lines()
+            .last()
+            .unwrap_or("")
+            .starts_with("ferrocd: member "),
+        "{log}"
+    );
+    assert!(
+        log.contains("is not part of the cluster its peers belong to"),
+        "{log}"
     );
 }
 

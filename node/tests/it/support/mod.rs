@@ -232,6 +232,20 @@ impl Member {
         }
     }
 
+    /// Waits up to `limit` for the process to exit on its own; its status if it did.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    return Some(status);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
     /// kill -9 and reap.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
