@@ -33,6 +33,14 @@ impl PeerService {
         Err(cluster_mismatch(self.cluster_id, cluster_id))
     }
 
+    /// Checks a raft message's cluster ID and decodes its payload.
+    fn open<T: serde::de::DeserializeOwned>(&self, req: Request<RaftMessage>) -> Result<T, Status> {
+        let remote = req.remote_addr();
+        let msg = req.into_inner();
+        self.check(msg.cluster_id, remote)?;
+        Self::decode(&msg)
+    }
+
     fn decode<T: serde::de::DeserializeOwned>(msg: &RaftMessage) -> Result<T, Status> {
         bincode::deserialize(&msg.payload)
             .map_err(|e| Status::invalid_argument(format!("undecodable raft message: {e}")))
@@ -59,30 +67,21 @@ impl Peer for PeerService {
         &self,
         req: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
-        let remote = req.remote_addr();
-        let msg = req.into_inner();
-        self.check(msg.cluster_id, remote)?;
-        let r = self.raft.append_entries(Self::decode(&msg)?).await;
-        self.encode(&r)
+        let rpc = self.open(req)?;
+        self.encode(&self.raft.append_entries(rpc).await)
     }
 
     async fn vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        let remote = req.remote_addr();
-        let msg = req.into_inner();
-        self.check(msg.cluster_id, remote)?;
-        let r = self.raft.vote(Self::decode(&msg)?).await;
-        self.encode(&r)
+        let rpc = self.open(req)?;
+        self.encode(&self.raft.vote(rpc).await)
     }
 
     async fn install_snapshot(
         &self,
         req: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
-        let remote = req.remote_addr();
-        let msg = req.into_inner();
-        self.check(msg.cluster_id, remote)?;
-        let r = self.raft.install_snapshot(Self::decode(&msg)?).await;
-        self.encode(&r)
+        let rpc = self.open(req)?;
+        self.encode(&self.raft.install_snapshot(rpc).await)
     }
 
     async fn propose(&self, req: Request<ProposeRequest>) -> Result<Response<ApplyResult>, Status> {
