@@ -63,10 +63,9 @@ pub fn status(e: ServerError) -> Status {
         ServerError::Apply(a) => apply_status(a),
         ServerError::RequestTooLarge => etcd(Code::InvalidArgument, "request is too large"),
         ServerError::Stopped => etcd(Code::Unavailable, "server stopped"),
-        ServerError::NoLeader => no_leader(),
         ServerError::Timeout => timeout(),
         ServerError::NotLeader(_) => not_leader(),
-        ServerError::Remote { code, message } => Status::new(Code::from_i32(code), message),
+        ServerError::Refused { code, message } => Status::new(Code::from_i32(code), message),
         ServerError::Membership(m) => Status::failed_precondition(m),
         ServerError::Config(m) => Status::internal(m),
     }

@@ -13,6 +13,28 @@ use openraft::Raft;
 use std::sync::Weak;
 use tonic::{Request, Response, Status};
 
+/// A peer request that names the sender's cluster.
+trait ClusterScoped {
+    fn cluster_id(&self) -> u64;
+}
+
+macro_rules! cluster_scoped {
+    ($($t:ty),*) => {$(
+        impl ClusterScoped for $t {
+            fn cluster_id(&self) -> u64 {
+                self.cluster_id
+            }
+        }
+    )*};
+}
+cluster_scoped!(
+    RaftMessage,
+    ProposeRequest,
+    LeaseForward,
+    MemberChangeRequest,
+    ReadIndexRequest
+);
+
 pub struct PeerService {
     pub cluster_id: u64,
     pub raft: Raft<TypeConfig>,
@@ -33,12 +55,26 @@ impl PeerService {
         Err(cluster_mismatch(self.cluster_id, cluster_id))
     }
 
-    /// Checks a raft message's cluster ID and decodes its payload.
-    fn open<T: serde::de::DeserializeOwned>(&self, req: Request<RaftMessage>) -> Result<T, Status> {
+    /// A peer request from this cluster, or its refusal (logged).
+    fn accept<M: ClusterScoped>(&self, req: Request<M>) -> Result<M, Status> {
         let remote = req.remote_addr();
         let msg = req.into_inner();
-        self.check(msg.cluster_id, remote)?;
-        Self::decode(&msg)
+        self.check(msg.cluster_id(), remote)?;
+        Ok(msg)
+    }
+
+    /// A raft message from this cluster, decoded.
+    fn open<T: serde::de::DeserializeOwned>(&self, req: Request<RaftMessage>) -> Result<T, Status> {
+        Self::decode(&self.accept(req)?)
+    }
+
+    /// The server, if this member leads (lease requests are answered by the leader only).
+    fn leader(&self) -> Result<std::sync::Arc<Server>, Status> {
+        let server = self.server()?;
+        if !server.is_leader() {
+            return Err(crate::api::error::not_leader());
+        }
+        Ok(server)
     }
 
     fn decode<T: serde::de::DeserializeOwned>(msg: &RaftMessage) -> Result<T, Status> {
@@ -85,9 +121,7 @@ impl Peer for PeerService {
     }
 
     async fn propose(&self, req: Request<ProposeRequest>) -> Result<Response<ApplyResult>, Status> {
-        let remote = req.remote_addr();
-        let p = req.into_inner();
-        self.check(p.cluster_id, remote)?;
+        let p = self.accept(req)?;
         let request = p
             .request
             .ok_or_else(|| Status::invalid_argument("empty proposal"))?;
@@ -95,7 +129,7 @@ impl Peer for PeerService {
         // Proposed here only: a member that is no longer leader says so, and
         // the follower retries, so proposals never bounce between members.
         let r = server
-            .propose_here(request)
+            .propose_here(&request)
             .await
             .map_err(crate::api::error::status)?;
         let mut result: ApplyResult = r.into();
@@ -107,13 +141,8 @@ impl Peer for PeerService {
         &self,
         req: Request<LeaseForward>,
     ) -> Result<Response<LeaseKeepAliveResponse>, Status> {
-        let remote = req.remote_addr();
-        let f = req.into_inner();
-        self.check(f.cluster_id, remote)?;
-        let server = self.server()?;
-        if !server.is_leader() {
-            return Err(crate::api::error::not_leader());
-        }
+        let f = self.accept(req)?;
+        let server = self.leader()?;
         let id = f.request.map_or(0, |r| r.id);
         Ok(Response::new(server.lease_renew_here(id)))
     }
@@ -122,13 +151,8 @@ impl Peer for PeerService {
         &self,
         req: Request<LeaseForward>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
-        let remote = req.remote_addr();
-        let f = req.into_inner();
-        self.check(f.cluster_id, remote)?;
-        let server = self.server()?;
-        if !server.is_leader() {
-            return Err(crate::api::error::not_leader());
-        }
+        let f = self.accept(req)?;
+        let server = self.leader()?;
         Ok(Response::new(
             server.lease_time_to_live_here(&f.request.unwrap_or_default()),
         ))
@@ -138,9 +162,7 @@ impl Peer for PeerService {
         &self,
         req: Request<MemberChangeRequest>,
     ) -> Result<Response<MemberChangeResponse>, Status> {
-        let remote = req.remote_addr();
-        let r = req.into_inner();
-        self.check(r.cluster_id, remote)?;
+        let r = self.accept(req)?;
         let change = r
             .change
             .ok_or_else(|| Status::invalid_argument("empty membership change"))?;
@@ -171,9 +193,7 @@ impl Peer for PeerService {
         &self,
         req: Request<ReadIndexRequest>,
     ) -> Result<Response<ReadIndexResponse>, Status> {
-        let remote = req.remote_addr();
-        let r = req.into_inner();
-        self.check(r.cluster_id, remote)?;
+        self.accept(req)?;
         let index = self
             .raft
             .ensure_linearizable()

@@ -80,7 +80,13 @@ fn sm_err(verb: ErrorVerb) -> impl Fn(crate::mvcc::MvccError) -> StorageError {
 }
 
 fn read_raft_state(store: &Store) -> Result<(Option<LogId>, StoredMembership), StorageError> {
-    let view = store.read().map_err(sm_err(ErrorVerb::Read))?;
+    raft_state_in(&store.read().map_err(sm_err(ErrorVerb::Read))?)
+}
+
+/// The last applied log ID and membership recorded in a view of the store.
+fn raft_state_in(
+    view: &crate::mvcc::ReadView,
+) -> Result<(Option<LogId>, StoredMembership), StorageError> {
     let decode_err = |e| io_error(ErrorSubject::StateMachine, ErrorVerb::Read, e);
     let last_applied = match view.state(LAST_APPLIED).map_err(sm_err(ErrorVerb::Read))? {
         Some(b) => bincode::deserialize(&b).map_err(decode_err)?,
@@ -314,15 +320,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                 let data = std::fs::read(&path)
                     .map_err(|e| io_error(ErrorSubject::Snapshot(None), ErrorVerb::Read, e));
                 let _ = std::fs::remove_file(&path);
-                let decode_err = |e| io_error(ErrorSubject::Snapshot(None), ErrorVerb::Read, e);
-                let last = match view.state(LAST_APPLIED).map_err(sm_err(ErrorVerb::Read))? {
-                    Some(b) => bincode::deserialize(&b).map_err(decode_err)?,
-                    None => None,
-                };
-                let membership = match view.state(MEMBERSHIP).map_err(sm_err(ErrorVerb::Read))? {
-                    Some(b) => bincode::deserialize(&b).map_err(decode_err)?,
-                    None => StoredMembership::default(),
-                };
+                let (last, membership) = raft_state_in(&view)?;
                 Ok((data?, last, membership))
             },
         )

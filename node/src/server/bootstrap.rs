@@ -4,7 +4,7 @@
 use super::ServerError;
 use crate::config::{ClusterState, Config};
 use crate::mvcc::Store;
-use crate::raft::{LogStore, MemberInfo};
+use crate::raft::MemberInfo;
 use std::collections::{BTreeMap, HashSet};
 
 /// Who this member is.
@@ -26,11 +26,7 @@ pub(super) struct Boot {
 const META_MEMBER: &str = "member_id";
 const META_CLUSTER: &str = "cluster_id";
 
-pub(super) async fn prepare(
-    cfg: &Config,
-    store: &Store,
-    _log: &LogStore,
-) -> Result<Boot, ServerError> {
+pub(super) async fn prepare(cfg: &Config, store: &Store) -> Result<Boot, ServerError> {
     let (stored_member, stored_cluster) =
         store.write(|t| Ok((t.meta(META_MEMBER)?, t.meta(META_CLUSTER)?)))?;
     if stored_member != 0 {

@@ -15,7 +15,7 @@ const LEARNER_READY_PERCENT: f64 = 0.9;
 const MAX_LEARNERS: usize = 1;
 
 fn membership_error(code: tonic::Code, text: &str) -> ServerError {
-    ServerError::Remote {
+    ServerError::Refused {
         code: code as i32,
         message: format!("etcdserver: {text}"),
     }

@@ -46,16 +46,15 @@ pub enum ServerError {
     RequestTooLarge,
     #[error("server stopped")]
     Stopped,
-    #[error("no leader")]
-    NoLeader,
     #[error("request timed out")]
     Timeout,
     /// This member is not the leader; the leader's peer URL when known.
     #[error("not leader")]
     NotLeader(Option<String>),
-    /// The leader refused a forwarded request with this gRPC status.
+    /// A refusal to hand to the client as this gRPC status (from the
+    /// leader for a forwarded request, or one of etcd's membership checks).
     #[error("{message}")]
-    Remote { code: i32, message: String },
+    Refused { code: i32, message: String },
     #[error("{0}")]
     Config(String),
     #[error("{0}")]
@@ -100,10 +99,14 @@ impl Server {
         let metrics = Arc::new(Metrics::default());
         let log = LogStore::open(&config.data_dir, metrics.clone())
             .map_err(|e| ServerError::Config(e.to_string()))?;
-        let boot = bootstrap::prepare(&config, &store, &log).await?;
+        let boot = bootstrap::prepare(&config, &store).await?;
         let identity = boot.identity.clone();
         let lessor = Arc::new(Lessor::new(config.min_lease_ttl()));
-        let hub = WatchHub::new(store.clone(), 1, tokio::runtime::Handle::current());
+        let hub = WatchHub::new(
+            store.clone(),
+            store.read()?.rev,
+            tokio::runtime::Handle::current(),
+        );
         let waiters: Arc<Waiters> = Arc::default();
         let applied_index = Arc::new(AtomicU64::new(0));
         let sm = StateMachine::open(
@@ -116,7 +119,6 @@ impl Server {
             config.data_dir.join("member"),
         )
         .map_err(|e| ServerError::Config(e.to_string()))?;
-        hub.reset(store.read()?.rev);
         let raft_config = Arc::new(
             openraft::Config {
                 cluster_name: format!("{:x}", identity.cluster_id),
@@ -377,7 +379,7 @@ impl Server {
     ) -> Result<Response, ServerError> {
         let deadline = Instant::now() + self.config.request_timeout();
         loop {
-            let leader_url = match self.propose_here(entry.clone()).await {
+            let leader_url = match self.propose_here(&entry).await {
                 Err(ServerError::NotLeader(url)) => url,
                 other => return other,
             };
@@ -398,7 +400,7 @@ impl Server {
                     }
                     Err(status) if retryable(&status) => {}
                     Err(status) => {
-                        return Err(ServerError::Remote {
+                        return Err(ServerError::Refused {
                             code: status.code() as i32,
                             message: status.message().to_string(),
                         })
@@ -413,7 +415,7 @@ impl Server {
     }
 
     /// Proposes on this member only; `NotLeader` when it does not lead.
-    pub async fn propose_here(&self, entry: InternalRequest) -> Result<Response, ServerError> {
+    pub async fn propose_here(&self, entry: &InternalRequest) -> Result<Response, ServerError> {
         let id = self.next_request_id();
         let rx = self.waiters.register(id);
         let command = Command {
@@ -505,7 +507,7 @@ impl Server {
                     Ok(v) => return Ok(v),
                     Err(s) if retryable(&s) => {}
                     Err(s) => {
-                        return Err(ServerError::Remote {
+                        return Err(ServerError::Refused {
                             code: s.code() as i32,
                             message: s.message().to_string(),
                         })
