@@ -228,7 +228,58 @@ fn with_no_flags_it_serves_localhost_2379_from_default_etcd() {
 #[test]
 fn restart_keeps_identity_whatever_the_bootstrap_flags_say() {
     let mut m = Member::start(Kind::Ferrocd, &[]);
-    let before = member_names(&m.endpoint());
-    m.restart();
-    assert_eq!(member_names(&m.endpoint()), before);
+    let status = |m: &Member| -> serde_json::Value {
+        let (code, out, err) = run(
+            &crate::support::etcdctl35(),
+            &[
+                format!("--endpoints={}", m.endpoint()),
+                "endpoint".into(),
+                "status".into(),
+                "-w".into(),
+                "json".into(),
+            ],
+            &[],
+        );
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str(&out).unwrap()
+    };
+    let before = status(&m);
+    let (code, _, err) = run(
+        &crate::support::etcdctl35(),
+        &[
+            format!("--endpoints={}", m.endpoint()),
+            "put".into(),
+            "k".into(),
+            "v".into(),
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    // Another token would give another member and cluster ID if the flags were used again.
+    m.restart_with(&["--initial-cluster-token=something-else"]);
+    let after = status(&m);
+    assert_eq!(
+        after[0]["Status"]["header"]["member_id"],
+        before[0]["Status"]["header"]["member_id"]
+    );
+    assert_eq!(
+        after[0]["Status"]["header"]["cluster_id"],
+        before[0]["Status"]["header"]["cluster_id"]
+    );
+    let (_, out, _) = run(
+        &crate::support::etcdctl35(),
+        &[
+            format!("--endpoints={}", m.endpoint()),
+            "get".into(),
+            "k".into(),
+        ],
+        &[],
+    );
+    assert_eq!(out, "k\nv\n", "the data survived the restart");
+    assert!(
+        std::fs::read_to_string(m.log_path())
+            .unwrap()
+            .contains("ignoring the bootstrap flags"),
+        "the restart says it ignores the bootstrap flags"
+    );
 }

@@ -14,6 +14,24 @@ fn ctl(endpoints: &str, args: &[&str]) -> String {
     out
 }
 
+async fn connect_all(cluster: &Cluster) -> Vec<Client> {
+    let mut clients = Vec::new();
+    for m in &cluster.members {
+        clients.push(Client::connect(&m.endpoint()).await);
+    }
+    clients
+}
+
+/// How many keys `key` names on this member (a linearizable read).
+async fn count(c: &mut Client, key: &[u8]) -> i64 {
+    let r = RangeRequest {
+        key: key.to_vec(),
+        count_only: true,
+        ..Default::default()
+    };
+    c.kv.range(r).await.unwrap().into_inner().count
+}
+
 /// Waits until every member has published its name (etcd does this right after start).
 async fn wait_named(c: &mut Client, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -41,10 +59,7 @@ async fn three_members_bootstrap_statically_and_serve_the_same_data() {
     let cluster = tokio::task::spawn_blocking(|| Cluster::start(Kind::Ferrocd, 3, &[]))
         .await
         .unwrap();
-    let mut clients = Vec::new();
-    for m in &cluster.members {
-        clients.push(Client::connect(&m.endpoint()).await);
-    }
+    let mut clients = connect_all(&cluster).await;
     wait_named(&mut clients[0], 3).await;
 
     // One cluster ID, one leader, every member agrees on both.
@@ -173,10 +188,7 @@ async fn leases_kept_alive_through_a_follower_live_and_expire_everywhere() {
     let cluster = tokio::task::spawn_blocking(|| Cluster::start(Kind::Ferrocd, 3, &[]))
         .await
         .unwrap();
-    let mut clients = Vec::new();
-    for m in &cluster.members {
-        clients.push(Client::connect(&m.endpoint()).await);
-    }
+    let mut clients = connect_all(&cluster).await;
     let leader = leader_index(&mut clients).await;
     let follower = (leader + 1) % 3;
     let c = &mut clients[follower];
@@ -208,15 +220,11 @@ async fn leases_kept_alive_through_a_follower_live_and_expire_everywhere() {
         tokio::time::sleep(Duration::from_millis(700)).await;
     }
     for (i, c) in clients.iter_mut().enumerate() {
-        let got =
-            c.kv.range(RangeRequest {
-                key: b"leased".to_vec(),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(got.count, 1, "member {i}: the kept-alive key is gone");
+        assert_eq!(
+            count(c, b"leased").await,
+            1,
+            "member {i}: the kept-alive key is gone"
+        );
         let ttl = c
             .lease
             .lease_time_to_live(LeaseTimeToLiveRequest { id: 42, keys: true })
@@ -234,15 +242,11 @@ async fn leases_kept_alive_through_a_follower_live_and_expire_everywhere() {
     // Without keep-alives it expires, and the key goes on every member.
     tokio::time::sleep(Duration::from_secs(5)).await;
     for (i, c) in clients.iter_mut().enumerate() {
-        let got =
-            c.kv.range(RangeRequest {
-                key: b"leased".to_vec(),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(got.count, 0, "member {i}: the expired lease's key remains");
+        assert_eq!(
+            count(c, b"leased").await,
+            0,
+            "member {i}: the expired lease's key remains"
+        );
     }
 }
 
@@ -251,10 +255,7 @@ async fn killing_the_leader_under_writes_loses_no_acknowledged_write() {
     let mut cluster = tokio::task::spawn_blocking(|| Cluster::start(Kind::Ferrocd, 3, &[]))
         .await
         .unwrap();
-    let mut clients = Vec::new();
-    for m in &cluster.members {
-        clients.push(Client::connect(&m.endpoint()).await);
-    }
+    let mut clients = connect_all(&cluster).await;
     let leader = leader_index(&mut clients).await;
     let old_term = status_of(&mut clients[leader]).await.unwrap().raft_term;
     let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -399,10 +400,7 @@ async fn a_member_with_another_token_cannot_join_or_disturb() {
     let cluster = tokio::task::spawn_blocking(|| Cluster::start(Kind::Ferrocd, 3, &[]))
         .await
         .unwrap();
-    let mut clients = Vec::new();
-    for m in &cluster.members {
-        clients.push(Client::connect(&m.endpoint()).await);
-    }
+    let mut clients = connect_all(&cluster).await;
     let leader = leader_index(&mut clients).await;
     let before = status_of(&mut clients[leader]).await.unwrap();
     // An intruder on a fourth address that believes it bootstraps a cluster with the three.
@@ -684,10 +682,7 @@ async fn a_member_far_behind_catches_up_from_a_snapshot() {
         tokio::task::spawn_blocking(|| Cluster::start(Kind::Ferrocd, 3, &["--snapshot-count=100"]))
             .await
             .unwrap();
-    let mut clients = Vec::new();
-    for m in &cluster.members {
-        clients.push(Client::connect(&m.endpoint()).await);
-    }
+    let mut clients = connect_all(&cluster).await;
     let leader = leader_index(&mut clients).await;
     let behind = (leader + 1) % 3;
     let writer = leader;

@@ -254,6 +254,15 @@ impl Member {
         }
     }
 
+    /// Restarts with these flags added after the original ones (later flags win).
+    pub fn restart_with(&mut self, extra: &[&str]) {
+        self.extra.extend(extra.iter().map(|s| s.to_string()));
+        if let Some(f) = self.flags.as_mut() {
+            f.extend(extra.iter().map(|s| s.to_string()));
+        }
+        self.restart();
+    }
+
     /// Starts the process again on the same data dir and waits until healthy.
     pub fn restart(&mut self) {
         self.kill9();
