@@ -68,6 +68,11 @@ pub fn status(e: ServerError) -> Status {
         ServerError::Refused { code, message } => Status::new(Code::from_i32(code), message),
         ServerError::Membership(m) => Status::failed_precondition(m),
         ServerError::Config(m) => Status::internal(m),
+        ServerError::BadLeaderTransferee => bad_leader_transferee(),
+        ServerError::LeaderTransferTimeout => etcd(
+            Code::Unavailable,
+            "request timed out, leader transfer took too long",
+        ),
     }
 }
 

@@ -204,19 +204,10 @@ impl Maintenance for MaintenanceService {
     ) -> Result<Response<MoveLeaderResponse>, Status> {
         require_leader(&req, &self.server)?;
         let target = req.into_inner().target_id;
-        if !self
-            .server
-            .members()
-            .iter()
-            .any(|m| m.id == target && !m.is_learner)
-        {
-            return Err(error::bad_leader_transferee());
-        }
-        if target != self.server.leader_id() {
-            return Err(error::unimplemented(
-                "moving leadership is not supported yet",
-            ));
-        }
+        self.server
+            .move_leader(target)
+            .await
+            .map_err(error::status)?;
         Ok(Response::new(MoveLeaderResponse {
             header: Some(self.server.header(self.server.hub.rev())),
         }))

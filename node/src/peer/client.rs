@@ -7,7 +7,7 @@ use crate::proto::etcdserverpb::{
 use crate::proto::ferrocdpb::{
     member_change_request::Change, peer_client::PeerClient, ApplyResult, ClusterInfoRequest,
     ClusterInfoResponse, InternalRequest, LeaseForward, MemberChangeRequest, MemberChangeResponse,
-    ProposeRequest, RaftMessage, ReadIndexRequest,
+    ProposeRequest, RaftMessage, ReadIndexRequest, TimeoutNowRequest,
 };
 use crate::raft::{MemberInfo, TypeConfig};
 use openraft::error::{
@@ -274,6 +274,16 @@ impl Forwarder {
             cluster_id: self.cluster_id,
         };
         Ok(c.read_index(req).await?.into_inner().index)
+    }
+
+    /// Tells `member_url` to campaign at once (the last step of a leadership transfer).
+    pub async fn timeout_now(&self, member_url: &str) -> Result<(), tonic::Status> {
+        let mut c = self.client(member_url)?;
+        let req = TimeoutNowRequest {
+            cluster_id: self.cluster_id,
+        };
+        c.timeout_now(req).await?;
+        Ok(())
     }
 }
 

@@ -5,7 +5,7 @@ use crate::proto::etcdserverpb::{LeaseKeepAliveResponse, LeaseTimeToLiveResponse
 use crate::proto::ferrocdpb::{
     peer_server::Peer, ApplyResult, ClusterInfoRequest, ClusterInfoResponse, LeaseForward,
     MemberChangeRequest, MemberChangeResponse, ProposeRequest, RaftMessage, ReadIndexRequest,
-    ReadIndexResponse,
+    ReadIndexResponse, TimeoutNowRequest, TimeoutNowResponse,
 };
 use crate::raft::TypeConfig;
 use crate::server::Server;
@@ -32,7 +32,8 @@ cluster_scoped!(
     ProposeRequest,
     LeaseForward,
     MemberChangeRequest,
-    ReadIndexRequest
+    ReadIndexRequest,
+    TimeoutNowRequest
 );
 
 pub struct PeerService {
@@ -195,8 +196,8 @@ impl Peer for PeerService {
     ) -> Result<Response<ReadIndexResponse>, Status> {
         self.accept(req)?;
         let index = self
-            .raft
-            .ensure_linearizable()
+            .server()?
+            .confirm_leadership()
             .await
             .map_err(|e| match e.forward_to_leader::<crate::raft::MemberInfo>() {
                 Some(_) => crate::api::error::not_leader(),
@@ -204,5 +205,19 @@ impl Peer for PeerService {
             })?
             .map_or(0, |l| l.index);
         Ok(Response::new(ReadIndexResponse { index }))
+    }
+
+    async fn timeout_now(
+        &self,
+        req: Request<TimeoutNowRequest>,
+    ) -> Result<Response<TimeoutNowResponse>, Status> {
+        self.accept(req)?;
+        tracing::info!("the leader hands leadership over to this member: campaigning");
+        self.raft
+            .trigger()
+            .elect()
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(Response::new(TimeoutNowResponse {}))
     }
 }

@@ -80,7 +80,7 @@ async fn check_quorum(server: Weak<Server>) {
         let believes_leader =
             s.raft.metrics().borrow().current_leader == Some(s.identity.member_id);
         if believes_leader {
-            if let Ok(Ok(_)) = tokio::time::timeout(timeout, s.raft.ensure_linearizable()).await {
+            if let Ok(Ok(_)) = tokio::time::timeout(timeout, s.confirm_leadership()).await {
                 s.quorum_confirmed();
             }
         }

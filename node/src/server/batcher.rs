@@ -2,9 +2,11 @@
 //! are collected into the next entry, so many client writes share one log
 //! append and one fsync.
 
+use super::transfer::LeaderGate;
 use super::ServerError;
 use crate::raft::{Batch, Command, MemberInfo, TypeConfig};
 use openraft::Raft;
+use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 /// Upper bounds of one entry.
@@ -21,9 +23,9 @@ pub(super) struct Batcher {
 }
 
 impl Batcher {
-    pub fn spawn(raft: Raft<TypeConfig>) -> Batcher {
+    pub fn spawn(raft: Raft<TypeConfig>, gate: Arc<LeaderGate>) -> Batcher {
         let (tx, rx) = mpsc::channel(8192);
-        tokio::spawn(run(raft, rx));
+        tokio::spawn(run(raft, gate, rx));
         Batcher { tx }
     }
 
@@ -39,7 +41,7 @@ impl Batcher {
     }
 }
 
-async fn run(raft: Raft<TypeConfig>, mut rx: mpsc::Receiver<Pending>) {
+async fn run(raft: Raft<TypeConfig>, gate: Arc<LeaderGate>, mut rx: mpsc::Receiver<Pending>) {
     while let Some(first) = rx.recv().await {
         let mut bytes = first.command.entry.len();
         let mut batch = vec![first];
@@ -54,7 +56,10 @@ async fn run(raft: Raft<TypeConfig>, mut rx: mpsc::Receiver<Pending>) {
         }
         let (commands, waiters): (Vec<Command>, Vec<_>) =
             batch.into_iter().map(|p| (p.command, p.done)).unzip();
-        let outcome = match raft.client_write(Batch { commands }).await {
+        let pass = gate.pass().await;
+        let written = raft.client_write(Batch { commands }).await;
+        drop(pass);
+        let outcome = match written {
             Ok(_) => Ok(()),
             Err(e) => Err(match e.forward_to_leader::<MemberInfo>() {
                 Some(f) => ServerError::NotLeader(

@@ -8,6 +8,7 @@ mod batcher;
 mod bootstrap;
 mod members;
 mod membership;
+mod transfer;
 
 pub use membership::to_proto as member_to_proto;
 
@@ -59,6 +60,10 @@ pub enum ServerError {
     Config(String),
     #[error("{0}")]
     Membership(String),
+    #[error("bad leader transferee")]
+    BadLeaderTransferee,
+    #[error("request timed out, leader transfer took too long")]
+    LeaderTransferTimeout,
 }
 
 impl From<MvccError> for ServerError {
@@ -77,6 +82,8 @@ pub struct Server {
     pub raft: Raft<TypeConfig>,
     waiters: Arc<Waiters>,
     batcher: batcher::Batcher,
+    /// Held by a leadership transfer while the leader must stay silent.
+    gate: Arc<transfer::LeaderGate>,
     pub(crate) forwarder: Forwarder,
     applied_index: Arc<AtomicU64>,
     lease_ids: AtomicU64,
@@ -85,6 +92,9 @@ pub struct Server {
     pub(crate) refusals: Arc<crate::peer::Refusals>,
     /// Set when this member must stop (it belongs to no cluster it can reach).
     fatal: tokio::sync::watch::Sender<Option<String>>,
+    /// Tells the peer listeners to stop (after they finish what they serve).
+    stop_peers: tokio::sync::watch::Sender<bool>,
+    peer_listeners: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// When a quorum last confirmed this member's leadership (ms since `started`).
     quorum_confirmed_ms: AtomicU64,
     started: Instant,
@@ -119,18 +129,13 @@ impl Server {
             config.data_dir.join("member"),
         )
         .map_err(|e| ServerError::Config(e.to_string()))?;
+        let timing = transfer::RaftTiming::new(config.election_timeout);
         let raft_config = Arc::new(
             openraft::Config {
                 cluster_name: format!("{:x}", identity.cluster_id),
                 heartbeat_interval: config.heartbeat_interval.as_millis() as u64,
-                election_timeout_min: config.election_timeout.as_millis() as u64,
-                // openraft's followers refuse votes for election_timeout_max after
-                // the last leader contact (its leader lease), so the first candidate
-                // is refused and the second wins: failover takes about two election
-                // timeouts; a wide window (etcd's [et, 2et)) would make it up to four.
-                // Competing candidates of one term are ordered by node ID in
-                // openraft's default mode, so no randomization is needed for that.
-                election_timeout_max: config.election_timeout.as_millis() as u64 + 1,
+                election_timeout_min: timing.election_min_ms,
+                election_timeout_max: timing.election_max_ms,
                 snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_count),
                 max_in_snapshot_log_to_keep: 1000,
                 // Installing a large snapshot takes far longer than a heartbeat.
@@ -148,11 +153,13 @@ impl Server {
         let raft = Raft::new(identity.member_id, raft_config, network, log, sm)
             .await
             .map_err(|e| ServerError::Config(format!("cannot start raft: {e}")))?;
+        let gate: Arc<transfer::LeaderGate> = Arc::default();
         let server = Arc::new(Server {
             lease_ids: AtomicU64::new(id_seed()),
             request_ids: AtomicU64::new(id_seed()),
             forwarder: Forwarder::new(identity.cluster_id),
-            batcher: batcher::Batcher::spawn(raft.clone()),
+            batcher: batcher::Batcher::spawn(raft.clone(), gate.clone()),
+            gate,
             identity,
             config,
             store,
@@ -166,6 +173,8 @@ impl Server {
             started: Instant::now(),
             refusals,
             fatal: tokio::sync::watch::channel(None).0,
+            stop_peers: tokio::sync::watch::channel(false).0,
+            peer_listeners: std::sync::Mutex::default(),
         });
         server.serve_peers().await?;
         if let Some(members) = boot.initialize {
@@ -209,17 +218,25 @@ impl Server {
                 .map(|a| a.to_string())
                 .unwrap_or_default();
             tracing::info!(address = %addr, "serving peer traffic");
-            tokio::spawn(async move {
+            let mut stop = self.stop_peers.subscribe();
+            let task = tokio::spawn(async move {
                 let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+                let stopped = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
                 let r = tonic::transport::Server::builder()
                     .tcp_nodelay(true)
                     .add_service(service)
-                    .serve_with_incoming(incoming)
+                    .serve_with_incoming_shutdown(incoming, stopped)
                     .await;
                 if let Err(e) = r {
                     tracing::error!(address = %addr, error = %e, "peer listener failed");
                 }
             });
+            self.peer_listeners
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(task);
         }
         Ok(())
     }
@@ -310,8 +327,7 @@ impl Server {
         let deadline = Instant::now() + self.config.request_timeout();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let Ok(confirmed) = tokio::time::timeout(left, self.raft.ensure_linearizable()).await
-            else {
+            let Ok(confirmed) = tokio::time::timeout(left, self.confirm_leadership()).await else {
                 return Err(ServerError::Timeout);
             };
             let err = match confirmed {
@@ -588,10 +604,31 @@ impl Server {
         let _ = self.fatal.send(Some(reason));
     }
 
-    /// Stops raft (leadership passes on when the others elect).
+    /// Stops raft, after handing leadership over if this member leads
+    /// (unless it stops because it is not part of a cluster).
     pub async fn shutdown(&self) {
+        if self.fatal.borrow().is_none() {
+            self.hand_over_leadership().await;
+        }
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft did not shut down cleanly");
+        }
+        // Peers' requests in flight get an answer (they retry elsewhere)
+        // rather than a reset connection.
+        let _ = self.stop_peers.send(true);
+        let listeners = std::mem::take(
+            &mut *self
+                .peer_listeners
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        for l in listeners {
+            if tokio::time::timeout(Duration::from_secs(2), l)
+                .await
+                .is_err()
+            {
+                tracing::warn!("peer requests still running at shutdown");
+            }
         }
         if let Err(e) = self.store.sync() {
             tracing::warn!(error = %e, "cannot sync the store at shutdown");

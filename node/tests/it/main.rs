@@ -11,4 +11,5 @@ mod crash;
 mod differential;
 mod etcdctl;
 mod http;
+mod leadership;
 mod watch;

@@ -246,6 +246,14 @@ impl Member {
         None
     }
 
+    /// Sends SIGTERM; the process is reaped by `wait_exit` or `kill9`.
+    pub fn terminate(&mut self) {
+        if let Some(c) = self.child.as_ref() {
+            // SAFETY: kill(2) on our own child's PID, which is not reaped yet.
+            unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGTERM) };
+        }
+    }
+
     /// kill -9 and reap.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
