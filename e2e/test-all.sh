@@ -9,6 +9,8 @@ say() { printf '==> %s\n' "$*" >&2; }
 need_apt=()
 [ -x /usr/bin/etcdctl ] || need_apt+=(etcd-client)        # etcdctl 3.4
 command -v protoc >/dev/null || need_apt+=(protobuf-compiler) # the etcd-client crate's build
+command -v dnsmasq >/dev/null || need_apt+=(dnsmasq-base)    # SRV records for discovery tests
+command -v ip >/dev/null || need_apt+=(iproute2)              # network namespaces
 if [ ${#need_apt[@]} -gt 0 ]; then
   say "installing Debian packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

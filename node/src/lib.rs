@@ -8,6 +8,7 @@
 pub mod api;
 pub mod apply;
 pub mod config;
+pub mod discovery;
 pub mod ids;
 pub mod lease;
 pub mod logging;

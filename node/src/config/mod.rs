@@ -23,6 +23,12 @@ pub const FLAGS: &[FlagSpec] = &[
     f("initial-cluster", Kind::Str, "default=http://localhost:2380", "Initial cluster configuration for bootstrapping."),
     f("initial-cluster-token", Kind::Str, "etcd-cluster", "Initial cluster token for the etcd cluster during bootstrap."),
     f("initial-cluster-state", Kind::Str, "new", "Initial cluster state ('new' or 'existing')."),
+    f("initial-cluster-size", Kind::Uint, "0", "ferrocd extension: with --discovery-srv, wait until the SRV records name this many members before bootstrapping a new cluster (0: do not wait)."),
+    f("discovery", Kind::Str, "", "Discovery URL used to bootstrap the cluster."),
+    f("discovery-srv", Kind::Str, "", "DNS domain used to bootstrap initial cluster."),
+    f("discovery-srv-name", Kind::Str, "", "Suffix to the dns srv name queried when bootstrapping."),
+    f("discovery-fallback", Kind::Str, "proxy", "Expected behavior ('exit' or 'proxy') when discovery services fails."),
+    f("discovery-proxy", Kind::Str, "", "HTTP proxy to use for traffic to discovery service."),
     f("heartbeat-interval", Kind::Uint, "100", "Time (in milliseconds) of a heartbeat interval."),
     f("election-timeout", Kind::Uint, "1000", "Time (in milliseconds) for an election to timeout."),
     f("snapshot-count", Kind::Uint, "100000", "Number of committed transactions to trigger a snapshot to disk."),
@@ -59,6 +65,8 @@ pub struct Config {
     pub initial_cluster: Vec<(String, Vec<String>)>,
     pub initial_cluster_token: String,
     pub initial_cluster_state: ClusterState,
+    /// `--discovery-srv`: the initial cluster comes from DNS SRV records.
+    pub discovery_srv: Option<SrvDiscovery>,
     /// Bytes; `None` means no quota (a negative flag value).
     pub quota_backend_bytes: Option<u64>,
     pub max_request_bytes: usize,
@@ -71,6 +79,16 @@ pub struct Config {
     pub log_level: String,
     pub logger: String,
     pub log_outputs: String,
+}
+
+/// `--discovery-srv DOMAIN [--discovery-srv-name NAME] [--initial-cluster-size N]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SrvDiscovery {
+    pub domain: String,
+    /// Suffix of the service names (`_etcd-server-NAME._tcp`); empty for none.
+    pub service_name: String,
+    /// Wait until this many members are listed (0: take what is there).
+    pub wait_for_size: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,9 +198,41 @@ impl Config {
             "initial-advertise-peer-urls",
             &get("initial-advertise-peer-urls"),
         )?;
+        let discovery_url = get("discovery");
+        let srv_domain = get("discovery-srv");
+        // etcd: a discovery flag replaces the default initial cluster; given
+        // together with an explicit one (or each other), they conflict.
+        let sources = [
+            v.is_set("initial-cluster") && !get("initial-cluster").is_empty(),
+            !discovery_url.is_empty(),
+            !srv_domain.is_empty(),
+        ];
+        if sources.iter().filter(|s| **s).count() > 1 {
+            return Err(invalid(
+                "multiple discovery or bootstrap flags are set. Choose one of \"initial-cluster\", \"discovery\" or \"discovery-srv\"",
+            ));
+        }
+        if !discovery_url.is_empty() {
+            return Err(invalid(
+                "--discovery: the etcd v2 discovery protocol is not supported by this build yet; use --initial-cluster or --discovery-srv",
+            ));
+        }
+        if !["exit", "proxy"].contains(&get("discovery-fallback").as_str()) {
+            return Err(invalid(format!(
+                "invalid value {:?} for flag -discovery-fallback: valid values are \"exit\", \"proxy\"",
+                get("discovery-fallback")
+            )));
+        }
+        let discovery_srv = (!srv_domain.is_empty()).then(|| SrvDiscovery {
+            domain: srv_domain,
+            service_name: get("discovery-srv-name"),
+            wait_for_size: get("initial-cluster-size").parse().unwrap_or(0),
+        });
         // etcd: when --name is given but --initial-cluster is not, the initial
         // cluster is this member alone under its advertised peer URLs.
-        let initial_cluster_text = if v.is_set("initial-cluster") {
+        let initial_cluster_text = if discovery_srv.is_some() {
+            String::new()
+        } else if v.is_set("initial-cluster") {
             get("initial-cluster")
         } else {
             initial_advertise_peer_urls
@@ -248,6 +298,7 @@ impl Config {
             initial_cluster,
             initial_cluster_token: get("initial-cluster-token"),
             initial_cluster_state,
+            discovery_srv,
             quota_backend_bytes,
             max_request_bytes,
             max_txn_ops,
@@ -272,7 +323,7 @@ impl Config {
         Duration::from_secs(5) + 2 * self.election_timeout
     }
 
-    /// This member's peer URLs as listed in the initial cluster.
+    /// This member's peer URLs as listed in the (static) initial cluster.
     pub fn own_initial_peer_urls(&self) -> Result<&[String], ConfigError> {
         self.initial_cluster
             .iter()
@@ -445,6 +496,35 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("-listen-client-urls"), "{e}");
+    }
+
+    #[test]
+    fn discovery_flags_conflict_with_an_explicit_initial_cluster() {
+        let conflict = "multiple discovery or bootstrap flags are set. Choose one of \"initial-cluster\", \"discovery\" or \"discovery-srv\"";
+        let e = cfg(&[
+            "--initial-cluster=a=http://10.0.0.1:2380",
+            "--discovery-srv=example.com",
+        ])
+        .unwrap_err();
+        assert_eq!(e.to_string(), conflict);
+        assert_eq!(e.exit_code(), 1);
+        let e = cfg(&[
+            "--discovery=http://d.example.com/abc",
+            "--discovery-srv=example.com",
+        ])
+        .unwrap_err();
+        assert_eq!(e.to_string(), conflict);
+        // The default initial cluster gives way to SRV discovery.
+        let c = cfg(&["--name=infra0", "--discovery-srv=example.com"]).unwrap();
+        assert!(c.initial_cluster.is_empty());
+        assert_eq!(
+            c.discovery_srv,
+            Some(SrvDiscovery {
+                domain: "example.com".into(),
+                service_name: String::new(),
+                wait_for_size: 0
+            })
+        );
     }
 
     #[test]

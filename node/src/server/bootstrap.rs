@@ -2,10 +2,12 @@
 //! or restarts from its data dir (which then wins over the bootstrap flags).
 
 use super::ServerError;
-use crate::config::{ClusterState, Config};
+use crate::config::{ClusterState, Config, SrvDiscovery};
+use crate::discovery::{srv, Dns};
 use crate::mvcc::Store;
 use crate::raft::MemberInfo;
 use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
 
 /// Who this member is.
 #[derive(Debug, Clone)]
@@ -45,12 +47,32 @@ pub(super) async fn prepare(cfg: &Config, store: &Store) -> Result<Boot, ServerE
             initialize: None,
         });
     }
-    let own = cfg
-        .own_initial_peer_urls()
-        .map_err(|e| ServerError::Config(e.to_string()))?;
-    check_advertised(cfg, own)?;
+    let dns = Dns::from_system().map_err(|e| ServerError::Config(e.0))?;
+    let initial = match &cfg.discovery_srv {
+        None => Initial {
+            members: cfg.initial_cluster.clone(),
+            running: None,
+        },
+        Some(srv) => discover_through_srv(cfg, srv, &dns).await?,
+    };
+    let own = match initial.members.iter().find(|(n, _)| *n == cfg.name) {
+        Some((_, urls)) => urls.clone(),
+        None if cfg.discovery_srv.is_some() => {
+            return Err(ServerError::Config(format!(
+                "cannot find local etcd member {:?} in SRV records",
+                cfg.name
+            )))
+        }
+        None => {
+            return Err(ServerError::Config(format!(
+                "couldn't find local name {:?} in the initial cluster configuration",
+                cfg.name
+            )))
+        }
+    };
+    check_advertised(cfg, &own, &dns).await?;
     let mut seen = HashSet::new();
-    for (_, urls) in &cfg.initial_cluster {
+    for (_, urls) in &initial.members {
         for u in urls {
             if !seen.insert(u.as_str()) {
                 return Err(ServerError::Config(format!(
@@ -60,8 +82,8 @@ pub(super) async fn prepare(cfg: &Config, store: &Store) -> Result<Boot, ServerE
         }
     }
     let token = &cfg.initial_cluster_token;
-    let members: BTreeMap<u64, MemberInfo> = cfg
-        .initial_cluster
+    let members: BTreeMap<u64, MemberInfo> = initial
+        .members
         .iter()
         .map(|(name, urls)| {
             let id = crate::ids::member_id(urls, token, None);
@@ -81,43 +103,150 @@ pub(super) async fn prepare(cfg: &Config, store: &Store) -> Result<Boot, ServerE
         })
         .collect();
     let ids: Vec<u64> = members.keys().copied().collect();
-    let (member_id, cluster_id) = match cfg.initial_cluster_state {
-        ClusterState::New => (
-            crate::ids::member_id(own, token, None),
+    let (member_id, cluster_id) = match (initial.running, cfg.initial_cluster_state) {
+        (Some(running), _) => running,
+        (None, ClusterState::New) => (
+            crate::ids::member_id(&own, token, None),
             crate::ids::cluster_id(&ids),
         ),
-        ClusterState::Existing => join_running_cluster(cfg, own).await?,
+        (None, ClusterState::Existing) => {
+            join_running_cluster(&initial.members, &cfg.name, &own, &dns).await?
+        }
     };
     store.write(|t| {
         t.set_meta(META_MEMBER, member_id)?;
         t.set_meta(META_CLUSTER, cluster_id)
     })?;
-    let initialize = match cfg.initial_cluster_state {
-        ClusterState::New => Some(members),
-        // Joining: the running cluster's leader replicates the membership to us.
-        ClusterState::Existing => None,
-    };
+    // Joining: the running cluster's leader replicates the membership to us.
+    let joins = initial.running.is_some() || cfg.initial_cluster_state == ClusterState::Existing;
     Ok(Boot {
         identity: Identity {
             name: cfg.name.clone(),
             member_id,
             cluster_id,
-            peer_urls: own.to_vec(),
+            peer_urls: own,
             client_urls: cfg.advertise_client_urls.clone(),
         },
-        initialize,
+        initialize: (!joins).then_some(members),
     })
 }
 
-/// etcd: the advertised peer URLs must be exactly this member's initial-cluster entry.
-fn check_advertised(cfg: &Config, own: &[String]) -> Result<(), ServerError> {
+/// A new member's initial cluster: name -> peer URLs, and the (member,
+/// cluster) IDs of a running cluster that already lists this member.
+struct Initial {
+    members: Vec<(String, Vec<String>)>,
+    running: Option<(u64, u64)>,
+}
+
+/// `--discovery-srv`: reads the SRV records until they list
+/// `--initial-cluster-size` members (if given). A running cluster found
+/// at one of the listed peers that already has this member (it started
+/// earlier from the same records, or MemberAdd put us in) is joined.
+async fn discover_through_srv(
+    cfg: &Config,
+    srv: &SrvDiscovery,
+    dns: &Dns,
+) -> Result<Initial, ServerError> {
+    let mut pause = Duration::from_millis(200);
+    loop {
+        let found = srv::server_cluster(
+            dns,
+            &srv.domain,
+            &srv.service_name,
+            &cfg.name,
+            &cfg.initial_advertise_peer_urls,
+        )
+        .await;
+        let entries = match found {
+            Ok(entries) => entries,
+            Err(e) if srv.wait_for_size == 0 => {
+                return Err(ServerError::Config(format!(
+                    "error setting up initial cluster: {e}"
+                )))
+            }
+            Err(e) => {
+                tracing::info!(domain = %srv.domain, error = %e, "waiting for SRV records");
+                Vec::new()
+            }
+        };
+        for (name, url) in &entries {
+            tracing::info!(node = %format!("{name}={url}"), "got bootstrap from DNS for etcd-server");
+        }
+        let mut members: Vec<(String, Vec<String>)> = Vec::new();
+        for (name, url) in entries {
+            match members.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, urls)) => urls.push(url),
+                None => members.push((name, vec![url])),
+            }
+        }
+        if let Some(running) = running_cluster_listing_us(cfg, &members, dns).await? {
+            return Ok(Initial {
+                members,
+                running: Some(running),
+            });
+        }
+        if members.len() >= srv.wait_for_size {
+            return Ok(Initial {
+                members,
+                running: None,
+            });
+        }
+        tracing::info!(
+            domain = %srv.domain,
+            want = srv.wait_for_size,
+            have = members.len(),
+            "waiting until the SRV records list --initial-cluster-size members"
+        );
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// Asks the other listed members whether they already run a cluster; if
+/// one does and lists this member's advertised peer URLs, its IDs.
+async fn running_cluster_listing_us(
+    cfg: &Config,
+    members: &[(String, Vec<String>)],
+    dns: &Dns,
+) -> Result<Option<(u64, u64)>, ServerError> {
+    let own = &cfg.initial_advertise_peer_urls;
+    for (name, urls) in members {
+        if *name == cfg.name {
+            continue;
+        }
+        for url in urls {
+            let Ok(info) = crate::peer::client::cluster_info(url).await else {
+                continue;
+            };
+            for m in &info.members {
+                if dns.same_urls(&m.peer_ur_ls, own).await {
+                    tracing::info!(
+                        peer = %url,
+                        cluster_id = %format!("{:x}", info.cluster_id),
+                        "found a running cluster that lists this member: joining it"
+                    );
+                    return Ok(Some((m.id, info.cluster_id)));
+                }
+            }
+            return Err(ServerError::Config(format!(
+                "member {} is not in the running cluster found through SRV records at {url} (add it with `etcdctl member add` first)",
+                own.join(",")
+            )));
+        }
+    }
+    Ok(None)
+}
+
+/// etcd: the advertised peer URLs must be this member's initial-cluster
+/// entry (compared as resolved addresses, so hostnames and IPs may mix).
+async fn check_advertised(cfg: &Config, own: &[String], dns: &Dns) -> Result<(), ServerError> {
+    if dns.same_urls(&cfg.initial_advertise_peer_urls, own).await {
+        return Ok(());
+    }
     let mut advertised = cfg.initial_advertise_peer_urls.clone();
     let mut listed = own.to_vec();
     advertised.sort();
     listed.sort();
-    if advertised == listed {
-        return Ok(());
-    }
     Err(ServerError::Config(format!(
         "--initial-cluster has {}={} but missing from --initial-advertise-peer-urls={} (\"{}\"(resolved from {:?}) != \"{}\"(resolved from {:?}))",
         cfg.name,
@@ -133,13 +262,15 @@ fn check_advertised(cfg: &Config, own: &[String]) -> Result<(), ServerError> {
 /// `--initial-cluster-state existing`: the running cluster (reached through
 /// the other members' peer URLs) knows the cluster ID and the member ID that
 /// MemberAdd gave this member's peer URLs.
-async fn join_running_cluster(cfg: &Config, own: &[String]) -> Result<(u64, u64), ServerError> {
-    let mut own_sorted = own.to_vec();
-    own_sorted.sort();
-    let others: Vec<&String> = cfg
-        .initial_cluster
+async fn join_running_cluster(
+    members: &[(String, Vec<String>)],
+    name: &str,
+    own: &[String],
+    dns: &Dns,
+) -> Result<(u64, u64), ServerError> {
+    let others: Vec<&String> = members
         .iter()
-        .filter(|(n, _)| *n != cfg.name)
+        .filter(|(n, _)| *n != name)
         .flat_map(|(_, urls)| urls)
         .collect();
     for url in &others {
@@ -150,18 +281,15 @@ async fn join_running_cluster(cfg: &Config, own: &[String]) -> Result<(u64, u64)
                 continue;
             }
         };
-        let me = info.members.iter().find(|m| {
-            let mut urls = m.peer_ur_ls.clone();
-            urls.sort();
-            urls == own_sorted
-        });
-        return match me {
-            Some(m) => Ok((m.id, info.cluster_id)),
-            None => Err(ServerError::Config(format!(
-                "error validating peerURLs: member with peer URLs {} is not in the running cluster (add it with `etcdctl member add` first)",
-                own.join(",")
-            ))),
-        };
+        for m in &info.members {
+            if dns.same_urls(&m.peer_ur_ls, own).await {
+                return Ok((m.id, info.cluster_id));
+            }
+        }
+        return Err(ServerError::Config(format!(
+            "error validating peerURLs: member with peer URLs {} is not in the running cluster (add it with `etcdctl member add` first)",
+            own.join(",")
+        )));
     }
     Err(ServerError::Config(format!(
         "cannot fetch cluster info from peer urls: could not retrieve cluster information from the given URLs ({})",
