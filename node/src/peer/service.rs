@@ -180,10 +180,15 @@ impl Peer for PeerService {
         _req: Request<ClusterInfoRequest>,
     ) -> Result<Response<ClusterInfoResponse>, Status> {
         let server = self.server()?;
+        let members = server.members();
+        // Started but not yet bootstrapped (or not yet reached by the
+        // cluster it joins): it cannot say who is in the cluster.
+        if members.is_empty() {
+            return Err(Status::unavailable("this member has no membership yet"));
+        }
         Ok(Response::new(ClusterInfoResponse {
             cluster_id: self.cluster_id,
-            members: server
-                .members()
+            members: members
                 .into_iter()
                 .map(crate::server::member_to_proto)
                 .collect(),

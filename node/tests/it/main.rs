@@ -9,6 +9,7 @@ mod cluster;
 mod compaction;
 mod crash;
 mod differential;
+mod discovery;
 mod etcdctl;
 mod http;
 mod leadership;

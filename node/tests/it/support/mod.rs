@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod client;
+pub mod netns;
 
 /// The ferrocd binary under test.
 pub fn ferrocd_bin() -> PathBuf {
