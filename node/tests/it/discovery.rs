@@ -253,10 +253,8 @@ fn one_cluster(ns: &NetNs, n: usize) -> String {
     let (code, out, err) = ctl_srv(ns, &["endpoint", "status", "--cluster", "-w", "json"]);
     assert_eq!(code, 0, "endpoint status: {err}");
     let re = regex::Regex::new(r#""cluster_id":(\d+)"#).unwrap();
-    let ids: std::collections::BTreeSet<&str> = re
-        .captures_iter(&out)
-        .map(|c| c.get(1).unwrap().as_str())
-        .collect();
+    let ids: std::collections::BTreeSet<String> =
+        re.captures_iter(&out).map(|c| c[1].to_string()).collect();
     assert_eq!(ids.len(), 1, "members report different clusters: {out}");
     assert_eq!(out.matches("\"Endpoint\"").count(), n, "{out}");
     let started = member_list(ns);
@@ -267,8 +265,7 @@ fn one_cluster(ns: &NetNs, n: usize) -> String {
             .all(|l| l.split(' ').nth(1) == Some("started")),
         "{started:?}"
     );
-    let id = ids.into_iter().next().unwrap().to_string();
-    id
+    ids.into_iter().next().unwrap()
 }
 
 #[test]
