@@ -9,6 +9,7 @@ pub mod api;
 pub mod apply;
 pub mod config;
 pub mod discovery;
+pub mod gateway;
 pub mod ids;
 pub mod lease;
 pub mod logging;

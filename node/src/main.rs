@@ -22,6 +22,17 @@ fn main() {
             println!("etcd API Version: {}", ferrocd::ETCD_VERSION);
             return;
         }
+        Command::Gateway(gw) => {
+            ferrocd::logging::init("info", "zap", "default");
+            let result = tokio::runtime::Runtime::new()
+                .map_err(|e| e.to_string())
+                .and_then(|rt| rt.block_on(ferrocd::gateway::run(gw)));
+            if let Err(e) = result {
+                eprintln!("ferrocd gateway: {e}");
+                std::process::exit(1);
+            }
+            return;
+        }
         Command::Run(cfg) => *cfg,
     };
     ferrocd::logging::init(&cfg.log_level, &cfg.logger, &cfg.log_outputs);

@@ -110,6 +110,8 @@ pub enum AutoCompaction {
 #[derive(Debug)]
 pub enum Command {
     Run(Box<Config>),
+    /// `ferrocd gateway start ...`
+    Gateway(crate::gateway::GatewayConfig),
     Help,
     Version,
 }
@@ -144,6 +146,16 @@ pub fn parse_command_line(
     args: &[String],
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Command, ConfigError> {
+    if args.first().map(String::as_str) == Some("gateway") {
+        return match args.get(1).map(String::as_str) {
+            Some("start") => Ok(Command::Gateway(crate::gateway::GatewayConfig::parse(
+                &args[2..],
+            )?)),
+            _ => Err(invalid(
+                "usage: ferrocd gateway start [--endpoints=HOST:PORT,...|--discovery-srv=DOMAIN] [--listen-addr=ADDR] [--retry-delay=DURATION]",
+            )),
+        };
+    }
     let values = flags::parse(FLAGS, args, env)?;
     if values.help {
         return Ok(Command::Help);

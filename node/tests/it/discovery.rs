@@ -3,8 +3,8 @@
 //! 3.5, etcd's error cases, records appearing one by one, and a member
 //! added with MemberAdd joining through the records.
 
-use crate::support::netns::{member_records, NetNs, NsProcess, Record};
-use crate::support::{etcd_bin, etcdctl35, ferrocd_bin, Kind};
+use crate::support::netns::{member_records, NetNs, Record};
+use crate::support::{etcd_bin, etcdctl35, ferrocd_bin, Kind, Process};
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
@@ -79,7 +79,7 @@ fn bin(kind: Kind) -> std::path::PathBuf {
     }
 }
 
-fn start(ns: &NetNs, kind: Kind, i: usize, args: Vec<String>) -> NsProcess {
+fn start(ns: &NetNs, kind: Kind, i: usize, args: Vec<String>) -> Process {
     let log = ns.dir().join(format!("{}-infra{i}.log", kind.name()));
     ns.spawn(&bin(kind), &args, &log)
 }
@@ -97,7 +97,7 @@ fn ctl_srv(ns: &NetNs, args: &[&str]) -> (i32, String, String) {
 }
 
 /// Waits until `etcdctl --discovery-srv` reaches `n` healthy members.
-fn wait_healthy(ns: &NetNs, n: usize, procs: &mut [NsProcess]) {
+fn wait_healthy(ns: &NetNs, n: usize, procs: &mut [Process]) {
     let deadline = Instant::now() + Duration::from_secs(40);
     loop {
         let (code, out, err) = ctl_srv(ns, &["endpoint", "health", "--cluster"]);
@@ -138,7 +138,7 @@ fn member_list(ns: &NetNs) -> Vec<String> {
 fn seed_cluster(kind: Kind, form: Form) -> Vec<String> {
     let mut ns = network(3);
     ns.set_records(&records(0..3));
-    let mut procs: Vec<NsProcess> = (0..3)
+    let mut procs: Vec<Process> = (0..3)
         .map(|i| start(&ns, kind, i, seed_args(&ns, i, form, &[])))
         .collect();
     wait_healthy(&ns, 3, &mut procs);
@@ -296,7 +296,7 @@ fn members_started_apart_while_records_appear_form_one_cluster() {
 fn a_member_added_with_member_add_joins_through_the_records() {
     let mut ns = network(4);
     ns.set_records(&records(0..3));
-    let mut procs: Vec<NsProcess> = (0..3)
+    let mut procs: Vec<Process> = (0..3)
         .map(|i| {
             start(
                 &ns,
@@ -359,4 +359,47 @@ fn a_member_added_with_member_add_joins_through_the_records() {
     }
     wait_healthy(&ns, 4, &mut procs);
     assert_eq!(one_cluster(&ns, 4), id);
+}
+
+#[test]
+fn the_gateway_finds_the_cluster_through_client_srv_records() {
+    let mut ns = network(3);
+    ns.set_records(&records(0..3));
+    let mut procs: Vec<Process> = (0..3)
+        .map(|i| start(&ns, Kind::Ferrocd, i, seed_args(&ns, i, Form::Ip, &[])))
+        .collect();
+    wait_healthy(&ns, 3, &mut procs);
+    let args: Vec<String> = [
+        "gateway",
+        "start",
+        "--discovery-srv",
+        DOMAIN,
+        "--listen-addr",
+        "127.0.0.1:23790",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let gateway = ns.spawn(&ferrocd_bin(), &args, &ns.dir().join("gateway.log"));
+    let ctl = |args: &[&str]| {
+        let mut a = vec!["--endpoints=127.0.0.1:23790", "--dial-timeout=2s"];
+        a.extend_from_slice(args);
+        ns.run(&etcdctl35(), &a)
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ctl(&["put", "seed", "004"]).0 != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "gateway never proxied:\n{}",
+            gateway.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, out, err) = ctl(&["get", "seed", "--print-value-only"]);
+    assert_eq!((code, out.trim()), (0, "004"), "{err}");
+    assert!(
+        gateway.log_text().contains("infra2.example.com:2379"),
+        "{}",
+        gateway.log_text()
+    );
 }

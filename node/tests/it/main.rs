@@ -11,6 +11,7 @@ mod crash;
 mod differential;
 mod discovery;
 mod etcdctl;
+mod gateway;
 mod http;
 mod leadership;
 mod watch;

@@ -5,10 +5,12 @@
 //! (ferrocd, etcd, etcdctl) resolves through it. Dropping it kills what it
 //! started, deletes the namespace and its files, also when a test fails.
 
+use super::Process;
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+
 use std::time::{Duration, Instant};
 
 const DNS_ADDR: &str = "127.0.0.53";
@@ -201,20 +203,10 @@ impl NetNs {
     }
 
     /// Starts a long-running process in the namespace, logging to `log`.
-    pub fn spawn(&self, program: &Path, args: &[String], log: &Path) -> NsProcess {
-        let file = std::fs::File::create(log).expect("log file");
-        let child = self
-            .command(program)
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdout(file.try_clone().expect("log"))
-            .stderr(file)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
-        NsProcess {
-            child: Some(child),
-            log: log.to_path_buf(),
-        }
+    pub fn spawn(&self, program: &Path, args: &[String], log: &Path) -> Process {
+        let mut c = self.command(program);
+        c.args(args);
+        Process::spawn(c, log)
     }
 }
 
@@ -225,48 +217,6 @@ impl Drop for NetNs {
             .args(["netns", "del", &self.name])
             .status();
         let _ = std::fs::remove_dir_all(self.etc_dir());
-    }
-}
-
-/// A process inside a namespace; killed (SIGKILL) and reaped on drop.
-pub struct NsProcess {
-    child: Option<Child>,
-    pub log: PathBuf,
-}
-
-impl NsProcess {
-    /// Waits up to `limit` for the process to exit on its own.
-    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Some(Ok(Some(s))) = self.child.as_mut().map(|c| c.try_wait()) {
-                return Some(s);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
-    }
-
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for NsProcess {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-            if std::thread::panicking() {
-                let text = self.log_text();
-                let lines: Vec<&str> = text.lines().collect();
-                eprintln!(
-                    "--- {} ---\n{}",
-                    self.log.display(),
-                    lines[lines.len().saturating_sub(30)..].join("\n")
-                );
-            }
-        }
     }
 }
 
