@@ -1,7 +1,8 @@
 //! `ferrocd`: one etcd-compatible member.
 
+use ferrocd::config::Fallback;
 use ferrocd::config::{self, Command};
-use ferrocd::server::Server;
+use ferrocd::server::{Server, ServerError};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -54,7 +55,16 @@ fn main() {
 }
 
 async fn run(cfg: config::Config) -> Result<(), Box<dyn std::error::Error>> {
-    let server = Server::start(cfg).await?;
+    let fallback = cfg.discovery_fallback;
+    let listen = cfg.listen_client_urls.clone();
+    let server = match Server::start(cfg).await {
+        Ok(s) => s,
+        Err(ServerError::ClusterFull(peers)) if fallback == Fallback::Proxy => {
+            ferrocd::gateway::serve_as_proxy(&listen, peers, shutdown_signal()).await?;
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
     let listeners = ferrocd::api::bind_client_urls(&server).await?;
     let (fatal_tx, fatal_rx) = tokio::sync::oneshot::channel();
     let watcher = server.clone();

@@ -69,6 +69,7 @@ pub fn status(e: ServerError) -> Status {
         ServerError::Membership(m) => Status::failed_precondition(m),
         ServerError::Config(m) => Status::internal(m),
         ServerError::BadLeaderTransferee => bad_leader_transferee(),
+        ServerError::ClusterFull(_) => Status::failed_precondition("discovery: cluster is full"),
         ServerError::LeaderTransferTimeout => etcd(
             Code::Unavailable,
             "request timed out, leader transfer took too long",

@@ -8,6 +8,7 @@ pub mod http;
 pub mod kv;
 pub mod lease;
 pub mod maintenance;
+pub mod v2keys;
 pub mod watch;
 
 use crate::apply::Response as Applied;

@@ -29,6 +29,10 @@ pub const FLAGS: &[FlagSpec] = &[
     f("discovery-srv-name", Kind::Str, "", "Suffix to the dns srv name queried when bootstrapping."),
     f("discovery-fallback", Kind::Str, "proxy", "Expected behavior ('exit' or 'proxy') when discovery services fails."),
     f("discovery-proxy", Kind::Str, "", "HTTP proxy to use for traffic to discovery service."),
+    f("discovery-token", Kind::Str, "", "V3 discovery: discovery token for the etcd cluster to be bootstrapped."),
+    f("discovery-endpoints", Kind::Str, "", "V3 discovery: List of gRPC endpoints of the discovery service."),
+    f("discovery-dial-timeout", Kind::Duration, "2s", "V3 discovery: dial timeout for client connections."),
+    f("discovery-request-timeout", Kind::Duration, "5s", "V3 discovery: timeout for discovery requests (excluding dial timeout)."),
     f("heartbeat-interval", Kind::Uint, "100", "Time (in milliseconds) of a heartbeat interval."),
     f("election-timeout", Kind::Uint, "1000", "Time (in milliseconds) for an election to timeout."),
     f("snapshot-count", Kind::Uint, "100000", "Number of committed transactions to trigger a snapshot to disk."),
@@ -67,6 +71,12 @@ pub struct Config {
     pub initial_cluster_state: ClusterState,
     /// `--discovery-srv`: the initial cluster comes from DNS SRV records.
     pub discovery_srv: Option<SrvDiscovery>,
+    /// `--discovery URL [--discovery-proxy URL]`: the v2 discovery protocol.
+    pub discovery_url: Option<UrlDiscovery>,
+    /// `--discovery-token --discovery-endpoints`: v3 discovery.
+    pub discovery_v3: Option<V3Discovery>,
+    /// `--discovery-fallback`: what a member beyond the discovered size does.
+    pub discovery_fallback: Fallback,
     /// Bytes; `None` means no quota (a negative flag value).
     pub quota_backend_bytes: Option<u64>,
     pub max_request_bytes: usize,
@@ -89,6 +99,30 @@ pub struct SrvDiscovery {
     pub service_name: String,
     /// Wait until this many members are listed (0: take what is there).
     pub wait_for_size: usize,
+}
+
+/// `--discovery URL [--discovery-proxy URL]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlDiscovery {
+    pub url: String,
+    pub proxy: Option<String>,
+}
+
+/// `--discovery-token TOKEN --discovery-endpoints HOST:PORT,...`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct V3Discovery {
+    pub token: String,
+    pub endpoints: Vec<String>,
+    pub dial_timeout: Duration,
+    pub request_timeout: Duration,
+}
+
+/// `--discovery-fallback`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fallback {
+    Exit,
+    /// Serve clients by forwarding them to the discovered cluster.
+    Proxy,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,27 +248,51 @@ impl Config {
         let srv_domain = get("discovery-srv");
         // etcd: a discovery flag replaces the default initial cluster; given
         // together with an explicit one (or each other), they conflict.
+        let v3_endpoints: Vec<String> = split_list(&get("discovery-endpoints"))
+            .map(str::to_string)
+            .collect();
         let sources = [
             v.is_set("initial-cluster") && !get("initial-cluster").is_empty(),
             !discovery_url.is_empty(),
             !srv_domain.is_empty(),
+            !v3_endpoints.is_empty(),
         ];
         if sources.iter().filter(|s| **s).count() > 1 {
             return Err(invalid(
                 "multiple discovery or bootstrap flags are set. Choose one of \"initial-cluster\", \"discovery\" or \"discovery-srv\"",
             ));
         }
-        if !discovery_url.is_empty() {
-            return Err(invalid(
-                "--discovery: the etcd v2 discovery protocol is not supported by this build yet; use --initial-cluster or --discovery-srv",
-            ));
-        }
-        if !["exit", "proxy"].contains(&get("discovery-fallback").as_str()) {
-            return Err(invalid(format!(
-                "invalid value {:?} for flag -discovery-fallback: valid values are \"exit\", \"proxy\"",
-                get("discovery-fallback")
-            )));
-        }
+        let discovery_fallback = match get("discovery-fallback").as_str() {
+            "exit" => Fallback::Exit,
+            "proxy" => Fallback::Proxy,
+            other => {
+                return Err(invalid(format!(
+                    "invalid value {other:?} for flag -discovery-fallback: valid values are \"exit\", \"proxy\""
+                )))
+            }
+        };
+        let discovery_v3 = if v3_endpoints.is_empty() {
+            None
+        } else {
+            let token = get("discovery-token");
+            if token.is_empty() {
+                return Err(invalid(
+                    "--discovery-token is required when --discovery-endpoints is set",
+                ));
+            }
+            Some(V3Discovery {
+                token,
+                endpoints: v3_endpoints,
+                dial_timeout: flags::parse_duration(&get("discovery-dial-timeout"))
+                    .unwrap_or(Duration::from_secs(2)),
+                request_timeout: flags::parse_duration(&get("discovery-request-timeout"))
+                    .unwrap_or(Duration::from_secs(5)),
+            })
+        };
+        let discovery_url = (!discovery_url.is_empty()).then(|| UrlDiscovery {
+            url: discovery_url,
+            proxy: Some(get("discovery-proxy")).filter(|p| !p.is_empty()),
+        });
         let discovery_srv = (!srv_domain.is_empty()).then(|| SrvDiscovery {
             domain: srv_domain,
             service_name: get("discovery-srv-name"),
@@ -242,7 +300,9 @@ impl Config {
         });
         // etcd: when --name is given but --initial-cluster is not, the initial
         // cluster is this member alone under its advertised peer URLs.
-        let initial_cluster_text = if discovery_srv.is_some() {
+        let discovered =
+            discovery_srv.is_some() || discovery_url.is_some() || discovery_v3.is_some();
+        let initial_cluster_text = if discovered {
             String::new()
         } else if v.is_set("initial-cluster") {
             get("initial-cluster")
@@ -311,6 +371,9 @@ impl Config {
             initial_cluster_token: get("initial-cluster-token"),
             initial_cluster_state,
             discovery_srv,
+            discovery_url,
+            discovery_v3,
+            discovery_fallback,
             quota_backend_bytes,
             max_request_bytes,
             max_txn_ops,
@@ -397,7 +460,8 @@ fn parse_listen_urls(flag: &str, s: &str) -> Result<Vec<Url>, ConfigError> {
     Ok(out)
 }
 
-fn parse_initial_cluster(s: &str) -> Result<Vec<(String, Vec<String>)>, ConfigError> {
+/// `name=url,name=url,...` as `--initial-cluster` takes it.
+pub fn parse_initial_cluster(s: &str) -> Result<Vec<(String, Vec<String>)>, ConfigError> {
     let mut out: Vec<(String, Vec<String>)> = Vec::new();
     for part in split_list(s) {
         let (name, url) = part.split_once('=').ok_or_else(|| {

@@ -3,6 +3,8 @@
 
 pub mod dns;
 pub mod srv;
+pub mod v2;
+pub mod v3;
 
 pub use dns::Dns;
 

@@ -121,6 +121,47 @@ pub async fn run(cfg: GatewayConfig) -> Result<(), String> {
     Ok(())
 }
 
+/// `--discovery-fallback proxy`: a member that found its discovered
+/// cluster full serves its client URLs by forwarding each connection to the
+/// cluster's members (whose client URLs it asks a member for).
+pub async fn serve_as_proxy(
+    listen_client_urls: &[url::Url],
+    cluster_peer_urls: Vec<String>,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), String> {
+    tracing::warn!(peers = ?cluster_peer_urls, "discovery cluster is full, falling back to proxy");
+    let mut pause = Duration::from_millis(250);
+    let endpoints = loop {
+        let mut found = Vec::new();
+        for peer in &cluster_peer_urls {
+            if let Ok(info) = crate::peer::client::cluster_info(peer).await {
+                found = info
+                    .members
+                    .iter()
+                    .flat_map(|m| m.client_ur_ls.iter().map(|u| strip_scheme(u)))
+                    .collect();
+                if !found.is_empty() {
+                    break;
+                }
+            }
+        }
+        if !found.is_empty() {
+            break found;
+        }
+        tracing::info!(retry_in = ?pause, "waiting for the cluster's client URLs");
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(5));
+    };
+    let proxy = TcpProxy::new(endpoints.clone(), Duration::from_secs(30));
+    for url in listen_client_urls {
+        let listener = crate::api::bind_url(url).await.map_err(|e| e.to_string())?;
+        tracing::info!(address = %url, endpoints = ?endpoints, "proxying client requests to the cluster");
+        tokio::spawn(proxy.clone().run(listener));
+    }
+    stop.await;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

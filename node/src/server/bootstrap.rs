@@ -2,8 +2,9 @@
 //! or restarts from its data dir (which then wins over the bootstrap flags).
 
 use super::ServerError;
-use crate::config::{ClusterState, Config, SrvDiscovery};
-use crate::discovery::{srv, Dns};
+use crate::config::{ClusterState, Config, SrvDiscovery, UrlDiscovery, V3Discovery};
+use crate::discovery::v2::JoinError;
+use crate::discovery::{srv, v2, v3, Dns};
 use crate::mvcc::Store;
 use crate::raft::MemberInfo;
 use std::collections::{BTreeMap, HashSet};
@@ -48,12 +49,18 @@ pub(super) async fn prepare(cfg: &Config, store: &Store) -> Result<Boot, ServerE
         });
     }
     let dns = Dns::from_system().map_err(|e| ServerError::Config(e.0))?;
-    let initial = match &cfg.discovery_srv {
-        None => Initial {
+    let initial = if let Some(srv) = &cfg.discovery_srv {
+        discover_through_srv(cfg, srv, &dns).await?
+    } else if let Some(d) = &cfg.discovery_url {
+        discover_through_url(cfg, d).await?
+    } else if let Some(d) = &cfg.discovery_v3 {
+        discover_through_v3(cfg, d).await?
+    } else {
+        Initial {
             members: cfg.initial_cluster.clone(),
             running: None,
-        },
-        Some(srv) => discover_through_srv(cfg, srv, &dns).await?,
+            token: cfg.initial_cluster_token.clone(),
+        }
     };
     let own = match initial.members.iter().find(|(n, _)| *n == cfg.name) {
         Some((_, urls)) => urls.clone(),
@@ -81,7 +88,7 @@ pub(super) async fn prepare(cfg: &Config, store: &Store) -> Result<Boot, ServerE
             }
         }
     }
-    let token = &cfg.initial_cluster_token;
+    let token = &initial.token;
     let members: BTreeMap<u64, MemberInfo> = initial
         .members
         .iter()
@@ -136,6 +143,76 @@ pub(super) async fn prepare(cfg: &Config, store: &Store) -> Result<Boot, ServerE
 struct Initial {
     members: Vec<(String, Vec<String>)>,
     running: Option<(u64, u64)>,
+    /// What member IDs are hashed with: `--initial-cluster-token`, or the
+    /// discovery URL or token (as etcd does).
+    token: String,
+}
+
+/// This member's registration for discovery: `name=url,...`, URLs sorted.
+fn own_entry(cfg: &Config) -> String {
+    let mut urls = cfg.initial_advertise_peer_urls.clone();
+    urls.sort();
+    urls.iter()
+        .map(|u| format!("{}={u}", cfg.name))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The members an initial-cluster string names, or the discovery's error.
+fn parse_discovered(text: &str) -> Result<Vec<(String, Vec<String>)>, ServerError> {
+    crate::config::parse_initial_cluster(text)
+        .map_err(|e| ServerError::Config(format!("discovery returned a bad cluster: {e}")))
+}
+
+/// `--discovery URL`: etcd's v2 discovery protocol.
+async fn discover_through_url(cfg: &Config, d: &UrlDiscovery) -> Result<Initial, ServerError> {
+    let member_id = crate::ids::member_id(&cfg.initial_advertise_peer_urls, &d.url, None);
+    let mut discovery = v2::Discovery::new(&d.url, d.proxy.as_deref(), member_id)
+        .map_err(|e| ServerError::Config(e.to_string()))?;
+    let members = match discovery.join_cluster(&own_entry(cfg)).await {
+        Ok(text) => parse_discovered(&text)?,
+        Err(JoinError::FullCluster) => {
+            return Err(ServerError::ClusterFull(discovery.registered_peer_urls()))
+        }
+        Err(e) => {
+            return Err(ServerError::Config(format!(
+                "failed to join discovery cluster ({e})"
+            )))
+        }
+    };
+    Ok(Initial {
+        members,
+        running: None,
+        token: d.url.clone(),
+    })
+}
+
+/// `--discovery-token --discovery-endpoints`: v3 discovery.
+async fn discover_through_v3(cfg: &Config, d: &V3Discovery) -> Result<Initial, ServerError> {
+    let member_id = crate::ids::member_id(&cfg.initial_advertise_peer_urls, &d.token, None);
+    let mut discovery = v3::Discovery::new(
+        &d.endpoints,
+        &d.token,
+        member_id,
+        d.dial_timeout,
+        d.request_timeout,
+    );
+    let members = match discovery.join_cluster(&own_entry(cfg)).await {
+        Ok(text) => parse_discovered(&text)?,
+        Err(JoinError::FullCluster) => {
+            return Err(ServerError::ClusterFull(discovery.registered_peer_urls()))
+        }
+        Err(e) => {
+            return Err(ServerError::Config(format!(
+                "failed to join discovery cluster ({e})"
+            )))
+        }
+    };
+    Ok(Initial {
+        members,
+        running: None,
+        token: d.token.clone(),
+    })
 }
 
 /// `--discovery-srv`: reads the SRV records until they list
@@ -183,12 +260,14 @@ async fn discover_through_srv(
             return Ok(Initial {
                 members,
                 running: Some(running),
+                token: cfg.initial_cluster_token.clone(),
             });
         }
         if members.len() >= srv.wait_for_size {
             return Ok(Initial {
                 members,
                 running: None,
+                token: cfg.initial_cluster_token.clone(),
             });
         }
         tracing::info!(

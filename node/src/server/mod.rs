@@ -60,6 +60,10 @@ pub enum ServerError {
     Config(String),
     #[error("{0}")]
     Membership(String),
+    /// Discovery found the cluster complete without this member; the
+    /// cluster's peer URLs (for `--discovery-fallback proxy`).
+    #[error("discovery: cluster is full")]
+    ClusterFull(Vec<String>),
     #[error("bad leader transferee")]
     BadLeaderTransferee,
     #[error("request timed out, leader transfer took too long")]
