@@ -11,6 +11,7 @@ need_apt=()
 command -v protoc >/dev/null || need_apt+=(protobuf-compiler) # the etcd-client crate's build
 command -v dnsmasq >/dev/null || need_apt+=(dnsmasq-base)    # SRV records for discovery tests
 command -v ip >/dev/null || need_apt+=(iproute2)              # network namespaces
+[ -x /usr/bin/discovery.etcd.io ] || need_apt+=(etcd-discovery) # the public discovery service
 if [ ${#need_apt[@]} -gt 0 ]; then
   say "installing Debian packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

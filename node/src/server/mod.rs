@@ -62,7 +62,7 @@ pub enum ServerError {
     Membership(String),
     /// Discovery found the cluster complete without this member; the
     /// cluster's peer URLs (for `--discovery-fallback proxy`).
-    #[error("discovery: cluster is full")]
+    #[error("failed to join discovery cluster (discovery: cluster is full)")]
     ClusterFull(Vec<String>),
     #[error("bad leader transferee")]
     BadLeaderTransferee,

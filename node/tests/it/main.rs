@@ -10,6 +10,7 @@ mod compaction;
 mod crash;
 mod differential;
 mod discovery;
+mod discovery_url;
 mod etcdctl;
 mod gateway;
 mod http;

@@ -375,10 +375,28 @@ impl Cluster {
 
 /// A minimal HTTP/1.0 GET: (status, body).
 pub fn http_get(endpoint: &str, path: &str) -> Option<(u16, String)> {
+    http_request(endpoint, "GET", path, "")
+}
+
+/// A minimal HTTP/1.0 PUT of a form body (`value=3`): (status, body).
+pub fn http_put_form(endpoint: &str, path: &str, form: &str) -> Option<(u16, String)> {
+    http_request(endpoint, "PUT", path, form)
+}
+
+fn http_request(endpoint: &str, method: &str, path: &str, form: &str) -> Option<(u16, String)> {
     let mut s =
         TcpStream::connect_timeout(&endpoint.parse().ok()?, Duration::from_millis(500)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {endpoint}\r\n\r\n").ok()?;
+    write!(s, "{method} {path} HTTP/1.0\r\nHost: {endpoint}\r\n").ok()?;
+    if !form.is_empty() {
+        write!(
+            s,
+            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
+            form.len()
+        )
+        .ok()?;
+    }
+    write!(s, "\r\n{form}").ok()?;
     let mut buf = String::new();
     s.read_to_string(&mut buf).ok()?;
     let code = buf.split_whitespace().nth(1)?.parse().ok()?;

@@ -102,6 +102,14 @@ impl NetNs {
         Path::new("/etc/netns").join(&self.name)
     }
 
+    /// A file that processes in the namespace see at `/etc/<rel>` (its
+    /// first path element must exist in /etc, as `ip netns exec` bind-mounts it).
+    pub fn etc_file(&self, rel: &str, contents: &str) {
+        let path = self.etc_dir().join(rel);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("etc dir");
+        std::fs::write(path, contents).expect("etc file");
+    }
+
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
