@@ -121,7 +121,7 @@ fn v2_discovery_on_etcd_gives_etcds_cluster_and_later_members_proxy_or_exit() {
                 Kind::Ferrocd,
                 member_ips[i],
                 &format!("m{i}"),
-                &[url.clone()],
+                std::slice::from_ref(&url),
             )
         })
         .collect();
@@ -129,7 +129,12 @@ fn v2_discovery_on_etcd_gives_etcds_cluster_and_later_members_proxy_or_exit() {
         m.wait_healthy();
     }
     // The default fallback: a proxy serving clients from the cluster.
-    let mut proxy = discovered_member(Kind::Ferrocd, member_ips[3], "m3", &[url.clone()]);
+    let mut proxy = discovered_member(
+        Kind::Ferrocd,
+        member_ips[3],
+        "m3",
+        std::slice::from_ref(&url),
+    );
     proxy.wait_healthy();
     let ctl = |endpoint: String, args: &[&str]| {
         let mut a = vec![format!("--endpoints={endpoint}")];
@@ -168,7 +173,7 @@ fn v2_discovery_errors_and_retries() {
         ips[0]
     );
     for kind in [Kind::Etcd, Kind::Ferrocd] {
-        let mut m = discovered_member(kind, ips[1], "a", &[url.clone()]);
+        let mut m = discovered_member(kind, ips[1], "a", std::slice::from_ref(&url));
         let status = m.wait_exit(Duration::from_secs(20)).expect("exits");
         assert_eq!(status.code(), Some(1), "{}", full_log(&m));
         assert!(
@@ -220,7 +225,14 @@ fn one_ferrocd_cluster_bootstraps_another_through_its_v2_keys() {
     put_size(&b, "/discovery/inner", 3);
     let url = format!("--discovery=http://{}:2379/v2/keys/discovery/inner", ips[3]);
     let mut ms: Vec<Member> = (0..3)
-        .map(|i| discovered_member(Kind::Ferrocd, ips[i], &format!("n{i}"), &[url.clone()]))
+        .map(|i| {
+            discovered_member(
+                Kind::Ferrocd,
+                ips[i],
+                &format!("n{i}"),
+                std::slice::from_ref(&url),
+            )
+        })
         .collect();
     for m in &mut ms {
         m.wait_healthy();
