@@ -19,6 +19,7 @@ pub mod peer;
 pub mod proto;
 pub mod raft;
 pub mod server;
+pub mod tls;
 pub mod watch;
 
 /// The etcd version ferrocd reports (Status.version, /version). kube-apiserver

@@ -91,18 +91,36 @@ pub fn routes(server: &Arc<Server>) -> Routes {
     Routes::from(grpc.into_axum_router().merge(http::router(s())))
 }
 
+/// A bound client URL, with its TLS when the URL is https.
+pub struct ClientListener {
+    listener: TcpListener,
+    tls: Option<Arc<crate::tls::ServerTls>>,
+}
+
 /// Binds every client URL (so bind errors surface before anything runs).
-pub async fn bind_client_urls(server: &Server) -> Result<Vec<TcpListener>, ServeError> {
+pub async fn bind_client_urls(server: &Server) -> Result<Vec<ClientListener>, ServeError> {
     let mut out = Vec::new();
     for url in &server.config.listen_client_urls {
-        out.push(bind_url(url).await?);
+        let tls = match url.scheme() {
+            "https" => Some(
+                server
+                    .client_tls
+                    .clone()
+                    .ok_or_else(|| ServeError::Scheme(url.to_string()))?,
+            ),
+            _ => None,
+        };
+        out.push(ClientListener {
+            listener: bind_url(url).await?,
+            tls,
+        });
     }
     Ok(out)
 }
 
 /// Binds a listen URL; a host name is resolved, preferring IPv4 as Go's net.Listen does.
 pub async fn bind_url(url: &url::Url) -> Result<TcpListener, ServeError> {
-    if url.scheme() != "http" {
+    if !matches!(url.scheme(), "http" | "https") {
         return Err(ServeError::Scheme(url.to_string()));
     }
     let host = url
@@ -131,30 +149,43 @@ pub async fn bind_url(url: &url::Url) -> Result<TcpListener, ServeError> {
 /// Serves the API on the listeners until `shutdown` resolves.
 pub async fn serve(
     server: Arc<Server>,
-    listeners: Vec<TcpListener>,
+    listeners: Vec<ClientListener>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
-    for listener in listeners {
+    for ClientListener { listener, tls } in listeners {
         let addr = listener
             .local_addr()
             .map(|a| a.to_string())
             .unwrap_or_default();
-        tracing::info!(address = %addr, "serving client traffic (gRPC and HTTP)");
+        tracing::info!(address = %addr, tls = tls.is_some(), "serving client traffic (gRPC and HTTP)");
         let routes = routes(&server);
         let mut stop = stop_rx.clone();
         tasks.push(tokio::spawn(async move {
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-            let result = tonic::transport::Server::builder()
+            let stopped = async move {
+                let _ = stop.wait_for(|v| *v).await;
+            };
+            let builder = tonic::transport::Server::builder();
+            let router = builder
                 .accept_http1(true)
                 .tcp_nodelay(true)
                 .http2_keepalive_interval(Some(std::time::Duration::from_secs(7200)))
-                .add_routes(routes)
-                .serve_with_incoming_shutdown(incoming, async move {
-                    let _ = stop.wait_for(|v| *v).await;
-                })
-                .await;
+                .add_routes(routes);
+            let result = match tls {
+                Some(tls) => {
+                    router
+                        .serve_with_incoming_shutdown(
+                            crate::tls::accept_stream(listener, tls),
+                            stopped,
+                        )
+                        .await
+                }
+                None => {
+                    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+                    router.serve_with_incoming_shutdown(incoming, stopped).await
+                }
+            };
             if let Err(e) = result {
                 tracing::error!(address = %addr, error = %e, "client listener failed");
             }

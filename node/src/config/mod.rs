@@ -42,6 +42,21 @@ pub const FLAGS: &[FlagSpec] = &[
     f("auto-compaction-mode", Kind::Str, "periodic", "Interpret 'auto-compaction-retention' one of: periodic|revision."),
     f("auto-compaction-retention", Kind::Str, "0", "Auto compaction retention for mvcc key value store. 0 means disable auto compaction."),
     f("experimental-watch-progress-notify-interval", Kind::Duration, "10m", "Duration of periodic watch progress notifications."),
+    f("cert-file", Kind::Str, "", "Path to the client server TLS cert file."),
+    f("key-file", Kind::Str, "", "Path to the client server TLS key file."),
+    f("trusted-ca-file", Kind::Str, "", "Path to the client server TLS trusted CA cert file."),
+    f("client-cert-auth", Kind::Bool, "false", "Enable client cert authentication."),
+    f("auto-tls", Kind::Bool, "false", "Client TLS using generated certificates."),
+    f("peer-cert-file", Kind::Str, "", "Path to the peer server TLS cert file."),
+    f("peer-key-file", Kind::Str, "", "Path to the peer server TLS key file."),
+    f("peer-trusted-ca-file", Kind::Str, "", "Path to the peer server TLS trusted CA file."),
+    f("peer-client-cert-auth", Kind::Bool, "false", "Enable peer client cert authentication."),
+    f("peer-auto-tls", Kind::Bool, "false", "Peer TLS using generated certificates."),
+    f("peer-cert-allowed-cn", Kind::Str, "", "Allowed CN for inter peer authentication."),
+    f("peer-cert-allowed-hostname", Kind::Str, "", "Allowed TLS hostname for inter peer authentication."),
+    f("cipher-suites", Kind::Str, "", "Comma-separated list of supported TLS cipher suites between client/server and peers (empty will be auto-populated by rustls)."),
+    f("tls-min-version", Kind::Str, "TLS1.2", "Minimum TLS version supported by etcd. Possible values: TLS1.2, TLS1.3."),
+    f("tls-max-version", Kind::Str, "", "Maximum TLS version supported by etcd. Possible values: TLS1.2, TLS1.3 (empty: TLS1.3)."),
     f("log-level", Kind::Str, "info", "Configures log level. Only supports debug, info, warn, error, panic, or fatal."),
     f("logger", Kind::Str, "zap", "Currently only supports 'zap' for structured logging."),
     f("log-outputs", Kind::Str, "default", "Specify 'stdout' or 'stderr' to skip journald logging, or 'default'."),
@@ -86,6 +101,11 @@ pub struct Config {
     pub heartbeat_interval: Duration,
     pub election_timeout: Duration,
     pub snapshot_count: u64,
+    /// `--cert-file`, `--key-file`, `--trusted-ca-file`, `--client-cert-auth`, `--auto-tls`.
+    pub client_tls: crate::tls::TlsFiles,
+    /// The `--peer-*` TLS flags.
+    pub peer_tls: crate::tls::TlsFiles,
+    pub tls_policy: crate::tls::TlsPolicy,
     pub log_level: String,
     pub logger: String,
     pub log_outputs: String,
@@ -360,6 +380,69 @@ impl Config {
             return Err(invalid(format!("unknown logger option {logger:?}")));
         }
         let log_outputs = get("log-outputs");
+        let path =
+            |name: &str| Some(PathBuf::from(get(name))).filter(|p| !p.as_os_str().is_empty());
+        let flag = |name: &str| flags::parse_bool(&get(name)).unwrap_or(false);
+        let client_tls = crate::tls::TlsFiles {
+            cert_file: path("cert-file"),
+            key_file: path("key-file"),
+            trusted_ca_file: path("trusted-ca-file"),
+            client_cert_auth: flag("client-cert-auth"),
+            auto_tls: flag("auto-tls"),
+            allowed_cn: None,
+            allowed_hostname: None,
+        };
+        let peer_tls = crate::tls::TlsFiles {
+            cert_file: path("peer-cert-file"),
+            key_file: path("peer-key-file"),
+            trusted_ca_file: path("peer-trusted-ca-file"),
+            client_cert_auth: flag("peer-client-cert-auth"),
+            auto_tls: flag("peer-auto-tls"),
+            allowed_cn: Some(get("peer-cert-allowed-cn")).filter(|s| !s.is_empty()),
+            allowed_hostname: Some(get("peer-cert-allowed-hostname")).filter(|s| !s.is_empty()),
+        };
+        for (files, cert, key) in [
+            (&client_tls, "cert-file", "key-file"),
+            (&peer_tls, "peer-cert-file", "peer-key-file"),
+        ] {
+            if files.cert_file.is_some() != files.key_file.is_some() {
+                return Err(invalid(format!(
+                    "--{cert} and --{key} must be given together"
+                )));
+            }
+        }
+        for u in &listen_client_urls {
+            if u.scheme() == "https" && client_tls.is_empty() {
+                return Err(invalid(format!(
+                    "TLS key/cert (--cert-file, --key-file) must be provided for client url {} with HTTPS scheme",
+                    u.as_str().trim_end_matches('/')
+                )));
+            }
+        }
+        for u in &listen_peer_urls {
+            if u.scheme() == "https" && peer_tls.is_empty() {
+                return Err(invalid(format!(
+                    "TLS key/cert (--peer-cert-file, --peer-key-file) must be provided for peer url {} with HTTPS scheme",
+                    u.as_str().trim_end_matches('/')
+                )));
+            }
+        }
+        let version = |name: &str, default: crate::tls::TlsVersion| match get(name).as_str() {
+            "" => Ok(default),
+            v => crate::tls::TlsVersion::parse(v).map_err(|e| invalid(format!("--{name}: {e}"))),
+        };
+        let tls_policy = crate::tls::TlsPolicy {
+            cipher_suites: split_list(&get("cipher-suites"))
+                .map(str::to_string)
+                .collect(),
+            min_version: version("tls-min-version", crate::tls::TlsVersion::V12)?,
+            max_version: version("tls-max-version", crate::tls::TlsVersion::V13)?,
+        };
+        if tls_policy.min_version > tls_policy.max_version {
+            return Err(invalid(
+                "--tls-min-version must not be greater than --tls-max-version",
+            ));
+        }
         Ok(Config {
             name,
             data_dir,
@@ -382,6 +465,9 @@ impl Config {
             heartbeat_interval: Duration::from_millis(heartbeat_ms),
             election_timeout: Duration::from_millis(election_ms),
             snapshot_count: snapshot_count.max(1),
+            client_tls,
+            peer_tls,
+            tls_policy,
             log_level,
             logger,
             log_outputs,
@@ -445,9 +531,9 @@ fn parse_listen_urls(flag: &str, s: &str) -> Result<Vec<Url>, ConfigError> {
     for part in parse_urls(flag, s)? {
         let u = Url::parse(&part)
             .map_err(|e| invalid(format!("invalid value {part:?} for flag -{flag}: {e}")))?;
-        if u.scheme() == "https" || u.scheme() == "unixs" {
+        if u.scheme() == "unix" || u.scheme() == "unixs" {
             return Err(invalid(format!(
-                "invalid value {part:?} for flag -{flag}: TLS is not supported by this build yet"
+                "invalid value {part:?} for flag -{flag}: unix sockets are not supported"
             )));
         }
         if u.port_or_known_default().is_none() {

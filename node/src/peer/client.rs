@@ -10,6 +10,7 @@ use crate::proto::ferrocdpb::{
     ProposeRequest, RaftMessage, ReadIndexRequest, TimeoutNowRequest,
 };
 use crate::raft::{MemberInfo, TypeConfig};
+use crate::tls::{ClientTls, TlsConnector};
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
@@ -19,12 +20,28 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
 
+/// This process's identity toward https peer URLs (`--peer-*` TLS flags),
+/// set once at start-up; without it https peers cannot be dialed.
+static PEER_TLS: OnceLock<Arc<ClientTls>> = OnceLock::new();
+
+pub fn use_peer_tls(tls: Arc<ClientTls>) {
+    let _ = PEER_TLS.set(tls);
+}
+
 /// A gRPC channel to a peer URL; connects on first use and reconnects by itself.
 pub fn channel(url: &str) -> Result<Channel, tonic::transport::Error> {
+    if let Some(rest) = url.strip_prefix("https://") {
+        if let Some(tls) = PEER_TLS.get() {
+            // The connector does TLS; the endpoint's scheme only names the origin.
+            let endpoint = Endpoint::from_shared(format!("http://{rest}"))?
+                .connect_timeout(Duration::from_secs(1));
+            return Ok(endpoint.connect_with_connector_lazy(TlsConnector { tls: tls.clone() }));
+        }
+    }
     Ok(Endpoint::from_shared(url.to_string())?
         .connect_timeout(Duration::from_secs(1))
         .tcp_nodelay(true)

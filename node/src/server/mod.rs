@@ -96,6 +96,10 @@ pub struct Server {
     pub(crate) refusals: Arc<crate::peer::Refusals>,
     /// Set when this member must stop (it belongs to no cluster it can reach).
     fatal: tokio::sync::watch::Sender<Option<String>>,
+    /// TLS of https client URLs (files or auto-tls), if configured.
+    pub client_tls: Option<Arc<crate::tls::ServerTls>>,
+    /// TLS of https peer URLs, if configured.
+    peer_tls: Option<Arc<crate::tls::ServerTls>>,
     /// Tells the peer listeners to stop (after they finish what they serve).
     stop_peers: tokio::sync::watch::Sender<bool>,
     peer_listeners: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -109,6 +113,7 @@ impl Server {
     /// peer listener and background tasks.
     pub async fn start(config: Config) -> Result<Arc<Server>, ServerError> {
         let config = Arc::new(config);
+        let (client_tls, peer_tls) = tls_for(&config)?;
         let store = Store::open(&config.data_dir)?;
         let metrics = Arc::new(Metrics::default());
         let log = LogStore::open(&config.data_dir, metrics.clone())
@@ -178,6 +183,8 @@ impl Server {
             refusals,
             fatal: tokio::sync::watch::channel(None).0,
             stop_peers: tokio::sync::watch::channel(false).0,
+            client_tls,
+            peer_tls,
             peer_listeners: std::sync::Mutex::default(),
         });
         server.serve_peers().await?;
@@ -223,16 +230,30 @@ impl Server {
                 .unwrap_or_default();
             tracing::info!(address = %addr, "serving peer traffic");
             let mut stop = self.stop_peers.subscribe();
+            let tls = match (url.scheme(), &self.peer_tls) {
+                ("https", Some(t)) => Some(t.clone()),
+                _ => None,
+            };
             let task = tokio::spawn(async move {
-                let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
                 let stopped = async move {
                     let _ = stop.wait_for(|s| *s).await;
                 };
-                let r = tonic::transport::Server::builder()
-                    .tcp_nodelay(true)
-                    .add_service(service)
-                    .serve_with_incoming_shutdown(incoming, stopped)
-                    .await;
+                let builder = tonic::transport::Server::builder();
+                let router = builder.tcp_nodelay(true).add_service(service);
+                let r = match tls {
+                    Some(tls) => {
+                        router
+                            .serve_with_incoming_shutdown(
+                                crate::tls::accept_stream(listener, tls),
+                                stopped,
+                            )
+                            .await
+                    }
+                    None => {
+                        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+                        router.serve_with_incoming_shutdown(incoming, stopped).await
+                    }
+                };
                 if let Err(e) = r {
                     tracing::error!(address = %addr, error = %e, "peer listener failed");
                 }
@@ -638,6 +659,52 @@ impl Server {
             tracing::warn!(error = %e, "cannot sync the store at shutdown");
         }
     }
+}
+
+/// The member's client and peer TLS (certificates made now for auto-tls);
+/// the peer side also becomes this process's identity toward https peers.
+#[allow(clippy::type_complexity)]
+fn tls_for(
+    config: &Config,
+) -> Result<
+    (
+        Option<Arc<crate::tls::ServerTls>>,
+        Option<Arc<crate::tls::ServerTls>>,
+    ),
+    ServerError,
+> {
+    let fixtures = config.data_dir.join("fixtures");
+    let urls = |listen: &[url::Url], advertised: &[String]| -> Vec<String> {
+        listen
+            .iter()
+            .map(|u| u.to_string())
+            .chain(advertised.iter().cloned())
+            .collect()
+    };
+    let tls_error = |e: crate::tls::TlsError| ServerError::Config(e.0);
+    let client = crate::tls::for_member(
+        &config.client_tls,
+        &config.tls_policy,
+        &urls(&config.listen_client_urls, &config.advertise_client_urls),
+        &fixtures.join("client"),
+    )
+    .map_err(tls_error)?;
+    let peer = crate::tls::for_member(
+        &config.peer_tls,
+        &config.tls_policy,
+        &urls(
+            &config.listen_peer_urls,
+            &config.initial_advertise_peer_urls,
+        ),
+        &fixtures.join("peer"),
+    )
+    .map_err(tls_error)?;
+    if let Some(p) = &peer {
+        let dialer = crate::tls::ClientTls::new(p.files().clone(), config.tls_policy.clone())
+            .map_err(tls_error)?;
+        crate::peer::client::use_peer_tls(dialer);
+    }
+    Ok((client, peer))
 }
 
 /// Leadership moved or is being decided: try again.
