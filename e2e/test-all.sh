@@ -12,6 +12,7 @@ command -v protoc >/dev/null || need_apt+=(protobuf-compiler) # the etcd-client 
 command -v dnsmasq >/dev/null || need_apt+=(dnsmasq-base)    # SRV records for discovery tests
 command -v ip >/dev/null || need_apt+=(iproute2)              # network namespaces
 [ -x /usr/bin/discovery.etcd.io ] || need_apt+=(etcd-discovery) # the public discovery service
+command -v openssl >/dev/null || need_apt+=(openssl)           # certificates for the TLS tests
 if [ ${#need_apt[@]} -gt 0 ]; then
   say "installing Debian packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

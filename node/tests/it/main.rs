@@ -15,4 +15,5 @@ mod etcdctl;
 mod gateway;
 mod http;
 mod leadership;
+mod tls;
 mod watch;
