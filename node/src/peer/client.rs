@@ -32,6 +32,14 @@ pub fn use_peer_tls(tls: Arc<ClientTls>) {
     let _ = PEER_TLS.set(tls);
 }
 
+/// The peers were found through `_etcd-server-ssl` records of `domain`.
+pub fn verify_peers_for_domain(domain: &str) -> Result<(), crate::tls::TlsError> {
+    match PEER_TLS.get() {
+        Some(tls) => tls.verify_peers_for_domain(domain),
+        None => Ok(()),
+    }
+}
+
 /// A gRPC channel to a peer URL; connects on first use and reconnects by itself.
 pub fn channel(url: &str) -> Result<Channel, tonic::transport::Error> {
     if let Some(rest) = url.strip_prefix("https://") {

@@ -249,6 +249,10 @@ async fn discover_through_srv(
         for (name, url) in &entries {
             tracing::info!(node = %format!("{name}={url}"), "got bootstrap from DNS for etcd-server");
         }
+        if entries.iter().any(|(_, url)| url.starts_with("https://")) {
+            crate::peer::client::verify_peers_for_domain(&srv.domain)
+                .map_err(|e| ServerError::Config(e.0))?;
+        }
         let mut members: Vec<(String, Vec<String>)> = Vec::new();
         for (name, url) in entries {
             match members.iter_mut().find(|(n, _)| *n == name) {

@@ -39,7 +39,7 @@ impl tower::Service<http::Uri> for TlsConnector {
             let port = uri.port_u16().unwrap_or(2380);
             let tcp = TcpStream::connect((host.as_str(), port)).await?;
             let _ = tcp.set_nodelay(true);
-            let name = rustls::pki_types::ServerName::try_from(host)
+            let name = rustls::pki_types::ServerName::try_from(tls.server_name(&host))
                 .map_err(|e| bad(&format!("bad peer host name: {e}")))?;
             let conn = tokio_rustls::TlsConnector::from(tls.current())
                 .connect(name, tcp)

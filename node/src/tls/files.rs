@@ -40,6 +40,21 @@ pub fn roots(path: &Path) -> Result<RootCertStore, TlsError> {
     Ok(store)
 }
 
+/// The system's CAs (as `SSL_CERT_FILE` / `SSL_CERT_DIR` or the
+/// platform's store name them).
+pub fn system_roots() -> Result<RootCertStore, TlsError> {
+    let found = rustls_native_certs::load_native_certs();
+    let mut store = RootCertStore::empty();
+    let (added, _) = store.add_parsable_certificates(found.certs);
+    if added == 0 {
+        return Err(TlsError(format!(
+            "no system CA certificates found ({:?})",
+            found.errors
+        )));
+    }
+    Ok(store)
+}
+
 /// Accepts any server certificate whose signature checks out.
 #[derive(Debug)]
 pub struct AcceptAnyServer(pub Arc<CryptoProvider>);

@@ -249,6 +249,10 @@ pub struct ClientTls {
     policy: TlsPolicy,
     watched: Vec<PathBuf>,
     loaded: Mutex<Loaded<ClientConfig>>,
+    /// Set when `_etcd-server-ssl` SRV records named the peers and no peer
+    /// CA is given: peers' certificates must then be valid, under the
+    /// system's CAs, for this domain (etcd's rule).
+    srv_domain: Mutex<Option<String>>,
 }
 
 impl ClientTls {
@@ -260,7 +264,7 @@ impl ClientTls {
             .flatten()
             .cloned()
             .collect();
-        let config = Arc::new(build_client(&files, &policy)?);
+        let config = Arc::new(build_client(&files, &policy, false)?);
         Ok(Arc::new(ClientTls {
             loaded: Mutex::new(Loaded {
                 stamps: stamps(&watched),
@@ -270,7 +274,32 @@ impl ClientTls {
             files,
             policy,
             watched,
+            srv_domain: Mutex::new(None),
         }))
+    }
+
+    /// Peers found through `_etcd-server-ssl` records of `domain`: without a
+    /// peer CA, their certificates must be valid for the domain under the
+    /// system's CAs (`SSL_CERT_FILE` / `SSL_CERT_DIR` honoured).
+    pub fn verify_peers_for_domain(&self, domain: &str) -> Result<(), TlsError> {
+        if self.files.trusted_ca_file.is_some() {
+            return Ok(());
+        }
+        let config = Arc::new(build_client(&self.files, &self.policy, true)?);
+        *self.srv_domain.lock().unwrap_or_else(|e| e.into_inner()) = Some(domain.to_string());
+        self.loaded.lock().unwrap_or_else(|e| e.into_inner()).config = config;
+        tracing::info!(domain, "peer certificates must be valid for the SRV domain");
+        Ok(())
+    }
+
+    /// The name peers' certificates are checked against: the SRV domain
+    /// when set, else the host being dialed.
+    pub fn server_name(&self, host: &str) -> String {
+        self.srv_domain
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .unwrap_or_else(|| host.to_string())
     }
 
     pub fn current(&self) -> Arc<ClientConfig> {
@@ -279,7 +308,12 @@ impl ClientTls {
             l.checked = Instant::now();
             let now = stamps(&self.watched);
             if now != l.stamps {
-                if let Ok(c) = build_client(&self.files, &self.policy) {
+                let by_domain = self
+                    .srv_domain
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .is_some();
+                if let Ok(c) = build_client(&self.files, &self.policy, by_domain) {
                     l.config = Arc::new(c);
                     l.stamps = now;
                 }
@@ -289,13 +323,19 @@ impl ClientTls {
     }
 }
 
-fn build_client(files: &TlsFiles, policy: &TlsPolicy) -> Result<ClientConfig, TlsError> {
+/// `system_roots`: verify servers under the system's CAs (SRV domain rule).
+fn build_client(
+    files: &TlsFiles,
+    policy: &TlsPolicy,
+    system_roots: bool,
+) -> Result<ClientConfig, TlsError> {
     let provider = policy.provider()?;
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&policy.versions()?)
         .map_err(|e| TlsError(format!("TLS versions: {e}")))?;
     let builder = match &files.trusted_ca_file {
         Some(ca) => builder.with_root_certificates(files::roots(ca)?),
+        None if system_roots => builder.with_root_certificates(files::system_roots()?),
         None => builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(files::AcceptAnyServer(provider))),

@@ -403,3 +403,75 @@ fn the_gateway_finds_the_cluster_through_client_srv_records() {
         gateway.log_text()
     );
 }
+
+/// `_etcd-server-ssl` records and peer certificates without a peer CA:
+/// whether three members form a cluster when their certificates do, or do
+/// not, carry the SRV domain.
+fn server_ssl_cluster_forms(domain_in_san: bool) -> bool {
+    let mut ns = network(3);
+    let mut recs = Vec::new();
+    for i in 0..3 {
+        recs.push(Record::srv(
+            &format!("_etcd-server-ssl._tcp.{DOMAIN}"),
+            &host(i),
+            2380,
+        ));
+        recs.push(Record::srv(
+            &format!("_etcd-client._tcp.{DOMAIN}"),
+            &host(i),
+            2379,
+        ));
+        recs.push(Record::a(&host(i), ip(i)));
+    }
+    ns.set_records(&recs);
+    let pki = crate::support::pki::Pki::new("srv-ca");
+    let mut procs = Vec::new();
+    for i in 0..3 {
+        let mut sans = vec![format!("DNS:{}", host(i)), format!("IP:{}", ip(i))];
+        if domain_in_san {
+            sans.push(format!("DNS:{DOMAIN}"));
+        }
+        let (cert, key) = pki.issue_with_sans(&format!("infra{i}"), &sans);
+        let h = host(i);
+        let mut args = seed_args(&ns, i, Form::Hostname, &[]);
+        for a in args.iter_mut() {
+            if *a == format!("http://{h}:2380") {
+                *a = format!("https://{h}:2380");
+            }
+        }
+        args.extend([
+            format!("--peer-cert-file={}", cert.display()),
+            format!("--peer-key-file={}", key.display()),
+        ]);
+        // The test CA stands in for the system's CAs.
+        let mut cmd = ns.command(ferrocd_bin());
+        cmd.args(&args).env("SSL_CERT_FILE", pki.ca());
+        procs.push(Process::spawn(cmd, &ns.dir().join(format!("infra{i}.log"))));
+    }
+    let deadline = Instant::now() + Duration::from_secs(if domain_in_san { 40 } else { 8 });
+    while Instant::now() < deadline {
+        let (code, out, _) = ctl_srv(&ns, &["endpoint", "health", "--cluster"]);
+        if code == 0 && out.matches("is healthy").count() == 3 {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    if domain_in_san {
+        for p in &procs {
+            eprintln!("{}", p.log_text());
+        }
+    }
+    false
+}
+
+#[test]
+fn server_ssl_records_require_the_srv_domain_in_peer_certificates() {
+    assert!(
+        server_ssl_cluster_forms(true),
+        "certificates naming the domain"
+    );
+    assert!(
+        !server_ssl_cluster_forms(false),
+        "certificates without the SRV domain must not be trusted"
+    );
+}

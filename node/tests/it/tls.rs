@@ -4,115 +4,12 @@
 //! files rotated under a writing client. Certificates are made with the
 //! openssl commands the README shows.
 
+use crate::support::pki::Pki;
 use crate::support::{etcdctl35, run, unique_ips, Kind, Member};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// A CA in a temp dir, and certificates it signs.
-struct Pki {
-    dir: tempfile::TempDir,
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl (apt-get install openssl; the README test command does)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-impl Pki {
-    fn new(name: &str) -> Pki {
-        let pki = Pki {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        openssl(
-            pki.dir.path(),
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-                "-days",
-                "30",
-                "-subj",
-                &format!("/CN={name}"),
-            ],
-        );
-        pki
-    }
-
-    fn ca(&self) -> PathBuf {
-        self.dir.path().join("ca.pem")
-    }
-
-    /// A certificate for `name` valid for `ips` (server and client use).
-    fn issue(&self, name: &str, ips: &[Ipv4Addr]) -> (PathBuf, PathBuf) {
-        let d = self.dir.path();
-        openssl(
-            d,
-            &[
-                "req",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-keyout",
-                &format!("{name}.key"),
-                "-out",
-                &format!("{name}.csr"),
-                "-subj",
-                &format!("/CN={name}"),
-            ],
-        );
-        let mut sans: Vec<String> = ips.iter().map(|ip| format!("IP:{ip}")).collect();
-        sans.push("DNS:localhost".into());
-        std::fs::write(
-            d.join(format!("{name}.ext")),
-            format!(
-                "subjectAltName={}\nextendedKeyUsage=serverAuth,clientAuth\n",
-                sans.join(",")
-            ),
-        )
-        .unwrap();
-        openssl(
-            d,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &format!("{name}.csr"),
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                &format!("{name}.pem"),
-                "-days",
-                "30",
-                "-extfile",
-                &format!("{name}.ext"),
-            ],
-        );
-        (d.join(format!("{name}.pem")), d.join(format!("{name}.key")))
-    }
-}
 
 fn p(path: &Path) -> String {
     path.display().to_string()

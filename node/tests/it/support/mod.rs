@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 pub mod client;
 pub mod netns;
+pub mod pki;
 
 /// The ferrocd binary under test.
 pub fn ferrocd_bin() -> PathBuf {
