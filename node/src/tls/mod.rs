@@ -407,3 +407,64 @@ fn check_peer(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::pki_types::CertificateDer;
+
+    fn cert(cn: &str, dns: &str) -> CertificateDer<'static> {
+        let mut params = rcgen::CertificateParams::new(vec![dns.to_string()]).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        let key = rcgen::KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().der().clone()
+    }
+
+    #[test]
+    fn allowed_cn_and_hostname_hold_peers_to_their_names() {
+        let c = [cert("member", "m.example.com")];
+        let mut files = TlsFiles {
+            allowed_cn: Some("member".into()),
+            ..Default::default()
+        };
+        assert!(check_peer(&files, Some(&c)).is_ok());
+        assert!(check_peer(&files, None).is_err());
+        files.allowed_cn = Some("other".into());
+        let e = check_peer(&files, Some(&c)).unwrap_err();
+        assert!(e.starts_with("CommonName authentication failed"), "{e}");
+        files.allowed_cn = None;
+        files.allowed_hostname = Some("m.example.com".into());
+        assert!(check_peer(&files, Some(&c)).is_ok());
+        files.allowed_hostname = Some("x.example.com".into());
+        assert!(check_peer(&files, Some(&c)).is_err());
+    }
+
+    #[test]
+    fn versions_and_cipher_suites() {
+        let p = TlsPolicy {
+            min_version: TlsVersion::V13,
+            ..Default::default()
+        };
+        assert_eq!(p.versions().unwrap(), [&rustls::version::TLS13]);
+        assert!(TlsVersion::parse("TLS1.1").is_err());
+        let p = TlsPolicy {
+            cipher_suites: vec!["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256".into()],
+            ..Default::default()
+        };
+        let provider = p.provider().unwrap();
+        let tls12: Vec<String> = provider
+            .cipher_suites
+            .iter()
+            .filter(|s| s.version() == &rustls::version::TLS12)
+            .map(|s| format!("{:?}", s.suite()))
+            .collect();
+        assert_eq!(tls12, ["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"]);
+        let p = TlsPolicy {
+            cipher_suites: vec!["TLS_RSA_WITH_RC4_128_SHA".into()],
+            ..Default::default()
+        };
+        assert!(p.provider().is_err());
+    }
+}

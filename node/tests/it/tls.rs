@@ -342,3 +342,39 @@ fn rotated_certificate_files_are_used_by_new_connections_without_a_failed_reques
     assert!(log.contains("reloaded TLS certificate files"), "{log}");
     m.kill9();
 }
+
+/// Whether `openssl s_client` completes a handshake with this version flag.
+fn handshake(endpoint: &str, version_flag: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl s_client -connect {endpoint} {version_flag} </dev/null >/dev/null 2>&1"
+        ))
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+#[test]
+fn tls_min_version_refuses_older_clients() {
+    let ip = unique_ips(1)[0];
+    let _m = Member::spawn_with(
+        Kind::Ferrocd,
+        ip,
+        vec![
+            "--name=v0".into(),
+            format!("--listen-client-urls=https://{ip}:2379"),
+            format!("--advertise-client-urls=https://{ip}:2379"),
+            format!("--listen-peer-urls=http://{ip}:2380"),
+            format!("--initial-advertise-peer-urls=http://{ip}:2380"),
+            format!("--initial-cluster=v0=http://{ip}:2380"),
+            "--auto-tls".into(),
+            "--tls-min-version=TLS1.3".into(),
+        ],
+    );
+    let ep = format!("{ip}:2379");
+    wait_until("no TLS 1.3 handshake", Duration::from_secs(30), || {
+        handshake(&ep, "-tls1_3")
+    });
+    assert!(!handshake(&ep, "-tls1_2"), "a TLS 1.2 client was served");
+}
