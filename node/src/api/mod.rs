@@ -166,26 +166,13 @@ pub async fn serve(
             let stopped = async move {
                 let _ = stop.wait_for(|v| *v).await;
             };
-            let builder = tonic::transport::Server::builder();
-            let router = builder
+            let result = tonic::transport::Server::builder()
                 .accept_http1(true)
                 .tcp_nodelay(true)
                 .http2_keepalive_interval(Some(std::time::Duration::from_secs(7200)))
-                .add_routes(routes);
-            let result = match tls {
-                Some(tls) => {
-                    router
-                        .serve_with_incoming_shutdown(
-                            crate::tls::accept_stream(listener, tls),
-                            stopped,
-                        )
-                        .await
-                }
-                None => {
-                    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-                    router.serve_with_incoming_shutdown(incoming, stopped).await
-                }
-            };
+                .add_routes(routes)
+                .serve_with_incoming_shutdown(crate::tls::incoming(listener, tls), stopped)
+                .await;
             if let Err(e) = result {
                 tracing::error!(address = %addr, error = %e, "client listener failed");
             }

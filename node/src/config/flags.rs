@@ -82,6 +82,16 @@ impl Values {
     pub fn is_set(&self, name: &str) -> bool {
         self.source(name) != Source::Default
     }
+    /// The value of `name`, or its default from `specs`.
+    pub fn get_or_default(&self, specs: &[FlagSpec], name: &str) -> String {
+        self.get(name).map(str::to_string).unwrap_or_else(|| {
+            specs
+                .iter()
+                .find(|s| s.name == name)
+                .map(|s| s.default.to_string())
+                .unwrap_or_default()
+        })
+    }
     pub(crate) fn set(&mut self, spec: &FlagSpec, value: String, source: Source) {
         self.values.insert(spec.name, (value, source));
     }

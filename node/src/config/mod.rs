@@ -241,15 +241,7 @@ pub fn usage() -> String {
 impl Config {
     /// Builds the configuration from parsed values, applying etcd's defaults.
     pub fn from_values(v: &Values) -> Result<Config, ConfigError> {
-        let get = |name: &str| -> String {
-            v.get(name).map(str::to_string).unwrap_or_else(|| {
-                FLAGS
-                    .iter()
-                    .find(|s| s.name == name)
-                    .map(|s| s.default.to_string())
-                    .unwrap_or_default()
-            })
-        };
+        let get = |name: &str| v.get_or_default(FLAGS, name);
         let name = get("name");
         let data_dir = match v.get("data-dir").filter(|d| !d.is_empty()) {
             Some(d) => PathBuf::from(d),

@@ -54,15 +54,7 @@ impl GatewayConfig {
     /// Parses the arguments after `gateway start`.
     pub fn parse(args: &[String]) -> Result<GatewayConfig, ConfigError> {
         let v = flags::parse(FLAGS, args, &|_| None)?;
-        let get = |name: &str| -> String {
-            v.get(name).map(str::to_string).unwrap_or_else(|| {
-                FLAGS
-                    .iter()
-                    .find(|s| s.name == name)
-                    .map(|s| s.default.to_string())
-                    .unwrap_or_default()
-            })
-        };
+        let get = |name: &str| v.get_or_default(FLAGS, name);
         let endpoints = get("endpoints")
             .split(',')
             .map(str::trim)

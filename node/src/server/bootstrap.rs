@@ -158,10 +158,29 @@ fn own_entry(cfg: &Config) -> String {
         .join(",")
 }
 
-/// The members an initial-cluster string names, or the discovery's error.
-fn parse_discovered(text: &str) -> Result<Vec<(String, Vec<String>)>, ServerError> {
-    crate::config::parse_initial_cluster(text)
-        .map_err(|e| ServerError::Config(format!("discovery returned a bad cluster: {e}")))
+/// What joining through a discovery service gave: the initial cluster, or
+/// etcd's error (a full cluster carries the peers a proxy would serve).
+fn discovered(
+    joined: Result<String, JoinError>,
+    registered_peer_urls: Vec<String>,
+    token: &str,
+) -> Result<Initial, ServerError> {
+    let text = match joined {
+        Ok(text) => text,
+        Err(JoinError::FullCluster) => return Err(ServerError::ClusterFull(registered_peer_urls)),
+        Err(e) => {
+            return Err(ServerError::Config(format!(
+                "failed to join discovery cluster ({e})"
+            )))
+        }
+    };
+    let members = crate::config::parse_initial_cluster(&text)
+        .map_err(|e| ServerError::Config(format!("discovery returned a bad cluster: {e}")))?;
+    Ok(Initial {
+        members,
+        running: None,
+        token: token.to_string(),
+    })
 }
 
 /// `--discovery URL`: etcd's v2 discovery protocol.
@@ -169,22 +188,8 @@ async fn discover_through_url(cfg: &Config, d: &UrlDiscovery) -> Result<Initial,
     let member_id = crate::ids::member_id(&cfg.initial_advertise_peer_urls, &d.url, None);
     let mut discovery = v2::Discovery::new(&d.url, d.proxy.as_deref(), member_id)
         .map_err(|e| ServerError::Config(e.to_string()))?;
-    let members = match discovery.join_cluster(&own_entry(cfg)).await {
-        Ok(text) => parse_discovered(&text)?,
-        Err(JoinError::FullCluster) => {
-            return Err(ServerError::ClusterFull(discovery.registered_peer_urls()))
-        }
-        Err(e) => {
-            return Err(ServerError::Config(format!(
-                "failed to join discovery cluster ({e})"
-            )))
-        }
-    };
-    Ok(Initial {
-        members,
-        running: None,
-        token: d.url.clone(),
-    })
+    let joined = discovery.join_cluster(&own_entry(cfg)).await;
+    discovered(joined, discovery.registered_peer_urls(), &d.url)
 }
 
 /// `--discovery-token --discovery-endpoints`: v3 discovery.
@@ -197,22 +202,8 @@ async fn discover_through_v3(cfg: &Config, d: &V3Discovery) -> Result<Initial, S
         d.dial_timeout,
         d.request_timeout,
     );
-    let members = match discovery.join_cluster(&own_entry(cfg)).await {
-        Ok(text) => parse_discovered(&text)?,
-        Err(JoinError::FullCluster) => {
-            return Err(ServerError::ClusterFull(discovery.registered_peer_urls()))
-        }
-        Err(e) => {
-            return Err(ServerError::Config(format!(
-                "failed to join discovery cluster ({e})"
-            )))
-        }
-    };
-    Ok(Initial {
-        members,
-        running: None,
-        token: d.token.clone(),
-    })
+    let joined = discovery.join_cluster(&own_entry(cfg)).await;
+    discovered(joined, discovery.registered_peer_urls(), &d.token)
 }
 
 /// `--discovery-srv`: reads the SRV records until they list

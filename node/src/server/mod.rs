@@ -238,22 +238,11 @@ impl Server {
                 let stopped = async move {
                     let _ = stop.wait_for(|s| *s).await;
                 };
-                let builder = tonic::transport::Server::builder();
-                let router = builder.tcp_nodelay(true).add_service(service);
-                let r = match tls {
-                    Some(tls) => {
-                        router
-                            .serve_with_incoming_shutdown(
-                                crate::tls::accept_stream(listener, tls),
-                                stopped,
-                            )
-                            .await
-                    }
-                    None => {
-                        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-                        router.serve_with_incoming_shutdown(incoming, stopped).await
-                    }
-                };
+                let r = tonic::transport::Server::builder()
+                    .tcp_nodelay(true)
+                    .add_service(service)
+                    .serve_with_incoming_shutdown(crate::tls::incoming(listener, tls), stopped)
+                    .await;
                 if let Err(e) = r {
                     tracing::error!(address = %addr, error = %e, "peer listener failed");
                 }

@@ -1,7 +1,7 @@
-//! Accepting TLS connections for tonic: handshakes run off the accept loop
-//! (a slow or hostile client cannot stall the others), refusals are logged
-//! as etcd logs them, and peers' certificates can be held to an allowed CN
-//! or host name.
+//! Accepting connections for tonic servers, plain or TLS. TLS handshakes
+//! run off the accept loop (a slow or hostile client cannot stall the
+//! others), refusals are logged as etcd logs them, and peers' certificates
+//! can be held to an allowed CN or host name.
 
 use super::ServerTls;
 use std::pin::Pin;
@@ -14,65 +14,70 @@ use tonic::transport::server::{Connected, TcpConnectInfo};
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// An accepted TLS connection.
-pub struct TlsConn {
-    inner: tokio_rustls::server::TlsStream<TcpStream>,
+/// An accepted connection: plain TCP, or TLS over it.
+pub enum Conn {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
 }
 
-impl Connected for TlsConn {
+impl Connected for Conn {
     type ConnectInfo = TcpConnectInfo;
 
     fn connect_info(&self) -> TcpConnectInfo {
-        self.inner.get_ref().0.connect_info()
+        match self {
+            Conn::Plain(s) => s.connect_info(),
+            Conn::Tls(s) => s.get_ref().0.connect_info(),
+        }
     }
 }
 
-impl AsyncRead for TlsConn {
+impl AsyncRead for Conn {
     fn poll_read(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
     }
 }
 
-impl AsyncWrite for TlsConn {
+impl AsyncWrite for Conn {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
     }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
     }
 }
 
-/// The connections of `listener` that completed a TLS handshake (and,
-/// for peers, passed the allowed CN / host name check).
-pub fn accept_stream(
+/// The connections of `listener`: as they are without `tls`; with it,
+/// those that completed a TLS handshake (and, for peers, passed the allowed
+/// CN / host name check).
+pub fn incoming(
     listener: TcpListener,
-    tls: Arc<ServerTls>,
-) -> tokio_stream::wrappers::ReceiverStream<Result<TlsConn, std::io::Error>> {
+    tls: Option<Arc<ServerTls>>,
+) -> tokio_stream::wrappers::ReceiverStream<Result<Conn, std::io::Error>> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     tokio::spawn(async move {
         loop {
@@ -90,7 +95,13 @@ pub fn accept_stream(
                 }
             };
             let _ = tcp.set_nodelay(true);
-            let (tx, tls) = (tx.clone(), tls.clone());
+            let Some(tls) = tls.clone() else {
+                if tx.send(Ok(Conn::Plain(tcp))).await.is_err() {
+                    return;
+                }
+                continue;
+            };
+            let tx = tx.clone();
             tokio::spawn(async move {
                 let acceptor = tokio_rustls::TlsAcceptor::from(tls.current());
                 let conn = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
@@ -111,7 +122,7 @@ pub fn accept_stream(
                     tracing::warn!(remote_addr = %remote, error = %why, "rejected connection");
                     return;
                 }
-                let _ = tx.send(Ok(TlsConn { inner: conn })).await;
+                let _ = tx.send(Ok(Conn::Tls(Box::new(conn)))).await;
             });
         }
     });

@@ -12,7 +12,7 @@ mod conn;
 mod dial;
 mod files;
 
-pub use conn::{accept_stream, TlsConn};
+pub use conn::{incoming, Conn};
 pub use dial::TlsConnector;
 
 use rustls::server::WebPkiClientVerifier;
@@ -133,6 +133,56 @@ struct Loaded<T> {
     config: Arc<T>,
 }
 
+/// A configuration built from files, rebuilt when one of them changes (a
+/// rebuild that fails keeps the last good configuration and is retried).
+struct Reloading<T> {
+    watched: Vec<PathBuf>,
+    loaded: Mutex<Loaded<T>>,
+}
+
+impl<T> Reloading<T> {
+    fn new(files: &TlsFiles, config: T) -> Reloading<T> {
+        let watched: Vec<PathBuf> = [&files.cert_file, &files.key_file, &files.trusted_ca_file]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        Reloading {
+            loaded: Mutex::new(Loaded {
+                stamps: stamps(&watched),
+                checked: Instant::now(),
+                config: Arc::new(config),
+            }),
+            watched,
+        }
+    }
+
+    fn current(&self, rebuild: impl FnOnce() -> Result<T, TlsError>) -> Arc<T> {
+        let mut l = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
+        if l.checked.elapsed() >= RECHECK {
+            l.checked = Instant::now();
+            let now = stamps(&self.watched);
+            if now != l.stamps {
+                match rebuild() {
+                    Ok(c) => {
+                        tracing::info!(files = ?self.watched, "reloaded TLS certificate files");
+                        l.config = Arc::new(c);
+                        l.stamps = now;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "changed TLS files do not load yet; keeping the previous ones")
+                    }
+                }
+            }
+        }
+        l.config.clone()
+    }
+
+    fn replace(&self, config: T) {
+        self.loaded.lock().unwrap_or_else(|e| e.into_inner()).config = Arc::new(config);
+    }
+}
+
 /// Re-read files at most this often.
 const RECHECK: Duration = Duration::from_millis(500);
 
@@ -147,8 +197,7 @@ fn stamps(paths: &[PathBuf]) -> Vec<Option<SystemTime>> {
 pub struct ServerTls {
     files: TlsFiles,
     policy: TlsPolicy,
-    watched: Vec<PathBuf>,
-    loaded: Mutex<Loaded<ServerConfig>>,
+    config: Reloading<ServerConfig>,
 }
 
 impl ServerTls {
@@ -170,45 +219,18 @@ impl ServerTls {
                 "client certificate authentication needs a trusted CA file (--trusted-ca-file / --peer-trusted-ca-file)".into(),
             ));
         }
-        let watched: Vec<PathBuf> = [&files.cert_file, &files.key_file, &files.trusted_ca_file]
-            .into_iter()
-            .flatten()
-            .cloned()
-            .collect();
-        let config = Arc::new(build_server(&files, &policy)?);
+        let config = Reloading::new(&files, build_server(&files, &policy)?);
         Ok(Arc::new(ServerTls {
-            loaded: Mutex::new(Loaded {
-                stamps: stamps(&watched),
-                checked: Instant::now(),
-                config,
-            }),
             files,
             policy,
-            watched,
+            config,
         }))
     }
 
-    /// The configuration for a new connection (re-read if a file changed;
-    /// a file that no longer parses keeps the last good configuration).
+    /// The configuration for a new connection (re-read if a file changed).
     pub fn current(&self) -> Arc<ServerConfig> {
-        let mut l = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
-        if l.checked.elapsed() >= RECHECK {
-            l.checked = Instant::now();
-            let now = stamps(&self.watched);
-            if now != l.stamps {
-                match build_server(&self.files, &self.policy) {
-                    Ok(c) => {
-                        tracing::info!(files = ?self.watched, "reloaded TLS certificate files");
-                        l.config = Arc::new(c);
-                        l.stamps = now;
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "changed TLS files do not load yet; keeping the previous ones")
-                    }
-                }
-            }
-        }
-        l.config.clone()
+        self.config
+            .current(|| build_server(&self.files, &self.policy))
     }
 
     pub fn files(&self) -> &TlsFiles {
@@ -247,8 +269,7 @@ fn build_server(files: &TlsFiles, policy: &TlsPolicy) -> Result<ServerConfig, Tl
 pub struct ClientTls {
     files: TlsFiles,
     policy: TlsPolicy,
-    watched: Vec<PathBuf>,
-    loaded: Mutex<Loaded<ClientConfig>>,
+    config: Reloading<ClientConfig>,
     /// Set when `_etcd-server-ssl` SRV records named the peers and no peer
     /// CA is given: peers' certificates must then be valid, under the
     /// system's CAs, for this domain (etcd's rule).
@@ -259,21 +280,11 @@ impl ClientTls {
     /// With an automatic certificate (or no trusted CA) peers' certificates
     /// are not verified, as etcd's `--peer-auto-tls` does.
     pub fn new(files: TlsFiles, policy: TlsPolicy) -> Result<Arc<ClientTls>, TlsError> {
-        let watched: Vec<PathBuf> = [&files.cert_file, &files.key_file, &files.trusted_ca_file]
-            .into_iter()
-            .flatten()
-            .cloned()
-            .collect();
-        let config = Arc::new(build_client(&files, &policy, false)?);
+        let config = Reloading::new(&files, build_client(&files, &policy, false)?);
         Ok(Arc::new(ClientTls {
-            loaded: Mutex::new(Loaded {
-                stamps: stamps(&watched),
-                checked: Instant::now(),
-                config,
-            }),
             files,
             policy,
-            watched,
+            config,
             srv_domain: Mutex::new(None),
         }))
     }
@@ -285,9 +296,9 @@ impl ClientTls {
         if self.files.trusted_ca_file.is_some() {
             return Ok(());
         }
-        let config = Arc::new(build_client(&self.files, &self.policy, true)?);
+        let config = build_client(&self.files, &self.policy, true)?;
         *self.srv_domain.lock().unwrap_or_else(|e| e.into_inner()) = Some(domain.to_string());
-        self.loaded.lock().unwrap_or_else(|e| e.into_inner()).config = config;
+        self.config.replace(config);
         tracing::info!(domain, "peer certificates must be valid for the SRV domain");
         Ok(())
     }
@@ -303,23 +314,14 @@ impl ClientTls {
     }
 
     pub fn current(&self) -> Arc<ClientConfig> {
-        let mut l = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
-        if l.checked.elapsed() >= RECHECK {
-            l.checked = Instant::now();
-            let now = stamps(&self.watched);
-            if now != l.stamps {
-                let by_domain = self
-                    .srv_domain
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .is_some();
-                if let Ok(c) = build_client(&self.files, &self.policy, by_domain) {
-                    l.config = Arc::new(c);
-                    l.stamps = now;
-                }
-            }
-        }
-        l.config.clone()
+        self.config.current(|| {
+            let by_domain = self
+                .srv_domain
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_some();
+            build_client(&self.files, &self.policy, by_domain)
+        })
     }
 }
 
