@@ -1,0 +1,285 @@
+//! `ferrocd-bench compare`: the same scenarios against a 3-member etcd 3.5
+//! and a 3-member ferrocd started on this machine in turn (same addresses
+//! scheme, same durability), then single members; one table with both
+//! results and the ratio ferrocd/etcd, the disk's fsync latency on top.
+
+use crate::cluster::{fsync_latency, Cluster};
+use crate::load::{self, Target, Workload};
+use crate::stats::Summary;
+use serde::Serialize;
+use std::path::Path;
+
+/// One measured scenario of one system.
+#[derive(Debug, Clone, Serialize)]
+pub struct Measured {
+    pub scenario: String,
+    /// Higher is better for every metric here except latency and memory.
+    pub metric: &'static str,
+    pub value: f64,
+    pub summary: Option<Summary>,
+}
+
+struct Scenario {
+    name: &'static str,
+    members: u8,
+    run: Kind,
+}
+
+enum Kind {
+    Load {
+        conns: usize,
+        clients: usize,
+        total: usize,
+        target_leader: bool,
+        workload: Workload,
+        /// Report p99 latency instead of throughput.
+        latency: bool,
+    },
+    Watch {
+        watchers: usize,
+        streams: usize,
+        puts: usize,
+        put_rate: u64,
+    },
+    /// Load keys, then resident memory per member.
+    Memory { keys: usize, value_size: usize },
+}
+
+fn scenarios(quick: bool) -> Vec<Scenario> {
+    let scale = |full: usize, small: usize| if quick { small } else { full };
+    let put = |sequential| Workload::Put {
+        key_size: 8,
+        val_size: 256,
+        sequential_keys: sequential,
+        key_space_size: 100_000,
+    };
+    let range = |serializable| Workload::Range {
+        key: b"foo".to_vec(),
+        end: Vec::new(),
+        serializable,
+    };
+    let load = |conns, clients, total, target_leader, workload, latency| Kind::Load {
+        conns,
+        clients,
+        total,
+        target_leader,
+        workload,
+        latency,
+    };
+    vec![
+        Scenario {
+            name: "put, 1 client, sequential keys (p99 latency)",
+            members: 3,
+            run: load(1, 1, scale(1000, 30), true, put(true), true),
+        },
+        Scenario {
+            name: "put, 1000 clients / 100 conns, to the leader",
+            members: 3,
+            run: load(
+                scale(100, 4),
+                scale(1000, 16),
+                scale(100_000, 300),
+                true,
+                put(false),
+                false,
+            ),
+        },
+        Scenario {
+            name: "put, 1000 clients / 100 conns, to all members",
+            members: 3,
+            run: load(
+                scale(100, 4),
+                scale(1000, 16),
+                scale(100_000, 300),
+                false,
+                put(false),
+                false,
+            ),
+        },
+        Scenario {
+            name: "range, linearizable, 1000 clients / 100 conns",
+            members: 3,
+            run: load(
+                scale(100, 4),
+                scale(1000, 16),
+                scale(100_000, 300),
+                false,
+                range(false),
+                false,
+            ),
+        },
+        Scenario {
+            name: "range, serializable, 1000 clients / 100 conns",
+            members: 3,
+            run: load(
+                scale(100, 4),
+                scale(1000, 16),
+                scale(100_000, 300),
+                false,
+                range(true),
+                false,
+            ),
+        },
+        Scenario {
+            name: "watch, 10000 watchers (p99 event latency)",
+            members: 3,
+            run: Kind::Watch {
+                watchers: scale(10_000, 50),
+                streams: scale(100, 5),
+                puts: scale(1000, 20),
+                put_rate: 100,
+            },
+        },
+        Scenario {
+            name: "memory per member, 100k keys of 256 bytes",
+            members: 3,
+            run: Kind::Memory {
+                keys: scale(100_000, 200),
+                value_size: 256,
+            },
+        },
+        Scenario {
+            name: "single member: put, 1 client (p99 latency)",
+            members: 1,
+            run: load(1, 1, scale(1000, 30), true, put(true), true),
+        },
+        Scenario {
+            name: "single member: put, 1000 clients / 100 conns",
+            members: 1,
+            run: load(
+                scale(100, 4),
+                scale(1000, 16),
+                scale(100_000, 300),
+                true,
+                put(false),
+                false,
+            ),
+        },
+    ]
+}
+
+async fn measure(s: &Scenario, cluster: &Cluster) -> Result<Measured, String> {
+    let target = |conns, clients, target_leader| Target {
+        endpoints: cluster.endpoints.clone(),
+        conns,
+        clients,
+        target_leader,
+    };
+    match &s.run {
+        Kind::Load {
+            conns,
+            clients,
+            total,
+            target_leader,
+            workload,
+            latency,
+        } => {
+            let channels = load::connect(&target(*conns, *clients, *target_leader)).await?;
+            let samples = load::run(&channels, *clients, *total, 0, workload.clone(), false).await;
+            let summary = samples.summary();
+            Ok(Measured {
+                scenario: s.name.into(),
+                metric: if *latency { "p99 ms" } else { "req/s" },
+                value: if *latency {
+                    summary.p99_secs * 1000.0
+                } else {
+                    summary.requests_per_sec
+                },
+                summary: Some(summary),
+            })
+        }
+        Kind::Watch {
+            watchers,
+            streams,
+            puts,
+            put_rate,
+        } => {
+            let channels = load::connect(&target(*streams, 1, false)).await?;
+            let samples =
+                load::watch_latency(&channels, *watchers, *streams, 1, *puts, *put_rate, false)
+                    .await;
+            let summary = samples.summary();
+            Ok(Measured {
+                scenario: s.name.into(),
+                metric: "p99 ms",
+                value: summary.p99_secs * 1000.0,
+                summary: Some(summary),
+            })
+        }
+        Kind::Memory { keys, value_size } => {
+            let channels = load::connect(&target(8, 64, true)).await?;
+            let fill = Workload::Put {
+                key_size: 16,
+                val_size: *value_size,
+                sequential_keys: true,
+                key_space_size: *keys,
+            };
+            load::run(&channels, 64, *keys, 0, fill, false).await;
+            let rss = cluster.rss();
+            let avg = rss.iter().sum::<u64>() as f64 / rss.len().max(1) as f64;
+            Ok(Measured {
+                scenario: s.name.into(),
+                metric: "RSS MiB",
+                value: avg / (1024.0 * 1024.0),
+                summary: None,
+            })
+        }
+    }
+}
+
+/// Every scenario against one system, a fresh cluster for each.
+async fn run_system(name: &str, bin: &Path, quick: bool) -> Result<Vec<Measured>, String> {
+    let mut out = Vec::new();
+    for s in scenarios(quick) {
+        eprintln!("{name}: {}", s.name);
+        let members = s.members;
+        let bin_owned = bin.to_path_buf();
+        let cluster = tokio::task::spawn_blocking(move || Cluster::start(&bin_owned, members))
+            .await
+            .map_err(|e| e.to_string())??;
+        let m = measure(&s, &cluster).await?;
+        eprintln!("  {:.2} {}", m.value, m.metric);
+        out.push(m);
+    }
+    Ok(out)
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub fsync_latency_ms: f64,
+    pub etcd: Vec<Measured>,
+    pub ferrocd: Vec<Measured>,
+}
+
+pub async fn compare(etcd: &Path, ferrocd: &Path, quick: bool) -> Result<Report, String> {
+    let fsync = fsync_latency(if quick { 10 } else { 200 });
+    eprintln!("fsync latency: {:.3} ms", fsync.as_secs_f64() * 1000.0);
+    let etcd_results = run_system("etcd", etcd, quick).await?;
+    let ferrocd_results = run_system("ferrocd", ferrocd, quick).await?;
+    Ok(Report {
+        fsync_latency_ms: fsync.as_secs_f64() * 1000.0,
+        etcd: etcd_results,
+        ferrocd: ferrocd_results,
+    })
+}
+
+impl Report {
+    pub fn table(&self) -> String {
+        let mut s = format!(
+            "disk fsync latency (4 KiB write + fdatasync): {:.3} ms\n\n| scenario | metric | etcd 3.5 | ferrocd | ferrocd/etcd |\n| --- | --- | --- | --- | --- |\n",
+            self.fsync_latency_ms
+        );
+        for (e, f) in self.etcd.iter().zip(&self.ferrocd) {
+            let ratio = if e.value > 0.0 {
+                f.value / e.value
+            } else {
+                0.0
+            };
+            s.push_str(&format!(
+                "| {} | {} | {:.2} | {:.2} | {:.2} |\n",
+                e.scenario, e.metric, e.value, f.value, ratio
+            ));
+        }
+        s
+    }
+}

@@ -1,0 +1,38 @@
+//! `ferrocd-bench compare --quick` proves the benchmark works end to end
+//! (real etcd 3.5 and ferrocd clusters); it is not a performance check.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+#[test]
+fn compare_quick_measures_every_scenario_on_both_systems() {
+    let bench = PathBuf::from(env!("CARGO_BIN_EXE_ferrocd-bench"));
+    let ferrocd = bench.with_file_name("ferrocd");
+    assert!(
+        ferrocd.exists(),
+        "build the workspace first: {}",
+        ferrocd.display()
+    );
+    let out = Command::new(&bench)
+        .args(["compare", "--quick", "--json", "--ferrocd"])
+        .arg(&ferrocd)
+        .output()
+        .expect("run ferrocd-bench");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert!(report["fsync_latency_ms"].as_f64().unwrap() > 0.0);
+    for system in ["etcd", "ferrocd"] {
+        let rows = report[system].as_array().unwrap();
+        assert_eq!(rows.len(), 9, "{system}: {rows:?}");
+        for r in rows {
+            assert!(r["value"].as_f64().unwrap() > 0.0, "{system}: {r}");
+            if let Some(s) = r["summary"].as_object() {
+                assert_eq!(s["errors"], 0, "{system}: {r}");
+            }
+        }
+    }
+}
