@@ -228,9 +228,17 @@ async fn measure(s: &Scenario, cluster: &Cluster) -> Result<Measured, String> {
 }
 
 /// Every scenario against one system, a fresh cluster for each.
-async fn run_system(name: &str, bin: &Path, quick: bool) -> Result<Vec<Measured>, String> {
+async fn run_system(
+    name: &str,
+    bin: &Path,
+    quick: bool,
+    only: Option<&str>,
+) -> Result<Vec<Measured>, String> {
     let mut out = Vec::new();
     for s in scenarios(quick) {
+        if only.is_some_and(|o| !s.name.contains(o)) {
+            continue;
+        }
         eprintln!("{name}: {}", s.name);
         let members = s.members;
         let bin_owned = bin.to_path_buf();
@@ -251,11 +259,17 @@ pub struct Report {
     pub ferrocd: Vec<Measured>,
 }
 
-pub async fn compare(etcd: &Path, ferrocd: &Path, quick: bool) -> Result<Report, String> {
+/// `only`: run just the scenarios whose name contains it.
+pub async fn compare(
+    etcd: &Path,
+    ferrocd: &Path,
+    quick: bool,
+    only: Option<&str>,
+) -> Result<Report, String> {
     let fsync = fsync_latency(if quick { 10 } else { 200 });
     eprintln!("fsync latency: {:.3} ms", fsync.as_secs_f64() * 1000.0);
-    let etcd_results = run_system("etcd", etcd, quick).await?;
-    let ferrocd_results = run_system("ferrocd", ferrocd, quick).await?;
+    let etcd_results = run_system("etcd", etcd, quick, only).await?;
+    let ferrocd_results = run_system("ferrocd", ferrocd, quick, only).await?;
     Ok(Report {
         fsync_latency_ms: fsync.as_secs_f64() * 1000.0,
         etcd: etcd_results,

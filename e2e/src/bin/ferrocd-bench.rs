@@ -107,6 +107,9 @@ enum Cmd {
         /// ferrocd binary (default: target/release/ferrocd if built).
         #[arg(long)]
         ferrocd: Option<PathBuf>,
+        /// Only the scenarios whose name contains this text.
+        #[arg(long)]
+        only: Option<String>,
     },
 }
 
@@ -131,10 +134,11 @@ async fn run(cli: Cli) -> Result<(), String> {
             quick,
             etcd,
             ferrocd,
+            only,
         } => {
             let etcd = ferrocd_e2e::cluster::find_etcd(etcd)?;
             let ferrocd = ferrocd_e2e::cluster::find_ferrocd(ferrocd)?;
-            let report = compare::compare(&etcd, &ferrocd, quick).await?;
+            let report = compare::compare(&etcd, &ferrocd, quick, only.as_deref()).await?;
             if cli.json {
                 println!(
                     "{}",

@@ -200,15 +200,10 @@ impl Peer for PeerService {
         req: Request<ReadIndexRequest>,
     ) -> Result<Response<ReadIndexResponse>, Status> {
         self.accept(req)?;
-        let index = self
-            .server()?
-            .confirm_leadership()
-            .await
-            .map_err(|e| match e.forward_to_leader::<crate::raft::MemberInfo>() {
-                Some(_) => crate::api::error::not_leader(),
-                None => Status::unavailable(e.to_string()),
-            })?
-            .map_or(0, |l| l.index);
+        let index = self.server()?.read_index().await.map_err(|e| match e {
+            crate::server::ServerError::NotLeader(_) => crate::api::error::not_leader(),
+            other => Status::unavailable(other.to_string()),
+        })?;
         Ok(Response::new(ReadIndexResponse { index }))
     }
 

@@ -8,6 +8,7 @@ mod batcher;
 mod bootstrap;
 mod members;
 mod membership;
+mod read_index;
 mod transfer;
 
 pub use membership::to_proto as member_to_proto;
@@ -86,6 +87,8 @@ pub struct Server {
     pub raft: Raft<TypeConfig>,
     waiters: Arc<Waiters>,
     batcher: batcher::Batcher,
+    /// Linearizable reads share read-index rounds.
+    reads: read_index::ReadRounds,
     /// Held by a leadership transfer while the leader must stay silent.
     gate: Arc<transfer::LeaderGate>,
     pub(crate) forwarder: Forwarder,
@@ -163,7 +166,9 @@ impl Server {
             .await
             .map_err(|e| ServerError::Config(format!("cannot start raft: {e}")))?;
         let gate: Arc<transfer::LeaderGate> = Arc::default();
+        let (reads, read_queue) = read_index::ReadRounds::new();
         let server = Arc::new(Server {
+            reads,
             lease_ids: AtomicU64::new(id_seed()),
             request_ids: AtomicU64::new(id_seed()),
             forwarder: Forwarder::new(identity.cluster_id),
@@ -187,6 +192,7 @@ impl Server {
             peer_tls,
             peer_listeners: std::sync::Mutex::default(),
         });
+        tokio::spawn(read_index::run(Arc::downgrade(&server), read_queue));
         server.serve_peers().await?;
         if let Some(members) = boot.initialize {
             match server.raft.initialize(members).await {
@@ -341,44 +347,31 @@ impl Server {
         let deadline = Instant::now() + self.config.request_timeout();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let Ok(confirmed) = tokio::time::timeout(left, self.confirm_leadership()).await else {
-                return Err(ServerError::Timeout);
-            };
-            let err = match confirmed {
-                Ok(read) => {
-                    tracing::debug!(
-                        ?read,
-                        applied = self.applied_index(),
-                        "read index confirmed as leader"
-                    );
-                    return Ok(());
+            let index = match tokio::time::timeout(left, self.reads.next()).await {
+                Ok(Ok(index)) => index,
+                Ok(Err(ServerError::Stopped)) => return Err(ServerError::Stopped),
+                Ok(Err(_)) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
                 }
-                Err(e) => e,
+                _ => return Err(ServerError::Timeout),
             };
-            let leader_url = err
-                .forward_to_leader::<crate::raft::MemberInfo>()
-                .and_then(|f| f.leader_node.as_ref())
-                .and_then(|n| n.peer_urls.first().cloned());
-            if let Some(url) = leader_url {
-                if let Ok(index) = self.forwarder.read_index(&url).await {
-                    tracing::debug!(index, leader = %url, applied = self.applied_index(), "read index from the leader");
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    return match self
-                        .raft
-                        .wait(Some(left))
-                        .applied_index_at_least(Some(index), "read index")
-                        .await
-                    {
-                        Ok(_) => Ok(()),
-                        Err(_) => Err(ServerError::Timeout),
-                    };
-                }
-            }
-            if Instant::now() >= deadline {
-                return Err(ServerError::Timeout);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            let left = deadline.saturating_duration_since(Instant::now());
+            return match self
+                .raft
+                .wait(Some(left))
+                .applied_index_at_least(Some(index), "read index")
+                .await
+            {
+                Ok(_) => Ok(()),
+                Err(_) => Err(ServerError::Timeout),
+            };
         }
+    }
+
+    /// A read index for a follower's reads (the leader answers in rounds).
+    pub async fn read_index(&self) -> Result<u64, ServerError> {
+        self.reads.next().await
     }
 
     /// Sends a write through the log (via the leader) and waits until it is

@@ -1,0 +1,81 @@
+//! Linearizable reads share read-index rounds, as etcd batches its
+//! ReadIndex requests: every read waiting when a round starts is answered
+//! by that round's one quorum confirmation (on the leader) or one ReadIndex
+//! call to the leader (on a follower). A read that arrives during a round
+//! waits for the next one, whose confirmation starts after it arrived: that
+//! is what makes the answer linearizable.
+
+use super::{Server, ServerError};
+use std::sync::Weak;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// The commit index a read must see applied, or why there is none yet.
+pub(super) type RoundResult = Result<u64, ServerError>;
+
+pub(super) struct ReadRounds {
+    tx: mpsc::UnboundedSender<oneshot::Sender<RoundResult>>,
+}
+
+impl ReadRounds {
+    /// The queue; `run` serves it once the server exists.
+    pub fn new() -> (
+        ReadRounds,
+        mpsc::UnboundedReceiver<oneshot::Sender<RoundResult>>,
+    ) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (ReadRounds { tx }, rx)
+    }
+
+    /// The read index of the next round to start.
+    pub async fn next(&self) -> RoundResult {
+        let (done, rx) = oneshot::channel();
+        self.tx.send(done).map_err(|_| ServerError::Stopped)?;
+        rx.await.map_err(|_| ServerError::Stopped)?
+    }
+}
+
+pub(super) async fn run(
+    server: Weak<Server>,
+    mut rx: mpsc::UnboundedReceiver<oneshot::Sender<RoundResult>>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut waiting = vec![first];
+        while let Ok(w) = rx.try_recv() {
+            waiting.push(w);
+        }
+        let Some(s) = server.upgrade() else { return };
+        let limit = s.config.request_timeout();
+        let result = tokio::time::timeout(limit, round(&s))
+            .await
+            .unwrap_or(Err(ServerError::Timeout));
+        drop(s);
+        for w in waiting {
+            let _ = w.send(result.clone());
+        }
+    }
+}
+
+/// One round: confirm leadership with a quorum, or ask the leader.
+async fn round(s: &Server) -> RoundResult {
+    let err = match s.confirm_leadership().await {
+        // openraft has applied up to the read log id before answering.
+        Ok(read) => return Ok(read.map_or(0, |l| l.index)),
+        Err(e) => e,
+    };
+    let leader_url = err
+        .forward_to_leader::<crate::raft::MemberInfo>()
+        .and_then(|f| f.leader_node.as_ref())
+        .and_then(|n| n.peer_urls.first().cloned());
+    match leader_url {
+        Some(url) => s.forwarder.read_index(&url).await.map_err(|st| {
+            tracing::debug!(leader = %url, error = %st, "read index from the leader failed");
+            ServerError::NotLeader(Some(url))
+        }),
+        None => {
+            // No leader known yet: let the caller retry shortly.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Err(ServerError::NotLeader(None))
+        }
+    }
+}
