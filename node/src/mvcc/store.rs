@@ -26,6 +26,9 @@ pub(crate) const META_REV: &str = "revision";
 pub(crate) const META_COMPACT_REV: &str = "compact_revision";
 pub(crate) const META_APPLIED_INDEX: &str = "applied_index";
 
+/// redb's page cache for the MVCC store.
+const STORE_CACHE_BYTES: usize = 32 << 20;
+
 /// The database file, shared by readers and the single writer. The lock is
 /// taken exclusively only by defragmentation.
 #[derive(Clone)]
@@ -42,7 +45,11 @@ impl Store {
         let member = dir.join("member");
         std::fs::create_dir_all(&member)?;
         let path = member.join("db");
-        let db = Database::create(&path)?;
+        // redb caches up to 1 GiB by default; the kernel's page cache holds
+        // the file anyway, so a small cache keeps resident memory low.
+        let db = Database::builder()
+            .set_cache_size(STORE_CACHE_BYTES)
+            .create(&path)?;
         let tx = db.begin_write()?;
         {
             // Create every table so read transactions never meet a missing one.

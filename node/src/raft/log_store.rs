@@ -43,7 +43,10 @@ impl LogStore {
         let wal = dir.join("member").join("wal");
         std::fs::create_dir_all(&wal)
             .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, e))?;
-        let db = Database::create(wal.join("raft.db"))
+        // Recent entries are read back while they replicate; little else.
+        let db = Database::builder()
+            .set_cache_size(8 << 20)
+            .create(wal.join("raft.db"))
             .map_err(|e| store_err(ErrorVerb::Write)(e.into()))?;
         let s = LogStore {
             db: Arc::new(db),
