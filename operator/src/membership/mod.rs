@@ -1,0 +1,8 @@
+//! Cluster membership: the pure planner of the next step, and the etcd v3
+//! API client that observes the cluster and carries a step out.
+
+pub mod etcd;
+pub mod plan;
+
+pub use etcd::{ClusterView, EtcdError, EtcdMembers, Placement};
+pub use plan::{next_step, Member, Observed, Step};

@@ -1,0 +1,407 @@
+//! The objects an `EtcdCluster` becomes: the headless Service (whose ports
+//! make cluster DNS publish the SRV records), the client Service, the
+//! StatefulSet running `ferrocd --discovery-srv ...`, and a
+//! PodDisruptionBudget keeping quorum. Pure functions of the resource.
+
+use crate::crd::{AutoCompactionMode, EtcdCluster, MemberOptions};
+use crate::names::{ClusterNames, CLIENT_PORT, PEER_PORT};
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction,
+    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec,
+    PodTemplateSpec, Probe, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+    VolumeResourceRequirements,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::Resource;
+use std::collections::BTreeMap;
+
+pub const DATA_DIR: &str = "/var/lib/ferrocd";
+pub const DEFAULT_STORAGE: &str = "1Gi";
+/// The image run when the spec names none: the operator's own version.
+pub fn default_image() -> String {
+    format!("ferrocd:{}", env!("CARGO_PKG_VERSION"))
+}
+
+fn meta(c: &EtcdCluster, n: &ClusterNames, name: String) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: Some(n.namespace.clone()),
+        labels: Some(n.labels()),
+        owner_references: c.controller_owner_ref(&()).map(|r| vec![r]),
+        ..ObjectMeta::default()
+    }
+}
+
+fn port(name: &str, number: i32) -> ServicePort {
+    ServicePort {
+        name: Some(name.into()),
+        port: number,
+        target_port: Some(IntOrString::Int(number)),
+        ..ServicePort::default()
+    }
+}
+
+/// Headless Service `C`: one DNS name per pod and the SRV records
+/// `_etcd-server._tcp.C.N.svc.D` / `_etcd-client._tcp...`, not-ready pods
+/// included so members can find each other before they are ready.
+pub fn headless_service(c: &EtcdCluster) -> Service {
+    let n = ClusterNames::of(c);
+    Service {
+        metadata: meta(c, &n, n.headless_service()),
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".into()),
+            publish_not_ready_addresses: Some(true),
+            selector: Some(n.selector_labels()),
+            ports: Some(vec![
+                port(n.server_port_name(), PEER_PORT),
+                port(n.client_port_name(), CLIENT_PORT),
+            ]),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// Client Service `C-client`: a stable address over the ready members.
+pub fn client_service(c: &EtcdCluster) -> Service {
+    let n = ClusterNames::of(c);
+    Service {
+        metadata: meta(c, &n, n.client_service()),
+        spec: Some(ServiceSpec {
+            selector: Some(n.selector_labels()),
+            ports: Some(vec![port(n.client_port_name(), CLIENT_PORT)]),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// Voluntary disruptions may take members down only while a quorum stays.
+pub fn pod_disruption_budget(c: &EtcdCluster) -> PodDisruptionBudget {
+    let n = ClusterNames::of(c);
+    let replicas = c.spec.replicas.max(1);
+    let quorum = replicas / 2 + 1;
+    PodDisruptionBudget {
+        metadata: meta(c, &n, n.pdb()),
+        spec: Some(PodDisruptionBudgetSpec {
+            min_available: Some(IntOrString::Int(quorum)),
+            selector: Some(LabelSelector {
+                match_labels: Some(n.selector_labels()),
+                ..LabelSelector::default()
+            }),
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// The member flags of the spec's options, in etcd's spelling.
+fn option_args(o: &MemberOptions) -> Vec<String> {
+    let mut a = Vec::new();
+    if let Some(q) = o.quota_backend_bytes {
+        a.push(format!("--quota-backend-bytes={q}"));
+    }
+    if let Some(m) = o.auto_compaction_mode {
+        let m = match m {
+            AutoCompactionMode::Periodic => "periodic",
+            AutoCompactionMode::Revision => "revision",
+        };
+        a.push(format!("--auto-compaction-mode={m}"));
+    }
+    if let Some(r) = &o.auto_compaction_retention {
+        a.push(format!("--auto-compaction-retention={r}"));
+    }
+    if let Some(s) = o.snapshot_count {
+        a.push(format!("--snapshot-count={s}"));
+    }
+    if let Some(h) = o.heartbeat_interval {
+        a.push(format!("--heartbeat-interval={h}"));
+    }
+    if let Some(e) = o.election_timeout {
+        a.push(format!("--election-timeout={e}"));
+    }
+    a
+}
+
+/// The member's command line (DESIGN.md): its name is the pod's, it finds
+/// its peers through the SRV records of the headless Service, and a fresh
+/// member waits until the records list the bootstrap size.
+pub fn member_args(c: &EtcdCluster, bootstrap_replicas: i32) -> Vec<String> {
+    let n = ClusterNames::of(c);
+    let scheme = if n.tls { "https" } else { "http" };
+    let host = format!("$(POD_NAME).{}", n.srv_domain());
+    let token = match c.meta().uid.as_deref() {
+        // The UID keeps a recreated cluster of the same name from ever
+        // talking to members of the old one.
+        Some(uid) => format!("{}-{}", n.name, &uid[..uid.len().min(8)]),
+        None => n.name.clone(),
+    };
+    let mut a = vec![
+        "--name=$(POD_NAME)".to_string(),
+        format!("--data-dir={DATA_DIR}/data"),
+        format!("--discovery-srv={}", n.srv_domain()),
+        format!("--initial-advertise-peer-urls={scheme}://{host}:{PEER_PORT}"),
+        format!("--advertise-client-urls={scheme}://{host}:{CLIENT_PORT}"),
+        format!("--listen-peer-urls={scheme}://0.0.0.0:{PEER_PORT}"),
+        format!("--listen-client-urls={scheme}://0.0.0.0:{CLIENT_PORT}"),
+        format!("--initial-cluster-token={token}"),
+        "--initial-cluster-state=new".to_string(),
+        format!("--initial-cluster-size={bootstrap_replicas}"),
+    ];
+    if let Some(o) = &c.spec.options {
+        a.extend(option_args(o));
+    }
+    a
+}
+
+fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::Int(CLIENT_PORT),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        failure_threshold: Some(failures),
+        timeout_seconds: Some(5),
+        ..Probe::default()
+    }
+}
+
+/// StatefulSet `C` with `replicas` pods; `bootstrap_replicas` is the size
+/// the cluster was created with (fixed, so scaling never rolls the pods).
+pub fn stateful_set(c: &EtcdCluster, replicas: i32, bootstrap_replicas: i32) -> StatefulSet {
+    let n = ClusterNames::of(c);
+    let overrides = c.spec.pod.clone().unwrap_or_default();
+    let mut pod_labels = overrides.labels.clone();
+    pod_labels.extend(n.labels());
+    let storage = &c.spec.storage;
+    let (volumes, claims) = if storage.empty_dir {
+        let v = Volume {
+            name: "data".into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Volume::default()
+        };
+        (Some(vec![v]), None)
+    } else {
+        let size = storage
+            .size
+            .clone()
+            .unwrap_or_else(|| DEFAULT_STORAGE.into());
+        let claim = PersistentVolumeClaim {
+            metadata: ObjectMeta {
+                name: Some("data".into()),
+                labels: Some(n.labels()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(PersistentVolumeClaimSpec {
+                access_modes: Some(vec!["ReadWriteOnce".into()]),
+                storage_class_name: storage.storage_class_name.clone(),
+                resources: Some(VolumeResourceRequirements {
+                    requests: Some(BTreeMap::from([("storage".into(), Quantity(size))])),
+                    ..VolumeResourceRequirements::default()
+                }),
+                ..PersistentVolumeClaimSpec::default()
+            }),
+            status: None,
+        };
+        (None, Some(vec![claim]))
+    };
+    let container = Container {
+        name: "ferrocd".into(),
+        image: Some(c.spec.image.clone().unwrap_or_else(default_image)),
+        command: Some(vec!["ferrocd".into()]),
+        args: Some(member_args(c, bootstrap_replicas)),
+        env: Some(vec![EnvVar {
+            name: "POD_NAME".into(),
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "metadata.name".into(),
+                    ..ObjectFieldSelector::default()
+                }),
+                ..EnvVarSource::default()
+            }),
+            ..EnvVar::default()
+        }]),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some("peer".into()),
+                container_port: PEER_PORT,
+                ..ContainerPort::default()
+            },
+            ContainerPort {
+                name: Some("client".into()),
+                container_port: CLIENT_PORT,
+                ..ContainerPort::default()
+            },
+        ]),
+        // A fresh member may wait for its peers' records before it serves.
+        startup_probe: Some(http_probe("/livez", 5, 120)),
+        liveness_probe: Some(http_probe("/livez", 10, 3)),
+        readiness_probe: Some(http_probe("/readyz", 5, 3)),
+        resources: c.spec.resources.clone(),
+        volume_mounts: Some(vec![VolumeMount {
+            name: "data".into(),
+            mount_path: DATA_DIR.into(),
+            ..VolumeMount::default()
+        }]),
+        ..Container::default()
+    };
+    let non_empty = |m: &BTreeMap<String, String>| (!m.is_empty()).then(|| m.clone());
+    StatefulSet {
+        metadata: meta(c, &n, n.headless_service()),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(replicas),
+            service_name: Some(n.headless_service()),
+            pod_management_policy: Some("Parallel".into()),
+            selector: LabelSelector {
+                match_labels: Some(n.selector_labels()),
+                ..LabelSelector::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    annotations: non_empty(&overrides.annotations),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![container],
+                    volumes,
+                    // The member hands leadership over on SIGTERM first.
+                    termination_grace_period_seconds: Some(30),
+                    affinity: overrides.affinity.clone(),
+                    tolerations: (!overrides.tolerations.is_empty())
+                        .then(|| overrides.tolerations.clone()),
+                    node_selector: non_empty(&overrides.node_selector),
+                    topology_spread_constraints: (!overrides
+                        .topology_spread_constraints
+                        .is_empty())
+                    .then(|| overrides.topology_spread_constraints.clone()),
+                    priority_class_name: overrides.priority_class_name.clone(),
+                    ..PodSpec::default()
+                }),
+            },
+            volume_claim_templates: claims,
+            ..StatefulSetSpec::default()
+        }),
+        status: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{EtcdClusterSpec, Storage};
+
+    pub fn cluster(replicas: i32) -> EtcdCluster {
+        let mut c = EtcdCluster::new(
+            "demo",
+            EtcdClusterSpec {
+                replicas,
+                image: Some("ferrocd:test".into()),
+                storage: Storage::default(),
+                resources: None,
+                pod: None,
+                cluster_domain: "cluster.local".into(),
+                options: Some(MemberOptions {
+                    quota_backend_bytes: Some(8 << 30),
+                    auto_compaction_mode: Some(AutoCompactionMode::Periodic),
+                    auto_compaction_retention: Some("1h".into()),
+                    ..MemberOptions::default()
+                }),
+                tls: None,
+                pvc_retention: Default::default(),
+            },
+        );
+        c.metadata.namespace = Some("ns".into());
+        c.metadata.uid = Some("0123456789abcdef".into());
+        c
+    }
+
+    #[test]
+    fn headless_service_publishes_srv_ports_for_unready_pods() {
+        let s = headless_service(&cluster(3));
+        let spec = s.spec.unwrap();
+        assert_eq!(spec.cluster_ip.as_deref(), Some("None"));
+        assert_eq!(spec.publish_not_ready_addresses, Some(true));
+        let ports: Vec<_> = spec
+            .ports
+            .unwrap()
+            .into_iter()
+            .map(|p| (p.name.unwrap(), p.port))
+            .collect();
+        assert_eq!(
+            ports,
+            vec![
+                ("etcd-server".to_string(), 2380),
+                ("etcd-client".to_string(), 2379)
+            ]
+        );
+        assert_eq!(s.metadata.owner_references.unwrap()[0].kind, "EtcdCluster");
+    }
+
+    #[test]
+    fn statefulset_runs_the_design_command_line() {
+        let s = stateful_set(&cluster(3), 3, 3);
+        let spec = s.spec.unwrap();
+        assert_eq!(spec.service_name.as_deref(), Some("demo"));
+        assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
+        let pod = spec.template.spec.unwrap();
+        let args = pod.containers[0].args.clone().unwrap();
+        for want in [
+            "--name=$(POD_NAME)",
+            "--discovery-srv=demo.ns.svc.cluster.local",
+            "--initial-advertise-peer-urls=http://$(POD_NAME).demo.ns.svc.cluster.local:2380",
+            "--advertise-client-urls=http://$(POD_NAME).demo.ns.svc.cluster.local:2379",
+            "--initial-cluster-size=3",
+            "--initial-cluster-token=demo-01234567",
+            "--quota-backend-bytes=8589934592",
+            "--auto-compaction-mode=periodic",
+            "--auto-compaction-retention=1h",
+        ] {
+            assert!(
+                args.iter().any(|a| a == want),
+                "{want} missing from {args:?}"
+            );
+        }
+        let claims = spec.volume_claim_templates.unwrap();
+        assert_eq!(claims[0].metadata.name.as_deref(), Some("data"));
+    }
+
+    #[test]
+    fn scaling_changes_only_the_replicas() {
+        let a = stateful_set(&cluster(3), 3, 3);
+        let b = stateful_set(&cluster(5), 4, 3);
+        assert_eq!(
+            a.spec.as_ref().unwrap().template,
+            b.spec.as_ref().unwrap().template
+        );
+        assert_eq!(b.spec.unwrap().replicas, Some(4));
+    }
+
+    #[test]
+    fn empty_dir_storage_has_no_claims() {
+        let mut c = cluster(1);
+        c.spec.storage.empty_dir = true;
+        let spec = stateful_set(&c, 1, 1).spec.unwrap();
+        assert!(spec.volume_claim_templates.is_none());
+        assert!(spec.template.spec.unwrap().volumes.unwrap()[0]
+            .empty_dir
+            .is_some());
+    }
+
+    #[test]
+    fn pdb_keeps_a_quorum() {
+        for (replicas, quorum) in [(1, 1), (3, 2), (4, 3), (5, 3)] {
+            let p = pod_disruption_budget(&cluster(replicas));
+            assert_eq!(
+                p.spec.unwrap().min_available,
+                Some(IntOrString::Int(quorum))
+            );
+        }
+    }
+}
