@@ -206,10 +206,6 @@ pub struct EtcdClusterStatus {
     /// Label selector of the member pods (for the scale subresource).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<String>,
-    /// The member count the cluster was bootstrapped with
-    /// (`--initial-cluster-size`); fixed so scaling never rolls every pod.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bootstrap_replicas: Option<i32>,
     /// Cluster ID in hex.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_id: Option<String>,

@@ -7,8 +7,11 @@
 //! builds the child objects, `membership` plans and carries out member
 //! steps, `controller` ties them together per reconcile.
 
+pub mod controller;
 pub mod crd;
+pub mod leader;
 pub mod membership;
+pub mod metrics;
 pub mod names;
 pub mod proto;
 pub mod render;

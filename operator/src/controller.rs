@@ -1,0 +1,640 @@
+//! One reconcile of an `EtcdCluster`: apply its children (server-side
+//! apply), observe the cluster through its members' client URLs, take at
+//! most one membership step, write the status, publish an event for what
+//! changed. Wrapped in a finalizer that removes claims on deletion when the
+//! spec says so.
+
+use crate::crd::{
+    Endpoints, EtcdCluster, EtcdClusterStatus, MemberStatus, Phase, PvcRetention, TlsMode,
+};
+use crate::membership::{next_step, ClusterView, EtcdError, EtcdMembers, Observed, Step};
+use crate::metrics::Metrics;
+use crate::names::{ClusterNames, CLIENT_PORT, MANAGER};
+use crate::render;
+use futures::future::BoxFuture;
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kube::runtime::finalizer::{finalizer, Event as Finalizer};
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub const FINALIZER: &str = "ferrocd.dev/cleanup";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("cluster: {0}")]
+    Etcd(#[from] EtcdError),
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    #[error("EtcdCluster has no namespace")]
+    NoNamespace,
+}
+
+impl Error {
+    /// The `error` label of the failure metric.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "kube",
+            Error::Etcd(_) => "etcd",
+            Error::Finalizer(_) => "finalizer",
+            Error::NoNamespace => "spec",
+        }
+    }
+}
+
+/// The cluster-facing side of a reconcile, behind a trait so unit tests can
+/// run reconciles against a model cluster.
+pub trait MemberApi: Send + Sync {
+    fn observe(&self) -> BoxFuture<'_, Result<ClusterView, EtcdError>>;
+    fn add_learner<'a>(&'a self, peer_url: &'a str) -> BoxFuture<'a, Result<u64, EtcdError>>;
+    fn promote(&self, id: u64) -> BoxFuture<'_, Result<(), EtcdError>>;
+    fn remove(&self, id: u64) -> BoxFuture<'_, Result<(), EtcdError>>;
+    fn move_leader<'a>(
+        &'a self,
+        view: &'a ClusterView,
+        from: u64,
+        to: u64,
+    ) -> BoxFuture<'a, Result<(), EtcdError>>;
+}
+
+impl MemberApi for EtcdMembers {
+    fn observe(&self) -> BoxFuture<'_, Result<ClusterView, EtcdError>> {
+        Box::pin(EtcdMembers::observe(self))
+    }
+    fn add_learner<'a>(&'a self, peer_url: &'a str) -> BoxFuture<'a, Result<u64, EtcdError>> {
+        Box::pin(EtcdMembers::add_learner(self, peer_url))
+    }
+    fn promote(&self, id: u64) -> BoxFuture<'_, Result<(), EtcdError>> {
+        Box::pin(EtcdMembers::promote(self, id))
+    }
+    fn remove(&self, id: u64) -> BoxFuture<'_, Result<(), EtcdError>> {
+        Box::pin(EtcdMembers::remove(self, id))
+    }
+    fn move_leader<'a>(
+        &'a self,
+        view: &'a ClusterView,
+        from: u64,
+        to: u64,
+    ) -> BoxFuture<'a, Result<(), EtcdError>> {
+        Box::pin(EtcdMembers::move_leader(self, view, from, to))
+    }
+}
+
+/// Makes the member client for a cluster from its members' client URLs.
+pub type Connect = Arc<dyn Fn(Vec<String>) -> Box<dyn MemberApi> + Send + Sync>;
+
+pub fn connect_etcd() -> Connect {
+    Arc::new(|endpoints| Box::new(EtcdMembers::new(endpoints)))
+}
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub connect: Connect,
+}
+
+impl Context {
+    pub fn new(client: Client, metrics: Arc<Metrics>, connect: Connect) -> Context {
+        let reporter = Reporter {
+            controller: MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            metrics,
+            connect,
+        }
+    }
+}
+
+/// Runs the controller until the stream ends (the process is asked to stop).
+pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
+    let client = ctx.client.clone();
+    let (clusters, sets, services) = match &namespace {
+        Some(ns) => (
+            Api::<EtcdCluster>::namespaced(client.clone(), ns),
+            Api::<StatefulSet>::namespaced(client.clone(), ns),
+            Api::<Service>::namespaced(client.clone(), ns),
+        ),
+        None => (
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+        ),
+    };
+    let children =
+        watcher::Config::default().labels(&format!("{}={MANAGER}", crate::names::MANAGED_BY_LABEL));
+    Controller::new(clusters, watcher::Config::default())
+        .owns(sets, children.clone())
+        .owns(services, children)
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "reconcile");
+            }
+        })
+        .await;
+}
+
+pub async fn reconcile(c: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let ns = c.namespace().ok_or(Error::NoNamespace)?;
+    let api: Api<EtcdCluster> = Api::namespaced(ctx.client.clone(), &ns);
+    let result = finalizer(&api, FINALIZER, c, |event| async {
+        match event {
+            Finalizer::Apply(c) => apply(&c, &ctx).await,
+            Finalizer::Cleanup(c) => cleanup(&c, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    ctx.metrics.reconciled(started.elapsed());
+    result
+}
+
+pub fn error_policy(c: Arc<EtcdCluster>, e: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(cluster = %c.name_any(), error = %e, "reconcile failed");
+    ctx.metrics.failed(e.metric_label());
+    Action::requeue(Duration::from_secs(10))
+}
+
+fn ssa() -> PatchParams {
+    PatchParams::apply(MANAGER).force()
+}
+
+/// The size the cluster was created with: the running StatefulSet's
+/// `--initial-cluster-size`, else the spec's replicas (a new cluster).
+fn bootstrap_replicas(c: &EtcdCluster, sts: Option<&StatefulSet>) -> i32 {
+    sts.and_then(|s| s.spec.as_ref())
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|p| p.containers.first())
+        .and_then(|c| c.args.as_ref())
+        .and_then(|args| {
+            args.iter()
+                .find_map(|a| a.strip_prefix("--initial-cluster-size="))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(c.spec.replicas.max(1))
+}
+
+async fn apply(c: &EtcdCluster, ctx: &Context) -> Result<Action, Error> {
+    let names = ClusterNames::of(c);
+    let ns = names.namespace.clone();
+    let client = ctx.client.clone();
+    let reference = c.object_ref(&());
+    let mut notes = Notes::default();
+
+    if c.spec.tls.as_ref().is_some_and(|t| t.mode != TlsMode::Off) {
+        // Certificates are not issued yet: render nothing rather than
+        // members that cannot talk to each other.
+        notes.degraded = Some((
+            "TLSUnsupported",
+            "this operator version does not run TLS clusters yet".into(),
+        ));
+        let status = status_of(c, &names, None, None, &Step::Wait("TLS".into()), &notes);
+        write_status(ctx, c, status).await?;
+        return Ok(Action::requeue(Duration::from_secs(300)));
+    }
+
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    let existing = sets.get_opt(&names.headless_service()).await?;
+    let bootstrap = bootstrap_replicas(c, existing.as_ref());
+    let replicas = existing
+        .as_ref()
+        .and_then(|s| s.spec.as_ref())
+        .and_then(|s| s.replicas)
+        .unwrap_or(c.spec.replicas.max(1));
+
+    let services: Api<Service> = Api::namespaced(client.clone(), &ns);
+    for svc in [render::headless_service(c), render::client_service(c)] {
+        services
+            .patch(&svc.name_any(), &ssa(), &Patch::Apply(&svc))
+            .await?;
+    }
+    let sts = sets
+        .patch(
+            &names.headless_service(),
+            &ssa(),
+            &Patch::Apply(&render::stateful_set(c, replicas, bootstrap)),
+        )
+        .await?;
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns);
+    let pdb = render::pod_disruption_budget(c);
+    match pdbs.patch(&names.pdb(), &ssa(), &Patch::Apply(&pdb)).await {
+        Ok(_) => {}
+        // policy/v1 arrived in Kubernetes 1.21: say so and carry on.
+        Err(kube::Error::Api(e)) if e.code == 404 => notes.pdb_missing = true,
+        Err(e) => return Err(e.into()),
+    }
+    if existing.is_none() {
+        publish(
+            ctx,
+            &reference,
+            EventType::Normal,
+            "Created",
+            format!("StatefulSet with {replicas} members"),
+        )
+        .await;
+    }
+
+    let endpoints: Vec<String> = (0..replicas.max(0) as u32)
+        .map(|i| names.client_url(i))
+        .collect();
+    let members = (ctx.connect)(endpoints);
+    let view = match members.observe().await {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::debug!(cluster = %names.name, error = %e, "cluster not reachable");
+            None
+        }
+    };
+    let claims = claim_ordinals(ctx, &names).await?;
+    let observed = Observed {
+        desired: c.spec.replicas.max(1) as u32,
+        replicas: replicas.max(0) as u32,
+        members: view.as_ref().map(|v| v.planned(&names)),
+        leader: view.as_ref().and_then(|v| v.leader),
+        claims,
+        delete_claims: c.spec.pvc_retention == PvcRetention::Delete,
+    };
+    let step = next_step(&observed);
+    tracing::info!(cluster = %names.name, %step, "reconcile");
+
+    let requeue = match take_step(ctx, c, &names, &*members, view.as_ref(), &step).await {
+        Ok(()) => match &step {
+            Step::Steady => Duration::from_secs(60),
+            Step::Wait(_) | Step::Refuse(_) => Duration::from_secs(5),
+            _ => Duration::from_secs(1),
+        },
+        Err(Error::Etcd(e)) if e.is_transient() => {
+            tracing::info!(cluster = %names.name, %step, error = %e, "step must wait");
+            Duration::from_secs(3)
+        }
+        Err(e) => {
+            publish(
+                ctx,
+                &reference,
+                EventType::Warning,
+                "StepFailed",
+                format!("{step}: {e}"),
+            )
+            .await;
+            return Err(e);
+        }
+    };
+    if let Step::Refuse(why) = &step {
+        notes.degraded = Some(("QuorumAtRisk", why.clone()));
+        publish(ctx, &reference, EventType::Warning, "Refused", why.clone()).await;
+    }
+    let mut status = status_of(c, &names, view.as_ref(), Some(&sts), &step, &notes);
+    if let Step::SetReplicas(n) = step {
+        status.replicas = n as i32;
+    }
+    write_status(ctx, c, status).await?;
+    Ok(Action::requeue(requeue))
+}
+
+/// Carries out one step (the cluster's part through the member API, the
+/// Kubernetes part through the API server) and tells about it.
+async fn take_step(
+    ctx: &Context,
+    c: &EtcdCluster,
+    names: &ClusterNames,
+    members: &dyn MemberApi,
+    view: Option<&ClusterView>,
+    step: &Step,
+) -> Result<(), Error> {
+    let ns = &names.namespace;
+    let label = match step {
+        Step::Steady | Step::Wait(_) | Step::Refuse(_) => return Ok(()),
+        Step::AddLearner { ordinal } => {
+            members.add_learner(&names.peer_url(*ordinal)).await?;
+            "add_learner"
+        }
+        Step::SetReplicas(n) => {
+            let sets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), ns);
+            let patch = json!({
+                "apiVersion": "apps/v1", "kind": "StatefulSet",
+                "spec": {"replicas": n}
+            });
+            sets.patch(&names.headless_service(), &ssa(), &Patch::Apply(&patch))
+                .await?;
+            "set_replicas"
+        }
+        Step::Promote { id, .. } => {
+            members.promote(*id).await?;
+            "promote"
+        }
+        Step::MoveLeader { from, to } => {
+            let Some(view) = view else { return Ok(()) };
+            members.move_leader(view, *from, *to).await?;
+            "move_leader"
+        }
+        Step::Remove { id, .. } => {
+            members.remove(*id).await?;
+            "remove"
+        }
+        Step::DeleteClaim { ordinal } => {
+            let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), ns);
+            match pvcs
+                .delete(&names.pvc_name(*ordinal), &DeleteParams::default())
+                .await
+            {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+            "delete_claim"
+        }
+    };
+    ctx.metrics.step(label);
+    publish(
+        ctx,
+        &c.object_ref(&()),
+        EventType::Normal,
+        "Scaling",
+        step.to_string(),
+    )
+    .await;
+    Ok(())
+}
+
+/// Ordinals whose data claim (`data-C-i`) exists and is not being deleted.
+async fn claim_ordinals(ctx: &Context, names: &ClusterNames) -> Result<Vec<u32>, Error> {
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &names.namespace);
+    let selector = names.selector_string();
+    let list = pvcs.list(&ListParams::default().labels(&selector)).await?;
+    let prefix = "data-";
+    let mut ordinals: Vec<u32> = list
+        .items
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter_map(|p| names.ordinal_of(p.name_any().strip_prefix(prefix)?))
+        .collect();
+    ordinals.sort_unstable();
+    Ok(ordinals)
+}
+
+async fn cleanup(c: &EtcdCluster, ctx: &Context) -> Result<Action, Error> {
+    let names = ClusterNames::of(c);
+    // Services, StatefulSet and budget go with their owner; claims do not.
+    if c.spec.pvc_retention == PvcRetention::Delete {
+        for ordinal in claim_ordinals(ctx, &names).await? {
+            let pvcs: Api<PersistentVolumeClaim> =
+                Api::namespaced(ctx.client.clone(), &names.namespace);
+            match pvcs
+                .delete(&names.pvc_name(ordinal), &DeleteParams::default())
+                .await
+            {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    publish(
+        ctx,
+        &c.object_ref(&()),
+        EventType::Normal,
+        "Deleted",
+        "members and services removed".into(),
+    )
+    .await;
+    Ok(Action::await_change())
+}
+
+async fn publish(
+    ctx: &Context,
+    reference: &k8s_openapi::api::core::v1::ObjectReference,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let ev = KubeEvent {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&ev, reference).await {
+        tracing::debug!(error = %e, "event not published");
+    }
+}
+
+/// Findings of one reconcile that the status reports besides the cluster.
+#[derive(Default)]
+struct Notes {
+    degraded: Option<(&'static str, String)>,
+    pdb_missing: bool,
+}
+
+fn condition(
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+) -> Condition {
+    Condition {
+        type_: type_.into(),
+        status: if ok { "True" } else { "False" }.into(),
+        reason: reason.into(),
+        message,
+        observed_generation: generation,
+        last_transition_time: Time(Timestamp::now()),
+    }
+}
+
+fn status_of(
+    c: &EtcdCluster,
+    names: &ClusterNames,
+    view: Option<&ClusterView>,
+    sts: Option<&StatefulSet>,
+    step: &Step,
+    notes: &Notes,
+) -> EtcdClusterStatus {
+    let generation = c.metadata.generation;
+    let sts_status = sts.and_then(|s| s.status.as_ref());
+    let members: Vec<MemberStatus> = view
+        .map(|v| {
+            v.members
+                .iter()
+                .map(|m| MemberStatus {
+                    name: m.name.clone(),
+                    id: format!("{:x}", m.id),
+                    peer_url: m.peer_urls.first().cloned().unwrap_or_default(),
+                    client_urls: m.client_urls.clone(),
+                    learner: m.learner,
+                    healthy: m.healthy,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let voters = members.iter().filter(|m| !m.learner).count();
+    let healthy_voters = members.iter().filter(|m| !m.learner && m.healthy).count();
+    let quorate = view.is_some() && voters > 0 && healthy_voters > voters / 2;
+    let leader = view.and_then(|v| v.leader).and_then(|l| {
+        view.and_then(|v| v.members.iter().find(|m| m.id == l))
+            .map(|m| m.name.clone())
+    });
+    let changing = !matches!(step, Step::Steady | Step::Refuse(_));
+    let scaling = c.spec.replicas != sts.and_then(|s| s.spec.as_ref()?.replicas).unwrap_or(0)
+        || members.iter().any(|m| m.learner)
+        || matches!(
+            step,
+            Step::AddLearner { .. }
+                | Step::Promote { .. }
+                | Step::MoveLeader { .. }
+                | Step::Remove { .. }
+                | Step::SetReplicas(_)
+                | Step::DeleteClaim { .. }
+        );
+    let unhealthy = members.iter().filter(|m| !m.healthy).count();
+    let phase = if c.meta().deletion_timestamp.is_some() {
+        Phase::Deleting
+    } else if notes.degraded.is_some() {
+        Phase::Degraded
+    } else if view.is_none() {
+        if c.status
+            .as_ref()
+            .and_then(|s| s.cluster_id.as_ref())
+            .is_some()
+        {
+            Phase::Degraded
+        } else {
+            Phase::Creating
+        }
+    } else if scaling {
+        Phase::Scaling
+    } else if unhealthy > 0 {
+        Phase::Degraded
+    } else {
+        Phase::Running
+    };
+    let mut conditions = vec![
+        condition(
+            "Available",
+            quorate,
+            if quorate {
+                "QuorumHealthy"
+            } else if view.is_none() {
+                "Unreachable"
+            } else {
+                "NoQuorum"
+            },
+            format!("{healthy_voters} of {voters} voting members healthy"),
+            generation,
+        ),
+        condition(
+            "Progressing",
+            changing,
+            if scaling {
+                "Scaling"
+            } else if changing {
+                "Reconciling"
+            } else {
+                "Steady"
+            },
+            step.to_string(),
+            generation,
+        ),
+    ];
+    let degraded = match &notes.degraded {
+        Some((reason, why)) => condition("Degraded", true, reason, why.clone(), generation),
+        None if view.is_some() && unhealthy > 0 => condition(
+            "Degraded",
+            true,
+            "MembersUnhealthy",
+            format!("{unhealthy} members not healthy"),
+            generation,
+        ),
+        None => condition("Degraded", false, "AllHealthy", String::new(), generation),
+    };
+    conditions.push(degraded);
+    if notes.pdb_missing {
+        conditions.push(condition(
+            "DisruptionBudget",
+            false,
+            "PolicyV1Unavailable",
+            "the API server does not serve policy/v1 PodDisruptionBudgets (Kubernetes >= 1.21)"
+                .into(),
+            generation,
+        ));
+    }
+    // A condition keeps its transition time while its status is unchanged.
+    if let Some(old) = c.status.as_ref() {
+        for cond in &mut conditions {
+            if let Some(prev) = old
+                .conditions
+                .iter()
+                .find(|o| o.type_ == cond.type_ && o.status == cond.status)
+            {
+                cond.last_transition_time = prev.last_transition_time.clone();
+            }
+        }
+    }
+    EtcdClusterStatus {
+        observed_generation: generation,
+        phase,
+        conditions,
+        replicas: sts_status.map(|s| s.replicas).unwrap_or(0),
+        ready_replicas: sts_status.and_then(|s| s.ready_replicas).unwrap_or(0),
+        selector: Some(names.selector_string()),
+        cluster_id: view
+            .map(|v| format!("{:x}", v.cluster_id))
+            .or_else(|| c.status.as_ref().and_then(|s| s.cluster_id.clone())),
+        leader,
+        members,
+        endpoints: Some(Endpoints {
+            discovery_srv: names.srv_domain(),
+            client_service: format!(
+                "{}.{}.svc:{CLIENT_PORT}",
+                names.client_service(),
+                names.namespace
+            ),
+        }),
+    }
+}
+
+async fn write_status(
+    ctx: &Context,
+    c: &EtcdCluster,
+    status: EtcdClusterStatus,
+) -> Result<(), Error> {
+    if c.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    let api: Api<EtcdCluster> = Api::namespaced(
+        ctx.client.clone(),
+        &c.namespace().ok_or(Error::NoNamespace)?,
+    );
+    // Server-side apply: fields this manager set before and no longer sets
+    // (a leader that went away) are removed.
+    let body = json!({
+        "apiVersion": "ferrocd.dev/v1alpha1", "kind": "EtcdCluster",
+        "status": status,
+    });
+    api.patch_status(&c.name_any(), &ssa(), &Patch::Apply(&body))
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
