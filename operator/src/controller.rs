@@ -200,7 +200,11 @@ async fn apply(c: &EtcdCluster, ctx: &Context) -> Result<Action, Error> {
     let reference = c.object_ref(&());
     let mut notes = Notes::default();
 
-    if c.spec.tls.as_ref().is_some_and(|t| t.mode != TlsMode::Off) {
+    if c.spec
+        .tls
+        .as_ref()
+        .is_some_and(|t| t.mode != TlsMode::Disabled)
+    {
         // Certificates are not issued yet: render nothing rather than
         // members that cannot talk to each other.
         notes.degraded = Some((

@@ -124,6 +124,7 @@ pub struct MemberOptions {
     pub quota_backend_bytes: Option<i64>,
     /// `--auto-compaction-mode`: periodic or revision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "auto_compaction_mode_schema")]
     pub auto_compaction_mode: Option<AutoCompactionMode>,
     /// `--auto-compaction-retention`, e.g. `1h` or `1000`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -142,6 +143,17 @@ pub struct MemberOptions {
     pub election_timeout: Option<i64>,
 }
 
+/// The optional mode without the `null` schemars adds to an optional
+/// enum: Kubernetes 1.20 cannot compare a schema whose enum holds null and
+/// refuses the CRD.
+fn auto_compaction_mode_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "string",
+        "enum": ["periodic", "revision"],
+        "nullable": true,
+    })
+}
+
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AutoCompactionMode {
@@ -154,7 +166,7 @@ pub enum AutoCompactionMode {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.mode != 'UserSecrets' || has(self.secrets)").message("tls.secrets is required when tls.mode is UserSecrets"))]
 pub struct TlsSpec {
-    /// Off, OperatorManaged (the operator runs a CA and issues member
+    /// Disabled, OperatorManaged (the operator runs a CA and issues member
     /// certificates) or UserSecrets (the Secrets named in `secrets`).
     #[serde(default)]
     pub mode: TlsMode,
@@ -165,8 +177,9 @@ pub struct TlsSpec {
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
 pub enum TlsMode {
+    // Not `Off`: YAML 1.1 readers (kubectl, PyYAML) take a bare Off for false.
     #[default]
-    Off,
+    Disabled,
     OperatorManaged,
     UserSecrets,
 }

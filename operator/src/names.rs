@@ -30,7 +30,11 @@ impl ClusterNames {
             name: c.name_any(),
             namespace: c.namespace().unwrap_or_else(|| "default".into()),
             domain: c.spec.cluster_domain.clone(),
-            tls: c.spec.tls.as_ref().is_some_and(|t| t.mode != TlsMode::Off),
+            tls: c
+                .spec
+                .tls
+                .as_ref()
+                .is_some_and(|t| t.mode != TlsMode::Disabled),
         }
     }
 

@@ -40,6 +40,9 @@ fn port(name: &str, number: i32) -> ServicePort {
     ServicePort {
         name: Some(name.into()),
         port: number,
+        // Server-side apply keys ports by (port, protocol); 1.20 has no
+        // default for the key, so it must be sent.
+        protocol: Some("TCP".into()),
         target_port: Some(IntOrString::Int(number)),
         ..ServicePort::default()
     }
@@ -231,11 +234,13 @@ pub fn stateful_set(c: &EtcdCluster, replicas: i32, bootstrap_replicas: i32) -> 
             ContainerPort {
                 name: Some("peer".into()),
                 container_port: PEER_PORT,
+                protocol: Some("TCP".into()),
                 ..ContainerPort::default()
             },
             ContainerPort {
                 name: Some("client".into()),
                 container_port: CLIENT_PORT,
+                protocol: Some("TCP".into()),
                 ..ContainerPort::default()
             },
         ]),

@@ -1,0 +1,240 @@
+//! A real Kubernetes control plane on loopback for tests: etcd 3.5 as its
+//! store, kube-apiserver (token auth, RBAC, service-account tokens) and
+//! kube-controller-manager (the StatefulSet, endpoints, garbage-collector,
+//! service-account and token controllers, ...), all 1.20.2 built by
+//! `e2e/k8s/build-control-plane.sh`. Every process is killed and reaped and
+//! the directory removed on drop.
+
+use kube::config::Config;
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Where the control-plane binaries are: `$FERROCD_K8S_BIN`, else the
+/// build script's cache.
+pub fn k8s_bin_dir() -> PathBuf {
+    let dir = std::env::var("FERROCD_K8S_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from("/var/cache/ferrocd/k8s-1.20.2/bin"));
+    assert!(
+        dir.join("kube-apiserver").exists() && dir.join("kube-controller-manager").exists(),
+        "kube-apiserver and kube-controller-manager not found in {}: run e2e/k8s/build-control-plane.sh \
+         (the README test command does)",
+        dir.display()
+    );
+    dir
+}
+
+const ADMIN_TOKEN: &str = "ferrocd-test-admin";
+
+pub struct ControlPlane {
+    children: Vec<(String, Child)>,
+    pub ip: Ipv4Addr,
+    pub url: String,
+    dir: tempfile::TempDir,
+}
+
+fn unique_ip(ports: &[u16]) -> Ipv4Addr {
+    loop {
+        let r: u32 = rand::random();
+        let ip = Ipv4Addr::new(
+            127,
+            100 + (r % 150) as u8,
+            (r >> 8) as u8,
+            1 + ((r >> 16) % 250) as u8,
+        );
+        if ports.iter().all(|p| TcpListener::bind((ip, *p)).is_ok()) {
+            return ip;
+        }
+    }
+}
+
+impl ControlPlane {
+    /// Starts etcd, kube-apiserver and kube-controller-manager and waits
+    /// until the API server is ready and the `default` service account exists.
+    pub async fn start(etcd: &Path) -> ControlPlane {
+        let bin = k8s_bin_dir();
+        let ip = unique_ip(&[2379, 2380, 6443]);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let d = dir.path().to_path_buf();
+        let d = d.as_path();
+        let key = rcgen::KeyPair::generate().expect("service-account key");
+        std::fs::write(d.join("sa.key"), key.serialize_pem()).expect("write key");
+        std::fs::write(d.join("sa.pub"), key.public_key_pem()).expect("write key");
+        std::fs::write(
+            d.join("tokens.csv"),
+            format!("{ADMIN_TOKEN},admin,admin,system:masters\n"),
+        )
+        .expect("tokens");
+        let url = format!("https://{ip}:6443");
+        std::fs::write(
+            d.join("kubeconfig"),
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: local\n  cluster:\n    server: {url}\n    insecure-skip-tls-verify: true\n\
+                 users:\n- name: admin\n  user:\n    token: {ADMIN_TOKEN}\ncontexts:\n- name: local\n  context:\n    cluster: local\n    user: admin\ncurrent-context: local\n"
+            ),
+        )
+        .expect("kubeconfig");
+        let mut cp = ControlPlane {
+            children: Vec::new(),
+            ip,
+            url,
+            dir,
+        };
+        cp.spawn(
+            "etcd",
+            etcd,
+            &[
+                "--name=k8s-store".into(),
+                format!("--data-dir={}", d.join("etcd").display()),
+                format!("--listen-client-urls=http://{ip}:2379"),
+                format!("--advertise-client-urls=http://{ip}:2379"),
+                format!("--listen-peer-urls=http://{ip}:2380"),
+                format!("--initial-advertise-peer-urls=http://{ip}:2380"),
+                format!("--initial-cluster=k8s-store=http://{ip}:2380"),
+            ],
+        );
+        let path = |f: &str| d.join(f).display().to_string();
+        cp.spawn(
+            "kube-apiserver",
+            &bin.join("kube-apiserver"),
+            &[
+                format!("--etcd-servers=http://{ip}:2379"),
+                format!("--bind-address={ip}"),
+                format!("--advertise-address={ip}"),
+                "--secure-port=6443".into(),
+                format!("--cert-dir={}", path("certs")),
+                format!("--token-auth-file={}", path("tokens.csv")),
+                "--service-account-issuer=https://kubernetes.default.svc".into(),
+                format!("--service-account-key-file={}", path("sa.pub")),
+                format!("--service-account-signing-key-file={}", path("sa.key")),
+                "--authorization-mode=RBAC".into(),
+                "--service-cluster-ip-range=10.96.0.0/16".into(),
+                "--enable-priority-and-fairness=false".into(),
+                "--v=1".into(),
+            ],
+        );
+        let client = cp.admin_client();
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let req = http::Request::get("/readyz")
+                .body(Vec::new())
+                .expect("request");
+            if matches!(client.request_text(req).await, Ok(body) if body.trim() == "ok") {
+                break;
+            }
+            cp.assert_running();
+            assert!(
+                Instant::now() < deadline,
+                "kube-apiserver not ready in 90 s:\n{}",
+                cp.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        cp.spawn(
+            "kube-controller-manager",
+            &bin.join("kube-controller-manager"),
+            &[
+                format!("--kubeconfig={}", path("kubeconfig")),
+                "--controllers=*,-nodelifecycle".into(),
+                format!("--service-account-private-key-file={}", path("sa.key")),
+                "--use-service-account-credentials=false".into(),
+                "--leader-elect=false".into(),
+                "--port=0".into(),
+                "--secure-port=0".into(),
+                "--v=1".into(),
+            ],
+        );
+        // The service-account controller runs once `default` appears.
+        let sas: kube::Api<k8s_openapi::api::core::v1::ServiceAccount> =
+            kube::Api::namespaced(client.clone(), "default");
+        loop {
+            if matches!(sas.get_opt("default").await, Ok(Some(_))) {
+                break;
+            }
+            cp.assert_running();
+            assert!(
+                Instant::now() < deadline,
+                "controller-manager made no service account:\n{}",
+                cp.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        cp
+    }
+
+    fn spawn(&mut self, name: &str, bin: &Path, args: &[String]) {
+        let log = std::fs::File::create(self.dir.path().join(format!("{name}.log"))).expect("log");
+        let child = Command::new(bin)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        self.children.push((name.to_string(), child));
+    }
+
+    fn assert_running(&mut self) {
+        let mut exited = None;
+        for (name, c) in &mut self.children {
+            if let Ok(Some(status)) = c.try_wait() {
+                exited = Some(format!("{name} exited with {status}"));
+            }
+        }
+        if let Some(e) = exited {
+            panic!("{e}:\n{}", self.logs());
+        }
+    }
+
+    /// The last lines of every process's log.
+    pub fn logs(&self) -> String {
+        self.children
+            .iter()
+            .map(|(name, _)| {
+                let text = std::fs::read_to_string(self.dir.path().join(format!("{name}.log")))
+                    .unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                format!(
+                    "--- {name} ---\n{}",
+                    lines[lines.len().saturating_sub(20)..].join("\n")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// A client authenticated with `token` (the API server's own
+    /// self-signed serving certificate is not verified).
+    pub fn client_with_token(&self, token: &str) -> kube::Client {
+        let mut config = Config::new(self.url.parse().expect("url"));
+        config.accept_invalid_certs = true;
+        config.auth_info.token = Some(token.to_string().into());
+        config.default_namespace = "default".into();
+        kube::Client::try_from(config).expect("client")
+    }
+
+    /// A cluster-admin client (system:masters).
+    pub fn admin_client(&self) -> kube::Client {
+        self.client_with_token(ADMIN_TOKEN)
+    }
+
+    /// A kubeconfig file for the admin user.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("kubeconfig")
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.logs());
+        }
+        // Controllers first, the store last.
+        for (_, c) in self.children.iter_mut().rev() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
