@@ -65,7 +65,7 @@ async fn run(cfg: config::Config) -> Result<(), Box<dyn std::error::Error>> {
         }
         Err(e) => return Err(e.into()),
     };
-    let listeners = ferrocd::api::bind_client_urls(&server).await?;
+    let listeners = ferrocd::api::bind_listeners(&server).await?;
     let (fatal_tx, fatal_rx) = tokio::sync::oneshot::channel();
     let watcher = server.clone();
     let stop = async move {

@@ -13,14 +13,23 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 pub fn router(server: Arc<Server>) -> Router {
+    probes()
+        .route("/version", get(version))
+        .merge(super::v2keys::router())
+        .with_state(server)
+}
+
+/// What `--listen-metrics-urls` serves: health, probes and metrics.
+pub fn probes_router(server: Arc<Server>) -> Router {
+    probes().with_state(server)
+}
+
+fn probes() -> Router<Arc<Server>> {
     Router::new()
         .route("/health", get(health))
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
-        .route("/version", get(version))
         .route("/metrics", get(metrics))
-        .merge(super::v2keys::router())
-        .with_state(server)
 }
 
 type Params = Query<HashMap<String, String>>;

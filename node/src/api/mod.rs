@@ -97,8 +97,27 @@ pub struct ClientListener {
     tls: Option<Arc<crate::tls::ServerTls>>,
 }
 
-/// Binds every client URL (so bind errors surface before anything runs).
-pub async fn bind_client_urls(server: &Server) -> Result<Vec<ClientListener>, ServeError> {
+/// Every listener a member serves its clients on.
+pub struct Listeners {
+    client: Vec<ClientListener>,
+    /// `--listen-metrics-urls`: plain HTTP, health and metrics only.
+    metrics: Vec<TcpListener>,
+}
+
+/// Binds every client and metrics URL (so bind errors surface before
+/// anything runs).
+pub async fn bind_listeners(server: &Server) -> Result<Listeners, ServeError> {
+    let mut metrics = Vec::new();
+    for url in &server.config.listen_metrics_urls {
+        metrics.push(bind_url(url).await?);
+    }
+    Ok(Listeners {
+        client: bind_client_urls(server).await?,
+        metrics,
+    })
+}
+
+async fn bind_client_urls(server: &Server) -> Result<Vec<ClientListener>, ServeError> {
     let mut out = Vec::new();
     for url in &server.config.listen_client_urls {
         let tls = match url.scheme() {
@@ -149,12 +168,32 @@ pub async fn bind_url(url: &url::Url) -> Result<TcpListener, ServeError> {
 /// Serves the API on the listeners until `shutdown` resolves.
 pub async fn serve(
     server: Arc<Server>,
-    listeners: Vec<ClientListener>,
+    listeners: Listeners,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
-    for ClientListener { listener, tls } in listeners {
+    for listener in listeners.metrics {
+        let addr = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        tracing::info!(address = %addr, "serving metrics and health (HTTP)");
+        let app = http::probes_router(server.clone());
+        let mut stop = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let stopped = async move {
+                let _ = stop.wait_for(|v| *v).await;
+            };
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(stopped)
+                .await
+            {
+                tracing::error!(address = %addr, error = %e, "metrics listener failed");
+            }
+        }));
+    }
+    for ClientListener { listener, tls } in listeners.client {
         let addr = listener
             .local_addr()
             .map(|a| a.to_string())

@@ -17,6 +17,7 @@ pub const FLAGS: &[FlagSpec] = &[
     f("name", Kind::Str, "default", "Human-readable name for this member."),
     f("data-dir", Kind::Str, "${name}.etcd", "Path to the data directory."),
     f("listen-client-urls", Kind::Str, "http://localhost:2379", "List of URLs to listen on for client traffic."),
+    f("listen-metrics-urls", Kind::Str, "", "List of additional URLs to listen on that serve /metrics, /health, /livez and /readyz over plain HTTP (for probes that present no client certificate)."),
     f("advertise-client-urls", Kind::Str, "http://localhost:2379", "List of this member's client URLs to advertise to the public."),
     f("listen-peer-urls", Kind::Str, "http://localhost:2380", "List of URLs to listen on for peer traffic."),
     f("initial-advertise-peer-urls", Kind::Str, "http://localhost:2380", "List of this member's peer URLs to advertise to the rest of the cluster."),
@@ -77,6 +78,8 @@ pub struct Config {
     pub name: String,
     pub data_dir: PathBuf,
     pub listen_client_urls: Vec<Url>,
+    /// `--listen-metrics-urls`: plain-HTTP health and metrics listeners.
+    pub listen_metrics_urls: Vec<Url>,
     pub advertise_client_urls: Vec<String>,
     pub listen_peer_urls: Vec<Url>,
     pub initial_advertise_peer_urls: Vec<String>,
@@ -250,6 +253,16 @@ impl Config {
         let listen_client_urls =
             parse_listen_urls("listen-client-urls", &get("listen-client-urls"))?;
         let listen_peer_urls = parse_listen_urls("listen-peer-urls", &get("listen-peer-urls"))?;
+        let listen_metrics_urls = match get("listen-metrics-urls") {
+            none if none.is_empty() => Vec::new(),
+            urls => parse_listen_urls("listen-metrics-urls", &urls)?,
+        };
+        if let Some(u) = listen_metrics_urls.iter().find(|u| u.scheme() != "http") {
+            return Err(invalid(format!(
+                "--listen-metrics-urls: only http URLs are supported, not {}",
+                u.as_str().trim_end_matches('/')
+            )));
+        }
         let advertise_client_urls =
             parse_urls("advertise-client-urls", &get("advertise-client-urls"))?;
         let initial_advertise_peer_urls = parse_urls(
@@ -439,6 +452,7 @@ impl Config {
             name,
             data_dir,
             listen_client_urls,
+            listen_metrics_urls,
             advertise_client_urls,
             listen_peer_urls,
             initial_advertise_peer_urls,
@@ -642,6 +656,17 @@ mod tests {
         .unwrap();
         assert_eq!(c.auto_compaction, Some(AutoCompaction::Revision(1000)));
         assert!(cfg(&["--auto-compaction-mode=weekly"]).is_err());
+    }
+
+    #[test]
+    fn metrics_urls_are_optional_and_plain_http() {
+        assert!(cfg(&[]).unwrap().listen_metrics_urls.is_empty());
+        let c = cfg(&["--listen-metrics-urls", "http://127.0.0.1:2381"]).unwrap();
+        assert_eq!(c.listen_metrics_urls[0].as_str(), "http://127.0.0.1:2381/");
+        let e = cfg(&["--listen-metrics-urls", "https://127.0.0.1:2381"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("only http URLs"), "{e}");
     }
 
     #[test]

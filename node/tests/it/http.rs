@@ -326,3 +326,34 @@ async fn concurrent_writes_share_commits() {
         "1280 writes took {fsyncs} log fsyncs: no group commit"
     );
 }
+
+/// `--listen-metrics-urls`: plain-HTTP health and metrics on another port,
+/// as etcd serves them (probes that present no client certificate use it).
+#[test]
+fn metrics_urls_serve_health_and_metrics_as_etcd() {
+    let mut answers = Vec::new();
+    for kind in [Kind::Etcd, Kind::Ferrocd] {
+        let mut m = Member::start(kind, &[]);
+        let metrics_url = format!("--listen-metrics-urls=http://{}:2381", m.ip);
+        m.restart_with(&[&metrics_url]);
+        let metrics = format!("{}:2381", m.ip);
+        let health = http_get(&metrics, "/health").expect("/health on the metrics URL");
+        assert_eq!(
+            health,
+            http_get(&m.endpoint(), "/health").unwrap(),
+            "{}",
+            kind.name()
+        );
+        let (code, text) = http_get(&metrics, "/metrics").expect("/metrics");
+        assert_eq!(code, 200);
+        assert_eq!(
+            metric(&text, "etcd_server_has_leader"),
+            1.0,
+            "{}",
+            kind.name()
+        );
+        let (version_code, _) = http_get(&metrics, "/version").expect("/version");
+        answers.push((health, version_code));
+    }
+    assert_eq!(answers[0], answers[1], "etcd vs ferrocd on the metrics URL");
+}
