@@ -4,13 +4,14 @@
 //! changed. Wrapped in a finalizer that removes claims on deletion when the
 //! spec says so.
 
-use crate::crd::{
-    Endpoints, EtcdCluster, EtcdClusterStatus, MemberStatus, Phase, PvcRetention, TlsMode,
+use crate::crd::{Endpoints, EtcdCluster, EtcdClusterStatus, MemberStatus, Phase, PvcRetention};
+use crate::membership::{
+    next_step, ClientTls, ClusterView, EtcdError, EtcdMembers, Observed, Step,
 };
-use crate::membership::{next_step, ClusterView, EtcdError, EtcdMembers, Observed, Step};
 use crate::metrics::Metrics;
 use crate::names::{ClusterNames, CLIENT_PORT, MANAGER};
 use crate::render;
+use crate::tls::TlsState;
 use futures::future::BoxFuture;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -38,6 +39,8 @@ pub enum Error {
     Etcd(#[from] EtcdError),
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
     #[error("EtcdCluster has no namespace")]
     NoNamespace,
 }
@@ -49,6 +52,7 @@ impl Error {
             Error::Kube(_) => "kube",
             Error::Etcd(_) => "etcd",
             Error::Finalizer(_) => "finalizer",
+            Error::Tls(_) => "tls",
             Error::NoNamespace => "spec",
         }
     }
@@ -92,11 +96,12 @@ impl MemberApi for EtcdMembers {
     }
 }
 
-/// Makes the member client for a cluster from its members' client URLs.
-pub type Connect = Arc<dyn Fn(Vec<String>) -> Box<dyn MemberApi> + Send + Sync>;
+/// Makes the member client for a cluster from its members' client URLs
+/// and, for a TLS cluster, the operator's identity.
+pub type Connect = Arc<dyn Fn(Vec<String>, Option<ClientTls>) -> Box<dyn MemberApi> + Send + Sync>;
 
 pub fn connect_etcd() -> Connect {
-    Arc::new(|endpoints| Box::new(EtcdMembers::new(endpoints)))
+    Arc::new(|endpoints, tls| Box::new(EtcdMembers::new(endpoints).with_tls(tls)))
 }
 
 /// What every reconcile shares.
@@ -200,21 +205,32 @@ async fn apply(c: &EtcdCluster, ctx: &Context) -> Result<Action, Error> {
     let reference = c.object_ref(&());
     let mut notes = Notes::default();
 
-    if c.spec
-        .tls
-        .as_ref()
-        .is_some_and(|t| t.mode != TlsMode::Disabled)
-    {
-        // Certificates are not issued yet: render nothing rather than
-        // members that cannot talk to each other.
-        notes.degraded = Some((
-            "TLSUnsupported",
-            "this operator version does not run TLS clusters yet".into(),
-        ));
-        let status = status_of(c, &names, None, None, &Step::Wait("TLS".into()), &notes);
-        write_status(ctx, c, status).await?;
-        return Ok(Action::requeue(Duration::from_secs(300)));
-    }
+    let tls = match crate::tls::ensure(&client, c, &names).await? {
+        TlsState::Disabled => None,
+        TlsState::Ready { client, issued } => {
+            if issued {
+                let note = format!("member certificate in Secret {}", names.tls_secret());
+                publish(
+                    ctx,
+                    &reference,
+                    EventType::Normal,
+                    "CertificateIssued",
+                    note,
+                )
+                .await;
+            }
+            Some(client)
+        }
+        TlsState::Missing(why) => {
+            // Pods could not mount what is missing: render nothing yet.
+            notes.degraded = Some(("TLSSecretMissing", why.clone()));
+            publish(ctx, &reference, EventType::Warning, "TLSSecretMissing", why).await;
+            let waiting = Step::Wait("TLS Secrets".into());
+            let status = status_of(c, &names, None, None, &waiting, &notes);
+            write_status(ctx, c, status).await?;
+            return Ok(Action::requeue(Duration::from_secs(30)));
+        }
+    };
 
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
     let existing = sets.get_opt(&names.headless_service()).await?;
@@ -260,7 +276,7 @@ async fn apply(c: &EtcdCluster, ctx: &Context) -> Result<Action, Error> {
     let endpoints: Vec<String> = (0..replicas.max(0) as u32)
         .map(|i| names.client_url(i))
         .collect();
-    let members = (ctx.connect)(endpoints);
+    let members = (ctx.connect)(endpoints, tls);
     let view = match members.observe().await {
         Ok(v) => Some(v),
         Err(e) => {
@@ -306,10 +322,7 @@ async fn apply(c: &EtcdCluster, ctx: &Context) -> Result<Action, Error> {
         notes.degraded = Some(("QuorumAtRisk", why.clone()));
         publish(ctx, &reference, EventType::Warning, "Refused", why.clone()).await;
     }
-    let mut status = status_of(c, &names, view.as_ref(), Some(&sts), &step, &notes);
-    if let Step::SetReplicas(n) = step {
-        status.replicas = n as i32;
-    }
+    let status = status_of(c, &names, view.as_ref(), Some(&sts), &step, &notes);
     write_status(ctx, c, status).await?;
     Ok(Action::requeue(requeue))
 }

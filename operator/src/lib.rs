@@ -13,5 +13,7 @@ pub mod leader;
 pub mod membership;
 pub mod metrics;
 pub mod names;
+pub mod pki;
 pub mod proto;
 pub mod render;
+pub mod tls;

@@ -8,6 +8,9 @@ use std::collections::BTreeMap;
 
 pub const PEER_PORT: i32 = 2380;
 pub const CLIENT_PORT: i32 = 2379;
+/// Plain-HTTP health and metrics (`--listen-metrics-urls`), for probes,
+/// which present no client certificate.
+pub const METRICS_PORT: i32 = 2381;
 /// The label every object of one cluster carries (selector of its pods).
 pub const CLUSTER_LABEL: &str = "ferrocd.dev/cluster";
 pub const APP_LABEL: &str = "app.kubernetes.io/name";
@@ -132,6 +135,36 @@ impl ClusterNames {
         let mut l = self.selector_labels();
         l.insert(MANAGED_BY_LABEL.into(), MANAGER.into());
         l
+    }
+
+    /// The Secret holding the operator-managed CA (`tls.crt`, `tls.key`).
+    pub fn ca_secret(&self) -> String {
+        format!("{}-ca", self.name)
+    }
+
+    /// The Secret holding the operator-issued member certificate
+    /// (`tls.crt`, `tls.key`, `ca.crt`).
+    pub fn tls_secret(&self) -> String {
+        format!("{}-tls", self.name)
+    }
+
+    /// Every name a member certificate must be valid for: each pod, the SRV
+    /// domain (checked by peers that found each other through SRV), the
+    /// client Service, and loopback for clients inside the pod.
+    pub fn certificate_names(&self) -> Vec<String> {
+        let svc = format!("{}.{}.svc", self.name, self.namespace);
+        let client = self.client_service();
+        vec![
+            format!("*.{}", self.srv_domain()),
+            self.srv_domain(),
+            format!("*.{svc}"),
+            client.clone(),
+            format!("{client}.{}", self.namespace),
+            format!("{client}.{}.svc", self.namespace),
+            format!("{client}.{}.svc.{}", self.namespace, self.domain),
+            "localhost".into(),
+            "127.0.0.1".into(),
+        ]
     }
 
     /// The claim the StatefulSet made for a member (`data-C-i`).

@@ -3,14 +3,14 @@
 //! StatefulSet running `ferrocd --discovery-srv ...`, and a
 //! PodDisruptionBudget keeping quorum. Pure functions of the resource.
 
-use crate::crd::{AutoCompactionMode, EtcdCluster, MemberOptions};
-use crate::names::{ClusterNames, CLIENT_PORT, PEER_PORT};
+use crate::crd::{AutoCompactionMode, EtcdCluster, MemberOptions, TlsMode};
+use crate::names::{ClusterNames, CLIENT_PORT, METRICS_PORT, PEER_PORT};
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction,
     ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec,
-    PodTemplateSpec, Probe, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
-    VolumeResourceRequirements,
+    PodTemplateSpec, Probe, SecretVolumeSource, Service, ServicePort, ServiceSpec, Volume,
+    VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -102,6 +102,58 @@ pub fn pod_disruption_budget(c: &EtcdCluster) -> PodDisruptionBudget {
     }
 }
 
+/// A Secret holding `tls.crt`, `tls.key` and `ca.crt`, mounted in the pod.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsMount {
+    pub secret: String,
+    pub dir: String,
+}
+
+/// Where a member finds its client-side and peer-side certificates, when
+/// the cluster runs TLS: the operator's Secret for both, or the user's two.
+pub fn tls_mounts(c: &EtcdCluster) -> Option<(TlsMount, TlsMount)> {
+    let tls = c.spec.tls.as_ref()?;
+    let n = ClusterNames::of(c);
+    match tls.mode {
+        TlsMode::Disabled => None,
+        TlsMode::OperatorManaged => {
+            let m = TlsMount {
+                secret: n.tls_secret(),
+                dir: "/etc/ferrocd/tls".into(),
+            };
+            Some((m.clone(), m))
+        }
+        TlsMode::UserSecrets => {
+            let s = tls.secrets.clone().unwrap_or_default();
+            Some((
+                TlsMount {
+                    secret: s.client,
+                    dir: "/etc/ferrocd/client-tls".into(),
+                },
+                TlsMount {
+                    secret: s.peer,
+                    dir: "/etc/ferrocd/peer-tls".into(),
+                },
+            ))
+        }
+    }
+}
+
+/// etcd's TLS flags for these mounts; both sides demand client certificates.
+fn tls_args(client: &TlsMount, peer: &TlsMount) -> Vec<String> {
+    let (c, p) = (&client.dir, &peer.dir);
+    vec![
+        format!("--cert-file={c}/tls.crt"),
+        format!("--key-file={c}/tls.key"),
+        format!("--trusted-ca-file={c}/ca.crt"),
+        "--client-cert-auth".into(),
+        format!("--peer-cert-file={p}/tls.crt"),
+        format!("--peer-key-file={p}/tls.key"),
+        format!("--peer-trusted-ca-file={p}/ca.crt"),
+        "--peer-client-cert-auth".into(),
+    ]
+}
+
 /// The member flags of the spec's options, in etcd's spelling.
 fn option_args(o: &MemberOptions) -> Vec<String> {
     let mut a = Vec::new();
@@ -151,10 +203,14 @@ pub fn member_args(c: &EtcdCluster, bootstrap_replicas: i32) -> Vec<String> {
         format!("--advertise-client-urls={scheme}://{host}:{CLIENT_PORT}"),
         format!("--listen-peer-urls={scheme}://0.0.0.0:{PEER_PORT}"),
         format!("--listen-client-urls={scheme}://0.0.0.0:{CLIENT_PORT}"),
+        format!("--listen-metrics-urls=http://0.0.0.0:{METRICS_PORT}"),
         format!("--initial-cluster-token={token}"),
         "--initial-cluster-state=new".to_string(),
         format!("--initial-cluster-size={bootstrap_replicas}"),
     ];
+    if let Some((client, peer)) = tls_mounts(c) {
+        a.extend(tls_args(&client, &peer));
+    }
     if let Some(o) = &c.spec.options {
         a.extend(option_args(o));
     }
@@ -165,7 +221,7 @@ fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.into()),
-            port: IntOrString::Int(CLIENT_PORT),
+            port: IntOrString::Int(METRICS_PORT),
             ..HTTPGetAction::default()
         }),
         period_seconds: Some(period),
@@ -183,13 +239,42 @@ pub fn stateful_set(c: &EtcdCluster, replicas: i32, bootstrap_replicas: i32) -> 
     let mut pod_labels = overrides.labels.clone();
     pod_labels.extend(n.labels());
     let storage = &c.spec.storage;
-    let (volumes, claims) = if storage.empty_dir {
-        let v = Volume {
+    let mut volumes = Vec::new();
+    let mut mounts = vec![VolumeMount {
+        name: "data".into(),
+        mount_path: DATA_DIR.into(),
+        ..VolumeMount::default()
+    }];
+    if let Some((client, peer)) = tls_mounts(c) {
+        let mut seen = Vec::new();
+        for (name, m) in [("client-tls", client), ("peer-tls", peer)] {
+            if seen.contains(&m) {
+                continue;
+            }
+            volumes.push(Volume {
+                name: name.into(),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(m.secret.clone()),
+                    ..SecretVolumeSource::default()
+                }),
+                ..Volume::default()
+            });
+            mounts.push(VolumeMount {
+                name: name.into(),
+                mount_path: m.dir.clone(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            });
+            seen.push(m);
+        }
+    }
+    let claims = if storage.empty_dir {
+        volumes.push(Volume {
             name: "data".into(),
             empty_dir: Some(EmptyDirVolumeSource::default()),
             ..Volume::default()
-        };
-        (Some(vec![v]), None)
+        });
+        None
     } else {
         let size = storage
             .size
@@ -212,7 +297,7 @@ pub fn stateful_set(c: &EtcdCluster, replicas: i32, bootstrap_replicas: i32) -> 
             }),
             status: None,
         };
-        (None, Some(vec![claim]))
+        Some(vec![claim])
     };
     let container = Container {
         name: "ferrocd".into(),
@@ -243,17 +328,19 @@ pub fn stateful_set(c: &EtcdCluster, replicas: i32, bootstrap_replicas: i32) -> 
                 protocol: Some("TCP".into()),
                 ..ContainerPort::default()
             },
+            ContainerPort {
+                name: Some("metrics".into()),
+                container_port: METRICS_PORT,
+                protocol: Some("TCP".into()),
+                ..ContainerPort::default()
+            },
         ]),
         // A fresh member may wait for its peers' records before it serves.
         startup_probe: Some(http_probe("/livez", 5, 120)),
         liveness_probe: Some(http_probe("/livez", 10, 3)),
         readiness_probe: Some(http_probe("/readyz", 5, 3)),
         resources: c.spec.resources.clone(),
-        volume_mounts: Some(vec![VolumeMount {
-            name: "data".into(),
-            mount_path: DATA_DIR.into(),
-            ..VolumeMount::default()
-        }]),
+        volume_mounts: Some(mounts),
         ..Container::default()
     };
     let non_empty = |m: &BTreeMap<String, String>| (!m.is_empty()).then(|| m.clone());
@@ -275,7 +362,7 @@ pub fn stateful_set(c: &EtcdCluster, replicas: i32, bootstrap_replicas: i32) -> 
                 }),
                 spec: Some(PodSpec {
                     containers: vec![container],
-                    volumes,
+                    volumes: (!volumes.is_empty()).then_some(volumes),
                     // The member hands leadership over on SIGTERM first.
                     termination_grace_period_seconds: Some(30),
                     affinity: overrides.affinity.clone(),
@@ -386,6 +473,87 @@ mod tests {
             b.spec.as_ref().unwrap().template
         );
         assert_eq!(b.spec.unwrap().replicas, Some(4));
+    }
+
+    #[test]
+    fn probes_use_the_plain_http_metrics_port() {
+        let s = stateful_set(&cluster(3), 3, 3);
+        let pod = s.spec.unwrap().template.spec.unwrap();
+        let c = &pod.containers[0];
+        let probe_port =
+            |p: &Option<Probe>| p.as_ref().unwrap().http_get.as_ref().unwrap().port.clone();
+        for p in [&c.startup_probe, &c.liveness_probe, &c.readiness_probe] {
+            assert_eq!(probe_port(p), IntOrString::Int(2381));
+        }
+        assert!(c
+            .args
+            .as_ref()
+            .unwrap()
+            .contains(&"--listen-metrics-urls=http://0.0.0.0:2381".to_string()));
+    }
+
+    #[test]
+    fn operator_managed_tls_mounts_one_secret_for_both_sides() {
+        let mut c = cluster(3);
+        c.spec.tls = Some(crate::crd::TlsSpec {
+            mode: TlsMode::OperatorManaged,
+            secrets: None,
+        });
+        let spec = stateful_set(&c, 3, 3).spec.unwrap();
+        let pod = spec.template.spec.unwrap();
+        let args = pod.containers[0].args.clone().unwrap();
+        for want in [
+            "--initial-advertise-peer-urls=https://$(POD_NAME).demo.ns.svc.cluster.local:2380",
+            "--listen-client-urls=https://0.0.0.0:2379",
+            "--cert-file=/etc/ferrocd/tls/tls.crt",
+            "--trusted-ca-file=/etc/ferrocd/tls/ca.crt",
+            "--client-cert-auth",
+            "--peer-key-file=/etc/ferrocd/tls/tls.key",
+            "--peer-client-cert-auth",
+        ] {
+            assert!(
+                args.iter().any(|a| a == want),
+                "{want} missing from {args:?}"
+            );
+        }
+        let volumes = pod.volumes.unwrap();
+        let secrets: Vec<_> = volumes
+            .iter()
+            .filter_map(|v| v.secret.as_ref()?.secret_name.clone())
+            .collect();
+        assert_eq!(secrets, vec!["demo-tls".to_string()]);
+        let ports: Vec<_> = headless_service(&c)
+            .spec
+            .unwrap()
+            .ports
+            .unwrap()
+            .into_iter()
+            .map(|p| p.name.unwrap())
+            .collect();
+        assert_eq!(ports, vec!["etcd-server-ssl", "etcd-client-ssl"]);
+    }
+
+    #[test]
+    fn user_secrets_mount_separately() {
+        let mut c = cluster(3);
+        c.spec.tls = Some(crate::crd::TlsSpec {
+            mode: TlsMode::UserSecrets,
+            secrets: Some(crate::crd::TlsSecrets {
+                client: "cli".into(),
+                peer: "peers".into(),
+            }),
+        });
+        let pod = stateful_set(&c, 3, 3).spec.unwrap().template.spec.unwrap();
+        let args = pod.containers[0].args.clone().unwrap();
+        assert!(args.contains(&"--cert-file=/etc/ferrocd/client-tls/tls.crt".to_string()));
+        assert!(args.contains(&"--peer-cert-file=/etc/ferrocd/peer-tls/tls.crt".to_string()));
+        let secrets: Vec<_> = pod
+            .volumes
+            .unwrap()
+            .iter()
+            .filter_map(|v| v.secret.as_ref()?.secret_name.clone())
+            .collect();
+        assert_eq!(secrets, vec!["cli".to_string(), "peers".to_string()]);
     }
 
     #[test]

@@ -307,6 +307,46 @@ async fn the_operator_runs_against_a_real_api_server() {
         created.items
     );
 
+    // A TLS cluster: the operator (with only get/create/patch on Secrets)
+    // makes its CA and member certificate and mounts them.
+    let secure: EtcdCluster = serde_yaml::from_str(
+        "apiVersion: ferrocd.dev/v1alpha1\nkind: EtcdCluster\nmetadata:\n  name: secure\nspec:\n  replicas: 1\n  tls:\n    mode: OperatorManaged\n",
+    )
+    .expect("manifest");
+    clusters
+        .create(&PostParams::default(), &secure)
+        .await
+        .expect("create TLS EtcdCluster");
+    let secrets: Api<Secret> = Api::namespaced(admin.clone(), ns);
+    let member_secret = eventually(30, "the member certificate Secret", || async {
+        secrets.get("secure-tls").await.ok()
+    })
+    .await;
+    assert_eq!(member_secret.type_.as_deref(), Some("kubernetes.io/tls"));
+    let keys: Vec<String> = member_secret.data.unwrap_or_default().into_keys().collect();
+    assert_eq!(keys, vec!["ca.crt", "tls.crt", "tls.key"]);
+    let secure_sts = eventually(30, "the TLS StatefulSet", || async {
+        sets.get("secure").await.ok()
+    })
+    .await;
+    let volumes = secure_sts
+        .spec
+        .and_then(|s| s.template.spec)
+        .and_then(|p| p.volumes)
+        .unwrap_or_default();
+    assert!(volumes
+        .iter()
+        .any(|v| v.secret.as_ref().and_then(|s| s.secret_name.as_deref()) == Some("secure-tls")));
+    let headless = services.get("secure").await.expect("headless Service");
+    let port_names: Vec<String> = headless
+        .spec
+        .and_then(|s| s.ports)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|p| p.name)
+        .collect();
+    assert_eq!(port_names, vec!["etcd-server-ssl", "etcd-client-ssl"]);
+
     // Deletion: the finalizer runs, then the garbage collector removes children.
     clusters
         .delete("demo", &DeleteParams::default())

@@ -1,17 +1,21 @@
 //! The operator's membership steps against real clusters on loopback:
 //! etcd 3.5 (the reference) and ferrocd, 3 members grown to 4 and shrunk
-//! back with the leader on the leaving member. The planner decides every
+//! back with the leader on the leaving member, plain and with TLS on
+//! client and peer URLs (client certificates required, issued by the
+//! operator's own CA code). The planner decides every
 //! step; this test plays the StatefulSet (starting and stopping member
 //! processes as replicas change) and carries the steps out through the
 //! operator's own etcd v3 API client.
 
-use ferrocd_operator::membership::{next_step, EtcdMembers, Observed, Placement, Step};
+use ferrocd_operator::membership::{next_step, ClientTls, EtcdMembers, Observed, Placement, Step};
+use ferrocd_operator::pki::Ca;
 use ferrocd_operator::proto::etcdserverpb::{kv_client::KvClient, PutRequest, RangeRequest};
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 fn etcd_bin() -> PathBuf {
     let out = Command::new("python3")
@@ -44,10 +48,11 @@ fn ferrocd_bin() -> PathBuf {
 /// Ordinal i lives on 127.a.b.(i+1), ports 2379/2380.
 struct Loopback {
     ips: Vec<Ipv4Addr>,
+    scheme: &'static str,
 }
 
 impl Loopback {
-    fn new(n: u8) -> Loopback {
+    fn new(n: u8, scheme: &'static str) -> Loopback {
         loop {
             let r: u32 = rand::random();
             let (a, b) = (100 + (r % 150) as u8, (r >> 8) as u8);
@@ -58,21 +63,68 @@ impl Loopback {
                     .all(|p| TcpListener::bind((*ip, *p)).is_ok())
             });
             if free {
-                return Loopback { ips };
+                return Loopback { ips, scheme };
             }
         }
     }
     fn client_url(&self, i: u32) -> String {
-        format!("http://{}:2379", self.ips[i as usize])
+        format!("{}://{}:2379", self.scheme, self.ips[i as usize])
     }
 }
 
 impl Placement for Loopback {
     fn peer_url(&self, ordinal: u32) -> String {
-        format!("http://{}:2380", self.ips[ordinal as usize])
+        format!("{}://{}:2380", self.scheme, self.ips[ordinal as usize])
     }
     fn ordinal_of_peer_url(&self, url: &str) -> Option<u32> {
         (0..self.ips.len() as u32).find(|i| self.peer_url(*i) == url)
+    }
+}
+
+/// A TLS cluster's files and the operator's identity, made the way the
+/// operator makes them for OperatorManaged clusters: one CA, one member
+/// certificate valid for every member's address, a client certificate.
+struct Tls {
+    member_flags: Vec<String>,
+    operator: ClientTls,
+}
+
+impl Tls {
+    fn issue(net: &Loopback, dir: &std::path::Path) -> Tls {
+        let ca = Ca::generate("loopback").expect("CA");
+        let mut names: Vec<String> = net.ips.iter().map(|ip| ip.to_string()).collect();
+        names.push("localhost".into());
+        let member = ca
+            .issue_member("members", &names)
+            .expect("member certificate");
+        let me = ca
+            .issue_client("ferrocd-operator")
+            .expect("client certificate");
+        let file = |name: &str, pem: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, pem).expect("write pem");
+            path.display().to_string()
+        };
+        let ca_file = file("ca.crt", &ca.pair.cert_pem);
+        let cert = file("tls.crt", &member.cert_pem);
+        let key = file("tls.key", &member.key_pem);
+        Tls {
+            member_flags: vec![
+                format!("--cert-file={cert}"),
+                format!("--key-file={key}"),
+                format!("--trusted-ca-file={ca_file}"),
+                "--client-cert-auth".into(),
+                format!("--peer-cert-file={cert}"),
+                format!("--peer-key-file={key}"),
+                format!("--peer-trusted-ca-file={ca_file}"),
+                "--peer-client-cert-auth".into(),
+            ],
+            operator: ClientTls {
+                ca_pem: ca.pair.cert_pem.clone(),
+                cert_pem: me.cert_pem,
+                key_pem: me.key_pem,
+            },
+        }
     }
 }
 
@@ -81,13 +133,37 @@ impl Placement for Loopback {
 struct Pods {
     bin: PathBuf,
     net: Loopback,
+    tls: Option<Tls>,
     dir: tempfile::TempDir,
     procs: BTreeMap<u32, Child>,
 }
 
 impl Pods {
+    fn new(bin: PathBuf, tls: bool) -> Pods {
+        let net = Loopback::new(4, if tls { "https" } else { "http" });
+        let dir = tempfile::tempdir().expect("temp dir");
+        let tls = tls.then(|| Tls::issue(&net, dir.path()));
+        Pods {
+            bin,
+            net,
+            tls,
+            dir,
+            procs: BTreeMap::new(),
+        }
+    }
+
+    fn client_tls(&self) -> Option<ClientTls> {
+        self.tls.as_ref().map(|t| t.operator.clone())
+    }
+
+    /// The operator's client for the running members.
+    fn members(&self) -> EtcdMembers {
+        EtcdMembers::new(self.endpoints()).with_tls(self.client_tls())
+    }
+
     fn start(&mut self, ordinal: u32, state: &str, initial: &str) {
         let ip = self.net.ips[ordinal as usize];
+        let scheme = self.net.scheme;
         let log =
             std::fs::File::create(self.dir.path().join(format!("m{ordinal}.log"))).expect("log");
         let child = Command::new(&self.bin)
@@ -97,14 +173,15 @@ impl Pods {
                     "--data-dir={}",
                     self.dir.path().join(format!("m{ordinal}")).display()
                 ),
-                format!("--listen-client-urls=http://{ip}:2379"),
-                format!("--advertise-client-urls=http://{ip}:2379"),
-                format!("--listen-peer-urls=http://{ip}:2380"),
-                format!("--initial-advertise-peer-urls=http://{ip}:2380"),
+                format!("--listen-client-urls={scheme}://{ip}:2379"),
+                format!("--advertise-client-urls={scheme}://{ip}:2379"),
+                format!("--listen-peer-urls={scheme}://{ip}:2380"),
+                format!("--initial-advertise-peer-urls={scheme}://{ip}:2380"),
                 format!("--initial-cluster={initial}"),
                 format!("--initial-cluster-state={state}"),
                 "--initial-cluster-token=operator-membership".into(),
             ])
+            .args(self.tls.iter().flat_map(|t| t.member_flags.iter()))
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
@@ -149,6 +226,18 @@ impl Pods {
         self.procs.keys().map(|i| self.net.client_url(*i)).collect()
     }
 
+    /// A KV client for one member, with the operator's identity on TLS.
+    async fn kv(&self, ordinal: u32) -> KvClient<Channel> {
+        let mut ep = Endpoint::from_shared(self.net.client_url(ordinal)).expect("url");
+        if let Some(t) = self.client_tls() {
+            let config = ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(&t.ca_pem))
+                .identity(Identity::from_pem(&t.cert_pem, &t.key_pem));
+            ep = ep.tls_config(config).expect("tls config");
+        }
+        KvClient::new(ep.connect().await.expect("connect"))
+    }
+
     fn logs(&self) -> String {
         self.procs
             .keys()
@@ -188,7 +277,7 @@ async fn reconcile_to(pods: &mut Pods, desired: u32) -> Vec<Step> {
             Instant::now() < deadline,
             "not steady at {desired} in 90 s; steps so far: {taken:?}"
         );
-        let client = EtcdMembers::new(pods.endpoints());
+        let client = pods.members();
         let view = client.observe().await.ok();
         let observed = Observed {
             desired,
@@ -228,10 +317,8 @@ async fn reconcile_to(pods: &mut Pods, desired: u32) -> Vec<Step> {
     }
 }
 
-async fn put_then_read(endpoint: &str, key: &str) -> Vec<u8> {
-    let mut kv = KvClient::connect(endpoint.to_string())
-        .await
-        .expect("connect");
+async fn put_then_read(pods: &Pods, ordinal: u32, key: &str) -> Vec<u8> {
+    let mut kv = pods.kv(ordinal).await;
     kv.put(PutRequest {
         key: key.into(),
         value: b"v".to_vec(),
@@ -251,20 +338,15 @@ async fn put_then_read(endpoint: &str, key: &str) -> Vec<u8> {
     r.kvs.first().map(|kv| kv.value.clone()).unwrap_or_default()
 }
 
-async fn grow_and_shrink(bin: PathBuf) {
-    let mut pods = Pods {
-        bin,
-        net: Loopback::new(4),
-        dir: tempfile::tempdir().expect("temp dir"),
-        procs: BTreeMap::new(),
-    };
+async fn grow_and_shrink(bin: PathBuf, tls: bool) {
+    let mut pods = Pods::new(bin, tls);
     pods.bootstrap(3);
     let settled = reconcile_to(&mut pods, 3).await;
     assert!(
         settled.is_empty(),
         "a fresh cluster needs no steps: {settled:?}"
     );
-    put_then_read(&pods.net.client_url(0), "before").await;
+    put_then_read(&pods, 0, "before").await;
 
     // Scale out: learner, pod, promotion.
     let steps = reconcile_to(&mut pods, 4).await;
@@ -279,10 +361,7 @@ async fn grow_and_shrink(bin: PathBuf) {
         "{kinds:?}"
     );
     assert_eq!(steps.len(), 3, "{kinds:?}");
-    let view = EtcdMembers::new(pods.endpoints())
-        .observe()
-        .await
-        .expect("observe");
+    let view = pods.members().observe().await.expect("observe");
     assert_eq!(view.members.len(), 4);
     assert!(
         view.members
@@ -291,10 +370,9 @@ async fn grow_and_shrink(bin: PathBuf) {
         "{view:?}"
     );
     // The new member holds what was written before it joined.
-    let mut kv = KvClient::connect(pods.net.client_url(3))
+    let got = pods
+        .kv(3)
         .await
-        .expect("connect");
-    let got = kv
         .range(RangeRequest {
             key: b"before".to_vec(),
             serializable: true,
@@ -311,7 +389,7 @@ async fn grow_and_shrink(bin: PathBuf) {
 
     // Put the leader on the member that will leave.
     let m3 = view.members.iter().find(|m| m.name == "m3").expect("m3").id;
-    let client = EtcdMembers::new(pods.endpoints());
+    let client = pods.members();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let view = client.observe().await.expect("observe");
@@ -341,21 +419,28 @@ async fn grow_and_shrink(bin: PathBuf) {
         "{kinds:?}"
     );
     assert_eq!(steps[2], Step::SetReplicas(3), "{kinds:?}");
-    let view = EtcdMembers::new(pods.endpoints())
-        .observe()
-        .await
-        .expect("observe");
+    let view = pods.members().observe().await.expect("observe");
     assert_eq!(view.members.len(), 3);
     assert!(view.leader.is_some_and(|l| l != m3));
-    assert_eq!(put_then_read(&pods.net.client_url(0), "after").await, b"v");
+    assert_eq!(put_then_read(&pods, 0, "after").await, b"v");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_grows_and_shrinks_through_the_operator_steps() {
-    grow_and_shrink(etcd_bin()).await;
+    grow_and_shrink(etcd_bin(), false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ferrocd_grows_and_shrinks_through_the_operator_steps() {
-    grow_and_shrink(ferrocd_bin()).await;
+    grow_and_shrink(ferrocd_bin(), false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_with_tls_grows_and_shrinks_through_the_operator_steps() {
+    grow_and_shrink(etcd_bin(), true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ferrocd_with_tls_grows_and_shrinks_through_the_operator_steps() {
+    grow_and_shrink(ferrocd_bin(), true).await;
 }

@@ -234,6 +234,8 @@ enum Scenario {
 struct Harness {
     api: Shared<ApiState>,
     model: Shared<Model>,
+    /// The TLS identity the last reconcile dialed the members with.
+    dialed_with: Shared<Option<ClientTls>>,
 }
 
 const CLUSTER_PATH: &str = "/apis/ferrocd.dev/v1alpha1/namespaces/ns/etcdclusters/demo";
@@ -245,6 +247,7 @@ impl Harness {
         let h = Harness {
             api: Arc::default(),
             model: Arc::default(),
+            dialed_with: Arc::default(),
         };
         let (replicas, desired, retention) = match s {
             Scenario::Fresh { replicas } => (None, replicas, PvcRetention::Keep),
@@ -328,7 +331,11 @@ impl Harness {
     async fn reconcile(&self) -> Result<Action, Error> {
         let client = mock_api(self.api.clone());
         let model = self.model.clone();
-        let connect: Connect = Arc::new(move |_| Box::new(ModelApi(model.clone())));
+        let dialed_with = self.dialed_with.clone();
+        let connect: Connect = Arc::new(move |_, tls| {
+            *dialed_with.lock().unwrap() = tls;
+            Box::new(ModelApi(model.clone()))
+        });
         let ctx = Arc::new(Context::new(client, Arc::default(), connect));
         let c = self.cluster().expect("cluster exists");
         reconcile(Arc::new(c), ctx).await
@@ -621,4 +628,103 @@ async fn deletion_keeps_claims_when_asked() {
     h.reconcile().await.unwrap();
     assert!(h.requests("DELETE").is_empty());
     assert!(h.cluster().is_none());
+}
+
+const SECRETS: &str = "/api/v1/namespaces/ns/secrets";
+
+fn secret_text(h: &Harness, name: &str, key: &str) -> Option<String> {
+    let api = h.api.lock().unwrap();
+    let s: k8s_openapi::api::core::v1::Secret =
+        serde_json::from_value(api.objects.get(&format!("{SECRETS}/{name}"))?.clone()).ok()?;
+    String::from_utf8(s.data?.get(key)?.0.clone()).ok()
+}
+
+fn set_tls(h: &Harness, tls: Value) {
+    let mut api = h.api.lock().unwrap();
+    api.objects.get_mut(CLUSTER_PATH).unwrap()["spec"]["tls"] = tls;
+}
+
+#[tokio::test]
+async fn operator_managed_tls_issues_certificates_and_renews_them() {
+    let h = Harness::new(Scenario::Running {
+        members: 3,
+        desired: 3,
+        retention: PvcRetention::Keep,
+    });
+    set_tls(&h, json!({"mode": "OperatorManaged"}));
+    h.reconcile().await.unwrap();
+    let ca = secret_text(&h, "demo-ca", "tls.crt").expect("CA Secret");
+    let cert = secret_text(&h, "demo-tls", "tls.crt").expect("member certificate Secret");
+    assert_eq!(
+        secret_text(&h, "demo-tls", "ca.crt").as_deref(),
+        Some(ca.as_str())
+    );
+    assert!(crate::pki::signed_by(&cert, &ca));
+    let names = crate::pki::subject_alt_names(&cert).unwrap();
+    assert!(
+        names.contains(&"*.demo.ns.svc.cluster.local".to_string()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"demo.ns.svc.cluster.local".to_string()),
+        "{names:?}"
+    );
+    // The operator dials the members with a client certificate from that CA.
+    let dialed = h.dialed_with.lock().unwrap().clone().expect("TLS identity");
+    assert_eq!(dialed.ca_pem, ca);
+    assert!(crate::pki::signed_by(&dialed.cert_pem, &ca));
+    let sts = h.api.lock().unwrap().objects[STS_PATH].clone();
+    assert_eq!(
+        sts["spec"]["template"]["spec"]["volumes"][0]["secret"]["secretName"],
+        "demo-tls"
+    );
+
+    // A current certificate is left alone.
+    h.reconcile().await.unwrap();
+    assert_eq!(
+        secret_text(&h, "demo-tls", "tls.crt").as_deref(),
+        Some(cert.as_str())
+    );
+    // One that no longer verifies (or is about to expire) is reissued by the same CA.
+    {
+        let mut api = h.api.lock().unwrap();
+        let garbage = k8s_openapi::ByteString(b"expired".to_vec());
+        api.objects.get_mut(&format!("{SECRETS}/demo-tls")).unwrap()["data"]["tls.crt"] =
+            serde_json::to_value(garbage).unwrap();
+    }
+    h.reconcile().await.unwrap();
+    let renewed = secret_text(&h, "demo-tls", "tls.crt").unwrap();
+    assert_ne!(renewed, cert);
+    assert!(crate::pki::signed_by(&renewed, &ca));
+    assert_eq!(
+        secret_text(&h, "demo-ca", "tls.crt").as_deref(),
+        Some(ca.as_str()),
+        "the CA changed"
+    );
+    assert_eq!(
+        h.requests(&format!("POST {SECRETS}")).len(),
+        1,
+        "the CA was made more than once"
+    );
+}
+
+#[tokio::test]
+async fn missing_user_secrets_render_nothing_and_say_why() {
+    let h = Harness::new(Scenario::Fresh { replicas: 3 });
+    set_tls(
+        &h,
+        json!({"mode": "UserSecrets", "secrets": {"client": "cli", "peer": "peers"}}),
+    );
+    h.reconcile().await.unwrap();
+    h.reconcile().await.unwrap();
+    assert!(
+        h.sts_replicas().is_none(),
+        "a StatefulSet was rendered without its Secrets"
+    );
+    let d = h.condition("Degraded");
+    assert_eq!(
+        (d.status.as_str(), d.reason.as_str()),
+        ("True", "TLSSecretMissing")
+    );
+    assert!(d.message.contains("peers"), "{d:?}");
 }

@@ -9,7 +9,7 @@ use crate::proto::etcdserverpb::{
     MemberListRequest, MemberPromoteRequest, MemberRemoveRequest, MoveLeaderRequest, StatusRequest,
 };
 use std::time::Duration;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 /// How long one request to one member may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -109,17 +109,34 @@ impl ClusterView {
     }
 }
 
+/// What the operator presents to, and trusts in, a TLS cluster (PEM).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientTls {
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
 /// A client for one cluster, given the client URLs to try.
 #[derive(Clone, Debug)]
 pub struct EtcdMembers {
     endpoints: Vec<String>,
+    tls: Option<ClientTls>,
 }
 
-async fn channel(url: &str) -> Result<Channel, EtcdError> {
-    let ep = Endpoint::from_shared(url.to_string())
+async fn channel(url: &str, tls: Option<&ClientTls>) -> Result<Channel, EtcdError> {
+    let mut ep = Endpoint::from_shared(url.to_string())
         .map_err(|e| EtcdError::Endpoint(url.into(), e.to_string()))?
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(REQUEST_TIMEOUT);
+    if let (true, Some(t)) = (url.starts_with("https://"), tls) {
+        let config = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&t.ca_pem))
+            .identity(Identity::from_pem(&t.cert_pem, &t.key_pem));
+        ep = ep
+            .tls_config(config)
+            .map_err(|e| EtcdError::Endpoint(url.into(), e.to_string()))?;
+    }
     ep.connect()
         .await
         .map_err(|_| EtcdError::Unreachable(url.into()))
@@ -135,13 +152,42 @@ fn refused(s: tonic::Status) -> EtcdError {
 
 impl EtcdMembers {
     pub fn new(endpoints: Vec<String>) -> EtcdMembers {
-        EtcdMembers { endpoints }
+        EtcdMembers {
+            endpoints,
+            tls: None,
+        }
+    }
+
+    /// Talks TLS (with this identity) to `https://` endpoints.
+    pub fn with_tls(mut self, tls: Option<ClientTls>) -> EtcdMembers {
+        self.tls = tls;
+        self
+    }
+
+    async fn channel(&self, url: &str) -> Result<Channel, EtcdError> {
+        channel(url, self.tls.as_ref()).await
+    }
+
+    /// A member's own status, or `None` when it does not answer.
+    async fn status_of(
+        &self,
+        client_urls: Vec<String>,
+    ) -> Option<crate::proto::etcdserverpb::StatusResponse> {
+        for url in client_urls {
+            let Ok(ch) = self.channel(&url).await else {
+                continue;
+            };
+            if let Ok(r) = MaintenanceClient::new(ch).status(StatusRequest {}).await {
+                return Some(r.into_inner());
+            }
+        }
+        None
     }
 
     /// The first endpoint that connects.
     async fn any(&self) -> Result<Channel, EtcdError> {
         for e in &self.endpoints {
-            if let Ok(c) = channel(e).await {
+            if let Ok(c) = self.channel(e).await {
                 return Ok(c);
             }
         }
@@ -153,7 +199,7 @@ impl EtcdMembers {
     pub async fn observe(&self) -> Result<ClusterView, EtcdError> {
         let mut last = EtcdError::Unreachable(self.endpoints.join(","));
         for e in &self.endpoints {
-            let ch = match channel(e).await {
+            let ch = match self.channel(e).await {
                 Ok(c) => c,
                 Err(err) => {
                     last = err;
@@ -174,7 +220,7 @@ impl EtcdMembers {
             let statuses = futures::future::join_all(
                 resp.members
                     .iter()
-                    .map(|m| status_of(m.client_ur_ls.clone())),
+                    .map(|m| self.status_of(m.client_ur_ls.clone())),
             )
             .await;
             let leader = statuses
@@ -241,7 +287,7 @@ impl EtcdMembers {
     ) -> Result<(), EtcdError> {
         let mut last = EtcdError::Unreachable(format!("leader {from:x}"));
         for url in view.client_urls_of(from) {
-            match channel(&url).await {
+            match self.channel(&url).await {
                 Ok(ch) => {
                     return MaintenanceClient::new(ch)
                         .move_leader(MoveLeaderRequest { target_id: to })
@@ -254,19 +300,6 @@ impl EtcdMembers {
         }
         Err(last)
     }
-}
-
-/// A member's own status, or `None` when it does not answer.
-async fn status_of(client_urls: Vec<String>) -> Option<crate::proto::etcdserverpb::StatusResponse> {
-    for url in client_urls {
-        let Ok(ch) = channel(&url).await else {
-            continue;
-        };
-        if let Ok(r) = MaintenanceClient::new(ch).status(StatusRequest {}).await {
-            return Some(r.into_inner());
-        }
-    }
-    None
 }
 
 #[cfg(test)]

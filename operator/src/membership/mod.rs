@@ -4,5 +4,5 @@
 pub mod etcd;
 pub mod plan;
 
-pub use etcd::{ClusterView, EtcdError, EtcdMembers, Placement};
+pub use etcd::{ClientTls, ClusterView, EtcdError, EtcdMembers, Placement};
 pub use plan::{next_step, Member, Observed, Step};
