@@ -13,17 +13,17 @@ pub struct Cluster {
     _dir: tempfile::TempDir,
 }
 
-/// `n` loopback addresses 127.a.b.1..n with ports 2379/2380 free.
-fn free_ips(n: u8) -> Vec<Ipv4Addr> {
+/// `n` loopback addresses 127.a.b.1..n, random `a.b`, on which every one
+/// of `ports` is free: addresses no other test or run is using.
+pub fn loopback_ips(n: u8, ports: &[u16]) -> Vec<Ipv4Addr> {
     loop {
         let r: u32 = rand::random();
         let (a, b) = (100 + (r % 150) as u8, (r >> 8) as u8);
         let ips: Vec<Ipv4Addr> = (1..=n).map(|i| Ipv4Addr::new(127, a, b, i)).collect();
-        if ips.iter().all(|ip| {
-            [2379u16, 2380]
-                .iter()
-                .all(|p| TcpListener::bind((*ip, *p)).is_ok())
-        }) {
+        if ips
+            .iter()
+            .all(|ip| ports.iter().all(|p| TcpListener::bind((*ip, *p)).is_ok()))
+        {
             return ips;
         }
     }
@@ -34,7 +34,7 @@ impl Cluster {
     /// member answers /health with a leader.
     pub fn start(bin: &Path, n: u8) -> Result<Cluster, String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let ips = free_ips(n);
+        let ips = loopback_ips(n, &[2379, 2380]);
         let initial = ips
             .iter()
             .enumerate()

