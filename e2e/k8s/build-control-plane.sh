@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds a real kube-apiserver and kube-controller-manager (Kubernetes 1.20.2)
+# Builds a real kube-apiserver, kube-controller-manager and kubectl (Kubernetes 1.20.2)
 # from Debian bookworm's `kubernetes` source package, with Go 1.15 from Debian
 # bullseye (a newer Go crashes at the first custom resource). The binaries are
 # cached outside the clone; a second run only prints their directory.
@@ -13,7 +13,10 @@ cache=${FERROCD_K8S_CACHE:-/var/cache/ferrocd/k8s-1.20.2}
 bin="$cache/bin"
 say() { printf '==> %s\n' "$*" >&2; }
 
-if [ -x "$bin/kube-apiserver" ] && [ -x "$bin/kube-controller-manager" ]; then
+binaries="kube-apiserver kube-controller-manager kubectl"
+built=yes
+for b in $binaries; do [ -x "$bin/$b" ] || built=no; done
+if [ $built = yes ]; then
   echo "$bin"
   exit 0
 fi
@@ -67,15 +70,15 @@ fi
 gopath="$cache/gopath"
 mkdir -p "$gopath/src/k8s.io"
 ln -sfn "$tree" "$gopath/src/k8s.io/kubernetes"
-say "building kube-apiserver and kube-controller-manager (several minutes)"
+say "building $binaries (several minutes)"
 (
   cd "$gopath/src/k8s.io/kubernetes"
   export GOPATH="$gopath" CGO_ENABLED=0
   export PATH="/usr/lib/go-1.15/bin:$PATH" KUBE_GIT_VERSION=v1.20.2 KUBE_GIT_TREE_STATE=clean
-  make WHAT="cmd/kube-apiserver cmd/kube-controller-manager" >&2
+  make WHAT="cmd/kube-apiserver cmd/kube-controller-manager cmd/kubectl" >&2
 )
 mkdir -p "$bin"
-for b in kube-apiserver kube-controller-manager; do
+for b in $binaries; do
   cp "$(find "$tree/_output" -type f -name "$b" -perm -u+x | head -1)" "$bin/$b"
 done
 echo "$bin"

@@ -2,7 +2,7 @@
 //! store, kube-apiserver (token auth, RBAC, service-account tokens) and
 //! kube-controller-manager (the StatefulSet, endpoints, garbage-collector,
 //! service-account and token controllers, ...), all 1.20.2 built by
-//! `e2e/k8s/build-control-plane.sh`. Every process is killed and reaped and
+//! `e2e/k8s/build-control-plane.sh` (with kubectl). Every process is killed and reaped and
 //! the directory removed on drop.
 
 use kube::config::Config;
@@ -18,9 +18,11 @@ pub fn k8s_bin_dir() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|_| PathBuf::from("/var/cache/ferrocd/k8s-1.20.2/bin"));
     assert!(
-        dir.join("kube-apiserver").exists() && dir.join("kube-controller-manager").exists(),
-        "kube-apiserver and kube-controller-manager not found in {}: run e2e/k8s/build-control-plane.sh \
-         (the README test command does)",
+        ["kube-apiserver", "kube-controller-manager", "kubectl"]
+            .iter()
+            .all(|b| dir.join(b).exists()),
+        "kube-apiserver, kube-controller-manager or kubectl missing in {}: run \
+         e2e/k8s/build-control-plane.sh (the README test command does)",
         dir.display()
     );
     dir
@@ -207,6 +209,21 @@ impl ControlPlane {
     /// A kubeconfig file for the admin user.
     pub fn kubeconfig(&self) -> PathBuf {
         self.dir.path().join("kubeconfig")
+    }
+
+    /// Runs the real kubectl as the admin user; (success, stdout, stderr).
+    pub fn kubectl(&self, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(k8s_bin_dir().join("kubectl"))
+            .arg(format!("--kubeconfig={}", self.kubeconfig().display()))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run kubectl");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 }
 

@@ -514,15 +514,7 @@ fn status_of(
     let changing = !matches!(step, Step::Steady | Step::Refuse(_));
     let scaling = c.spec.replicas != sts.and_then(|s| s.spec.as_ref()?.replicas).unwrap_or(0)
         || members.iter().any(|m| m.learner)
-        || matches!(
-            step,
-            Step::AddLearner { .. }
-                | Step::Promote { .. }
-                | Step::MoveLeader { .. }
-                | Step::Remove { .. }
-                | Step::SetReplicas(_)
-                | Step::DeleteClaim { .. }
-        );
+        || step.is_action();
     let unhealthy = members.iter().filter(|m| !m.healthy).count();
     let phase = if c.meta().deletion_timestamp.is_some() {
         Phase::Deleting

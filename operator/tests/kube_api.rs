@@ -20,7 +20,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::Client;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -253,15 +253,26 @@ async fn the_operator_runs_against_a_real_api_server() {
         Some(vec![controller::FINALIZER.to_string()])
     );
 
+    // The printer columns, through the real kubectl.
+    let (ok, table, err) = cp.kubectl(&["get", "etcd", "demo", "-n", ns]);
+    assert!(ok, "kubectl get etcd: {err}");
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        ["NAME", "REPLICAS", "READY", "LEADER", "PHASE", "AGE"],
+        "{table}"
+    );
+    assert!(table.contains("Creating"), "{table}");
+
     // kubectl scale etcdcluster: the scale subresource.
-    clusters
-        .patch_scale(
-            "demo",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"replicas": 5}})),
-        )
-        .await
-        .expect("scale");
+    let (ok, out, err) = cp.kubectl(&["scale", "etcdcluster", "demo", "-n", ns, "--replicas=5"]);
+    assert!(ok, "kubectl scale: {err}");
+    assert!(out.contains("scaled"), "{out}");
     let scale = clusters.get_scale("demo").await.expect("get scale");
     assert_eq!(scale.spec.and_then(|s| s.replicas), Some(5));
     let scale_status = scale.status.expect("scale status");

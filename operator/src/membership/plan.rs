@@ -62,6 +62,13 @@ pub enum Step {
     DeleteClaim { ordinal: u32 },
 }
 
+impl Step {
+    /// Whether the step changes the cluster or the StatefulSet.
+    pub fn is_action(&self) -> bool {
+        !matches!(self, Step::Steady | Step::Wait(_) | Step::Refuse(_))
+    }
+}
+
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
