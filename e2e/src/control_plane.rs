@@ -34,15 +34,24 @@ pub struct ControlPlane {
     children: Vec<(String, Child)>,
     pub ip: Ipv4Addr,
     pub url: String,
+    /// The network namespace everything runs in (`None`: the test's own).
+    netns: Option<String>,
     dir: tempfile::TempDir,
 }
 
 impl ControlPlane {
-    /// Starts etcd, kube-apiserver and kube-controller-manager and waits
-    /// until the API server is ready and the `default` service account exists.
+    /// Starts etcd, kube-apiserver and kube-controller-manager on a free
+    /// loopback address and waits until the API server is ready and the
+    /// `default` service account exists.
     pub async fn start(etcd: &Path) -> ControlPlane {
-        let bin = k8s_bin_dir();
         let ip = crate::cluster::loopback_ips(1, &[2379, 2380, 6443])[0];
+        ControlPlane::start_at(etcd, None, ip).await
+    }
+
+    /// The same inside network namespace `netns`, on `ip` there. The
+    /// caller must run on a thread inside that namespace.
+    pub async fn start_at(etcd: &Path, netns: Option<String>, ip: Ipv4Addr) -> ControlPlane {
+        let bin = k8s_bin_dir();
         let dir = tempfile::tempdir().expect("temp dir");
         let d = dir.path().to_path_buf();
         let key = rcgen::KeyPair::generate().expect("service-account key");
@@ -53,6 +62,30 @@ impl ControlPlane {
             format!("{ADMIN_TOKEN},admin,admin,system:masters\n"),
         )
         .expect("tokens");
+        // The serving certificate comes from a CA the controller-manager
+        // hands to pods (ca.crt of their service-account Secrets), so
+        // in-cluster clients verify the API server.
+        let ca_key = rcgen::KeyPair::generate().expect("CA key");
+        let mut ca_params = rcgen::CertificateParams::default();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "harness kubernetes CA");
+        let ca = ca_params.self_signed(&ca_key).expect("CA");
+        let serving_key = rcgen::KeyPair::generate().expect("serving key");
+        let serving = rcgen::CertificateParams::new(vec![
+            ip.to_string(),
+            "kubernetes".into(),
+            "kubernetes.default".into(),
+            "kubernetes.default.svc".into(),
+            "localhost".into(),
+        ])
+        .expect("serving params")
+        .signed_by(&serving_key, &ca, &ca_key)
+        .expect("serving certificate");
+        std::fs::write(d.join("ca.crt"), ca.pem()).expect("write ca");
+        std::fs::write(d.join("serving.crt"), serving.pem()).expect("write cert");
+        std::fs::write(d.join("serving.key"), serving_key.serialize_pem()).expect("write key");
         let url = format!("https://{ip}:6443");
         std::fs::write(
             d.join("kubeconfig"),
@@ -66,6 +99,7 @@ impl ControlPlane {
             children: Vec::new(),
             ip,
             url,
+            netns,
             dir,
         };
         cp.spawn(
@@ -90,7 +124,8 @@ impl ControlPlane {
                 format!("--bind-address={ip}"),
                 format!("--advertise-address={ip}"),
                 "--secure-port=6443".into(),
-                format!("--cert-dir={}", path("certs")),
+                format!("--tls-cert-file={}", path("serving.crt")),
+                format!("--tls-private-key-file={}", path("serving.key")),
                 format!("--token-auth-file={}", path("tokens.csv")),
                 "--service-account-issuer=https://kubernetes.default.svc".into(),
                 format!("--service-account-key-file={}", path("sa.pub")),
@@ -125,6 +160,7 @@ impl ControlPlane {
                 format!("--kubeconfig={}", path("kubeconfig")),
                 "--controllers=*,-nodelifecycle".into(),
                 format!("--service-account-private-key-file={}", path("sa.key")),
+                format!("--root-ca-file={}", path("ca.crt")),
                 "--use-service-account-credentials=false".into(),
                 "--leader-elect=false".into(),
                 "--port=0".into(),
@@ -152,7 +188,15 @@ impl ControlPlane {
 
     fn spawn(&mut self, name: &str, bin: &Path, args: &[String]) {
         let log = std::fs::File::create(self.dir.path().join(format!("{name}.log"))).expect("log");
-        let child = Command::new(bin)
+        let mut command = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        let child = command
             .args(args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
@@ -213,7 +257,16 @@ impl ControlPlane {
 
     /// Runs the real kubectl as the admin user; (success, stdout, stderr).
     pub fn kubectl(&self, args: &[&str]) -> (bool, String, String) {
-        let out = Command::new(k8s_bin_dir().join("kubectl"))
+        let kubectl = k8s_bin_dir().join("kubectl");
+        let mut command = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(kubectl);
+                c
+            }
+            None => Command::new(kubectl),
+        };
+        let out = command
             .arg(format!("--kubeconfig={}", self.kubeconfig().display()))
             .args(args)
             .stdin(Stdio::null())

@@ -5,5 +5,6 @@
 pub mod cluster;
 pub mod compare;
 pub mod control_plane;
+pub mod harness;
 pub mod load;
 pub mod stats;
