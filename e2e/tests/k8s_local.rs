@@ -187,3 +187,281 @@ fn create_3_members_that_form_one_cluster_reachable_through_srv() {
         c.say("etcdctl --discovery-srv: member list, endpoint status, put/get");
     });
 }
+
+/// Installs the operator and a running `apps/demo` of `n` members.
+async fn running_cluster(c: &LocalCluster, n: u32) {
+    install_operator(c);
+    c.kubectl(&["create", "namespace", "apps"]);
+    apply(c, &cluster_manifest("apps", "demo", n));
+    wait_status(
+        c,
+        "apps",
+        "demo",
+        180,
+        "members Running",
+        running_with(n as usize),
+    )
+    .await;
+    c.say(&format!("apps/demo running with {n} members"));
+}
+
+/// The member pods' addresses, by pod name.
+fn pod_ips(c: &LocalCluster) -> Vec<(String, String)> {
+    let pods = get_json(c, &["pods", "-n", "apps", "-l", "ferrocd.dev/cluster=demo"]);
+    pods["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| {
+            Some((
+                p["metadata"]["name"].as_str()?.to_string(),
+                p["status"]["podIP"].as_str()?.to_string(),
+            ))
+        })
+        .collect()
+}
+
+async fn kv_at(
+    ip: &str,
+) -> Option<ferrocd::proto::etcdserverpb::kv_client::KvClient<tonic::transport::Channel>> {
+    let ep = tonic::transport::Endpoint::from_shared(format!("http://{ip}:2379"))
+        .ok()?
+        .connect_timeout(Duration::from_secs(1))
+        .timeout(Duration::from_secs(3));
+    Some(ferrocd::proto::etcdserverpb::kv_client::KvClient::new(
+        ep.connect().await.ok()?,
+    ))
+}
+
+/// Reads `key` linearizably from any member that answers.
+async fn read_key(c: &LocalCluster, key: &str) -> Option<Vec<u8>> {
+    for (_, ip) in pod_ips(c) {
+        let Some(mut kv) = kv_at(&ip).await else {
+            continue;
+        };
+        let req = ferrocd::proto::etcdserverpb::RangeRequest {
+            key: key.into(),
+            ..Default::default()
+        };
+        if let Ok(r) = kv.range(req).await {
+            return Some(
+                r.into_inner()
+                    .kvs
+                    .first()
+                    .map(|kv| kv.value.clone())
+                    .unwrap_or_default(),
+            );
+        }
+    }
+    None
+}
+
+async fn write_key(c: &LocalCluster, key: &str, value: &str) -> bool {
+    for (_, ip) in pod_ips(c) {
+        let Some(mut kv) = kv_at(&ip).await else {
+            continue;
+        };
+        let req = ferrocd::proto::etcdserverpb::PutRequest {
+            key: key.into(),
+            value: value.into(),
+            ..Default::default()
+        };
+        if kv.put(req).await.is_ok() {
+            return true;
+        }
+    }
+    false
+}
+
+#[test]
+fn scale_3_to_5_to_3_by_editing_replicas() {
+    with_cluster(|c| async move {
+        running_cluster(&c, 3).await;
+        assert!(write_key(&c, "before-scaling", "kept").await);
+        for (replicas, what) in [(5u32, "scaled out to 5"), (3, "scaled in to 3")] {
+            c.kubectl(&[
+                "-n",
+                "apps",
+                "patch",
+                "etcd",
+                "demo",
+                "--type=merge",
+                "-p",
+                &format!("{{\"spec\":{{\"replicas\":{replicas}}}}}"),
+            ]);
+            let mut last = String::new();
+            let deadline = Instant::now() + Duration::from_secs(240);
+            loop {
+                let obj = get_json(&c, &["etcd", "demo", "-n", "apps"]);
+                let s = &obj["status"];
+                let members = s["members"].as_array().map(|m| m.len()).unwrap_or(0);
+                let learners = s["members"]
+                    .as_array()
+                    .map(|m| m.iter().filter(|m| m["learner"] == true).count())
+                    .unwrap_or(0);
+                let now = format!(
+                    "phase {} sts {} members {members} learners {learners} ready {}",
+                    s["phase"], s["replicas"], s["readyReplicas"]
+                );
+                if now != last {
+                    c.say(&now);
+                    last = now;
+                }
+                if running_with(replicas as usize)(s) && s["replicas"] == replicas {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{what}: not done; {}",
+                    serde_json::to_string_pretty(s).unwrap_or_default()
+                );
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            c.say(what);
+        }
+        assert_eq!(
+            read_key(&c, "before-scaling").await.as_deref(),
+            Some(&b"kept"[..])
+        );
+        let pods = pod_ips(&c);
+        let mut names: Vec<&str> = pods.iter().map(|(n, _)| n.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["demo-0", "demo-1", "demo-2"]);
+    });
+}
+
+#[test]
+fn a_member_killed_with_sigkill_restarts_with_its_data() {
+    with_cluster(|c| async move {
+        running_cluster(&c, 3).await;
+        assert!(write_key(&c, "survives", "yes").await);
+        let pids = c.agent.lock().expect("agent").pids("apps", "demo-1");
+        assert_eq!(pids.len(), 1);
+        // SAFETY: kill(2) on a process the harness started.
+        unsafe { libc::kill(pids[0] as libc::pid_t, libc::SIGKILL) };
+        c.say("demo-1 killed with SIGKILL");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let pod = get_json(&c, &["pod", "demo-1", "-n", "apps"]);
+            let restarts = pod["status"]["containerStatuses"][0]["restartCount"]
+                .as_i64()
+                .unwrap_or(0);
+            let s = get_json(&c, &["etcd", "demo", "-n", "apps"])["status"].clone();
+            if restarts >= 1 && running_with(3)(&s) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "demo-1 did not come back: {pod}");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        c.say("demo-1 restarted by the node agent and healthy again");
+        assert_eq!(read_key(&c, "survives").await.as_deref(), Some(&b"yes"[..]));
+        let new_pid = c.agent.lock().expect("agent").pids("apps", "demo-1");
+        assert_ne!(new_pid, pids, "no new process");
+    });
+}
+
+#[test]
+fn rolling_restart_while_clients_write_loses_no_acknowledged_write() {
+    with_cluster(|c| async move {
+        running_cluster(&c, 3).await;
+        let before: Vec<String> = pod_uids(&c);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let c = c.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let (mut acked, mut failed) = (Vec::new(), 0u32);
+                let mut i = 0u32;
+                let mut kv = None;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    // One connection until it fails, then any member again.
+                    if kv.is_none() {
+                        for (_, ip) in pod_ips(&c) {
+                            kv = kv_at(&ip).await;
+                            if kv.is_some() {
+                                break;
+                            }
+                        }
+                    }
+                    let key = format!("w{i:05}");
+                    let put = ferrocd::proto::etcdserverpb::PutRequest {
+                        key: key.clone().into(),
+                        value: b"v".to_vec(),
+                        ..Default::default()
+                    };
+                    let ok = match kv.as_mut() {
+                        Some(client) => client.put(put).await.is_ok(),
+                        None => false,
+                    };
+                    if ok {
+                        acked.push(key);
+                    } else {
+                        failed += 1;
+                        kv = None;
+                    }
+                    i += 1;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                (acked, failed)
+            })
+        };
+        c.kubectl(&["-n", "apps", "rollout", "restart", "statefulset/demo"]);
+        c.say("kubectl rollout restart statefulset/demo");
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            let now = pod_uids(&c);
+            let replaced = now.iter().filter(|u| !before.contains(u)).count();
+            let s = get_json(&c, &["etcd", "demo", "-n", "apps"])["status"].clone();
+            if replaced == 3 && running_with(3)(&s) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "rolling restart not done: {replaced} of 3 pods replaced"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        c.say("every pod replaced, cluster healthy");
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (acked, failed) = writer.await.expect("writer");
+        c.say(&format!(
+            "{} writes acknowledged, {failed} failed during the restart",
+            acked.len()
+        ));
+        assert!(acked.len() > 10, "the writer made no progress");
+        // One linearizable range over the writer's keys, on every member.
+        for (pod, ip) in pod_ips(&c) {
+            let mut kv = kv_at(&ip)
+                .await
+                .unwrap_or_else(|| panic!("{pod} unreachable"));
+            let req = ferrocd::proto::etcdserverpb::RangeRequest {
+                key: b"w".to_vec(),
+                range_end: b"x".to_vec(),
+                keys_only: true,
+                ..Default::default()
+            };
+            let stored: std::collections::BTreeSet<String> = kv
+                .range(req)
+                .await
+                .expect("range")
+                .into_inner()
+                .kvs
+                .into_iter()
+                .map(|kv| String::from_utf8_lossy(&kv.key).into_owned())
+                .collect();
+            let lost: Vec<&String> = acked.iter().filter(|k| !stored.contains(*k)).collect();
+            assert!(lost.is_empty(), "{pod} lacks acknowledged writes {lost:?}");
+        }
+    });
+}
+
+fn pod_uids(c: &LocalCluster) -> Vec<String> {
+    let pods = get_json(c, &["pods", "-n", "apps", "-l", "ferrocd.dev/cluster=demo"]);
+    pods["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .filter_map(|p| p["metadata"]["uid"].as_str().map(str::to_string))
+        .collect()
+}

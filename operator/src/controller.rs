@@ -247,13 +247,7 @@ async fn apply(c: &EtcdCluster, ctx: &Context) -> Result<Action, Error> {
             .patch(&svc.name_any(), &ssa(), &Patch::Apply(&svc))
             .await?;
     }
-    let sts = sets
-        .patch(
-            &names.headless_service(),
-            &ssa(),
-            &Patch::Apply(&render::stateful_set(c, replicas, bootstrap)),
-        )
-        .await?;
+    let sts = apply_stateful_set(ctx, c, &names, replicas, bootstrap).await?;
     let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns);
     let pdb = render::pod_disruption_budget(c);
     match pdbs.patch(&names.pdb(), &ssa(), &Patch::Apply(&pdb)).await {
@@ -296,7 +290,12 @@ async fn apply(c: &EtcdCluster, ctx: &Context) -> Result<Action, Error> {
     let step = next_step(&observed);
     tracing::info!(cluster = %names.name, %step, "reconcile");
 
-    let requeue = match take_step(ctx, c, &names, &*members, view.as_ref(), &step).await {
+    let target = Target {
+        c,
+        names: &names,
+        bootstrap,
+    };
+    let requeue = match take_step(ctx, &target, &*members, view.as_ref(), &step).await {
         Ok(()) => match &step {
             Step::Steady => Duration::from_secs(60),
             Step::Wait(_) | Step::Refuse(_) => Duration::from_secs(5),
@@ -329,14 +328,41 @@ async fn apply(c: &EtcdCluster, ctx: &Context) -> Result<Action, Error> {
 
 /// Carries out one step (the cluster's part through the member API, the
 /// Kubernetes part through the API server) and tells about it.
-async fn take_step(
+/// The cluster a step acts on.
+struct Target<'a> {
+    c: &'a EtcdCluster,
+    names: &'a ClusterNames,
+    bootstrap: i32,
+}
+
+/// Server-side applies the whole StatefulSet. Always the whole object: an
+/// apply that left fields out would give up (and so delete) them.
+async fn apply_stateful_set(
     ctx: &Context,
     c: &EtcdCluster,
     names: &ClusterNames,
+    replicas: i32,
+    bootstrap: i32,
+) -> Result<StatefulSet, Error> {
+    let sets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &names.namespace);
+    let sts = render::stateful_set(c, replicas, bootstrap);
+    Ok(sets
+        .patch(&names.headless_service(), &ssa(), &Patch::Apply(&sts))
+        .await?)
+}
+
+async fn take_step(
+    ctx: &Context,
+    target: &Target<'_>,
     members: &dyn MemberApi,
     view: Option<&ClusterView>,
     step: &Step,
 ) -> Result<(), Error> {
+    let Target {
+        c,
+        names,
+        bootstrap,
+    } = *target;
     let ns = &names.namespace;
     let label = match step {
         Step::Steady | Step::Wait(_) | Step::Refuse(_) => return Ok(()),
@@ -345,13 +371,7 @@ async fn take_step(
             "add_learner"
         }
         Step::SetReplicas(n) => {
-            let sets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), ns);
-            let patch = json!({
-                "apiVersion": "apps/v1", "kind": "StatefulSet",
-                "spec": {"replicas": n}
-            });
-            sets.patch(&names.headless_service(), &ssa(), &Patch::Apply(&patch))
-                .await?;
+            apply_stateful_set(ctx, c, names, *n as i32, bootstrap).await?;
             "set_replicas"
         }
         Step::Promote { id, .. } => {

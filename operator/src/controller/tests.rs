@@ -20,6 +20,8 @@ const NAME: &str = "demo";
 struct ApiState {
     objects: BTreeMap<String, Value>,
     requests: Vec<String>,
+    /// Bodies of server-side applies, by path.
+    applied: Vec<(String, Value)>,
     /// Answer 404 for policy/v1 (an API server older than 1.21).
     no_policy_v1: bool,
     /// Fail the next request whose "METHOD path" contains this text.
@@ -60,6 +62,9 @@ impl ApiState {
         // Status subresource writes land on the object itself.
         let key = path.strip_suffix("/status").unwrap_or(path).to_string();
         let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        if *method == Method::PATCH && query.contains("fieldManager") {
+            self.applied.push((path.to_string(), body.clone()));
+        }
         match *method {
             Method::GET if path.ends_with("persistentvolumeclaims") => {
                 let items: Vec<Value> = self
@@ -516,6 +521,25 @@ async fn scale_3_to_5_to_3_one_member_at_a_time() {
     // add learner 3, raise to 4, promote; add learner 4, raise to 5, promote.
     assert_eq!(seen, vec![3, 4, 4, 4, 5, 5, 5], "{seen:?}");
     assert_eq!(h.voters_and_learners(), (5, 0));
+    // Server-side apply owns what it sends: every apply of the StatefulSet
+    // must carry the whole object, or Kubernetes drops the rest.
+    {
+        let api = h.api.lock().unwrap();
+        let sts_applies: Vec<&Value> = api
+            .applied
+            .iter()
+            .filter(|(p, _)| p == STS_PATH)
+            .map(|(_, b)| b)
+            .collect();
+        assert!(sts_applies.len() >= 9);
+        for body in sts_applies {
+            assert!(
+                body["spec"]["selector"].is_object()
+                    && body["spec"]["template"]["spec"]["containers"].is_array(),
+                "partial apply: {body}"
+            );
+        }
+    }
     assert_eq!(
         h.requests("PATCH /apis/apps/v1/namespaces/ns/statefulsets/demo")
             .len(),
