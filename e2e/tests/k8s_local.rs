@@ -465,3 +465,220 @@ fn pod_uids(c: &LocalCluster) -> Vec<String> {
         .filter_map(|p| p["metadata"]["uid"].as_str().map(str::to_string))
         .collect()
 }
+
+#[test]
+fn create_with_pods_starting_in_random_order_and_late() {
+    with_cluster(|c| async move {
+        c.agent.lock().expect("agent").start_jitter = Duration::from_secs(6);
+        install_operator(&c);
+        c.kubectl(&["create", "namespace", "apps"]);
+        apply(&c, &cluster_manifest("apps", "demo", 3));
+        c.say("EtcdCluster applied; each pod starts up to 6 s late, in random order");
+        let status = wait_status(
+            &c,
+            "apps",
+            "demo",
+            240,
+            "3 members Running",
+            running_with(3),
+        )
+        .await;
+        c.say("all 3 members Ready and healthy");
+        // Members that waited for each other's records formed one cluster.
+        let ids: std::collections::BTreeSet<String> = pod_ips(&c)
+            .into_iter()
+            .map(|(pod, ip)| {
+                let out = std::process::Command::new(etcdctl())
+                    .args([
+                        &format!("--endpoints=http://{ip}:2379"),
+                        "endpoint",
+                        "status",
+                        "-w",
+                        "json",
+                    ])
+                    .output()
+                    .expect("etcdctl");
+                let v: Value = serde_json::from_slice(&out.stdout)
+                    .unwrap_or_else(|_| panic!("{pod}: {}", String::from_utf8_lossy(&out.stderr)));
+                v[0]["Status"]["header"]["cluster_id"].to_string()
+            })
+            .collect();
+        assert_eq!(ids.len(), 1, "members in different clusters: {ids:?}");
+        assert!(status["clusterId"].is_string());
+    });
+}
+
+#[test]
+fn a_partitioned_member_catches_up_after_healing() {
+    with_cluster(|c| async move {
+        running_cluster(&c, 3).await;
+        let ns = c
+            .agent
+            .lock()
+            .expect("agent")
+            .netns_of("apps", "demo-2")
+            .expect("demo-2 runs");
+        let run_in = |args: &[&str]| {
+            let ok = std::process::Command::new("ip")
+                .args(["netns", "exec", &ns])
+                .args(args)
+                .status()
+                .expect("ip")
+                .success();
+            assert!(ok, "{args:?}");
+        };
+        run_in(&["ip", "link", "set", "eth0", "down"]);
+        c.say("demo-2 cut off (its link down)");
+        let others: Vec<(String, String)> = pod_ips(&c)
+            .into_iter()
+            .filter(|(p, _)| p != "demo-2")
+            .collect();
+        let mut written = 0;
+        for i in 0..20 {
+            for (_, ip) in &others {
+                if let Some(mut kv) = kv_at(ip).await {
+                    let put = ferrocd::proto::etcdserverpb::PutRequest {
+                        key: format!("p{i:02}").into(),
+                        value: b"v".to_vec(),
+                        ..Default::default()
+                    };
+                    if kv.put(put).await.is_ok() {
+                        written += 1;
+                        break;
+                    }
+                }
+            }
+        }
+        assert_eq!(written, 20, "the majority side did not take writes");
+        c.say("20 writes on the majority side");
+        wait_status(&c, "apps", "demo", 60, "demo-2 reported unhealthy", |s| {
+            s["members"].as_array().is_some_and(|m| {
+                m.iter()
+                    .any(|m| m["name"] == "demo-2" && m["healthy"] == false)
+            })
+        })
+        .await;
+        run_in(&["ip", "link", "set", "eth0", "up"]);
+        run_in(&["ip", "route", "add", "default", "via", "10.77.0.1"]);
+        c.say("demo-2 healed");
+        wait_status(
+            &c,
+            "apps",
+            "demo",
+            120,
+            "3 members Running again",
+            running_with(3),
+        )
+        .await;
+        // demo-2's own copy (a serializable read answered locally) has them all.
+        let ip = pod_ips(&c)
+            .into_iter()
+            .find(|(p, _)| p == "demo-2")
+            .expect("demo-2")
+            .1;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut kv = kv_at(&ip).await.expect("demo-2 reachable");
+            let req = ferrocd::proto::etcdserverpb::RangeRequest {
+                key: b"p".to_vec(),
+                range_end: b"q".to_vec(),
+                serializable: true,
+                count_only: true,
+                ..Default::default()
+            };
+            let count = kv.range(req).await.expect("range").into_inner().count;
+            if count == 20 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "demo-2 has {count} of 20 keys after healing"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        c.say("demo-2 caught up: 20 of 20 keys in its own store");
+    });
+}
+
+#[test]
+fn a_tls_cluster_serves_clients_with_certificates_from_its_ca() {
+    with_cluster(|c| async move {
+        install_operator(&c);
+        c.kubectl(&["create", "namespace", "apps"]);
+        apply(
+            &c,
+            "apiVersion: ferrocd.dev/v1alpha1\nkind: EtcdCluster\nmetadata:\n  name: demo\n  namespace: apps\nspec:\n  replicas: 3\n  tls:\n    mode: OperatorManaged\n",
+        );
+        c.say("TLS EtcdCluster applied");
+        wait_status(
+            &c,
+            "apps",
+            "demo",
+            180,
+            "3 TLS members Running",
+            running_with(3),
+        )
+        .await;
+        c.say("3 TLS members Ready; the operator reached them with its client certificate");
+        let secret = get_json(&c, &["secret", "demo-tls", "-n", "apps"]);
+        let dir = c.root().join("client-certs");
+        std::fs::create_dir_all(&dir).expect("dir");
+        for key in ["tls.crt", "tls.key", "ca.crt"] {
+            let b64 = secret["data"][key].as_str().expect("secret key");
+            let out = std::process::Command::new("base64")
+                .arg("-d")
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .and_then(|mut child| {
+                    use std::io::Write;
+                    child
+                        .stdin
+                        .take()
+                        .expect("stdin")
+                        .write_all(b64.as_bytes())?;
+                    child.wait_with_output()
+                })
+                .expect("base64");
+            std::fs::write(dir.join(key), out.stdout).expect("write");
+        }
+        let path = |f: &str| dir.join(f).display().to_string();
+        let srv = "demo.apps.svc.cluster.local";
+        let args = [
+            format!("--cacert={}", path("ca.crt")),
+            format!("--cert={}", path("tls.crt")),
+            format!("--key={}", path("tls.key")),
+        ];
+        let mut list_args: Vec<&str> = args.iter().map(String::as_str).collect();
+        list_args.extend(["member", "list", "-w", "json"]);
+        let list: Value =
+            serde_json::from_str(&etcdctl_srv(&c, "apps", srv, &list_args)).expect("json");
+        let urls: Vec<&str> = list["members"]
+            .as_array()
+            .expect("members")
+            .iter()
+            .filter_map(|m| m["clientURLs"][0].as_str())
+            .collect();
+        assert_eq!(urls.len(), 3);
+        assert!(urls.iter().all(|u| u.starts_with("https://")), "{urls:?}");
+        // Without a client certificate the members refuse.
+        let client = c.client_net("apps");
+        let refused = client
+            .command(etcdctl())
+            .args([
+                &format!("--discovery-srv={srv}"),
+                &args[0],
+                "--dial-timeout=3s",
+                "--command-timeout=5s",
+                "get",
+                "x",
+            ])
+            .output()
+            .expect("etcdctl");
+        assert!(
+            !refused.status.success(),
+            "served a client without a certificate"
+        );
+        c.say("etcdctl through _etcd-client-ssl: served with a CA-issued certificate, refused without");
+    });
+}

@@ -66,6 +66,9 @@ struct RunningPod {
 #[derive(Default)]
 pub struct AgentState {
     pods: HashMap<String, RunningPod>,
+    /// Each new pod's containers start after a random delay up to this
+    /// (pods starting in random order, as on a busy cluster).
+    pub start_jitter: Duration,
 }
 
 impl AgentState {
@@ -438,6 +441,12 @@ impl Agent {
             self.config.api_port.to_string(),
         );
         env.insert("HOSTNAME".to_string(), hostname.clone());
+        let jitter = self
+            .state
+            .lock()
+            .map(|s| s.start_jitter)
+            .unwrap_or_default();
+        let delay = jitter.mul_f64(rand::random::<f64>());
         let mut containers = Vec::new();
         for c in spec.containers.clone() {
             containers.push(RunningContainer {
@@ -445,7 +454,7 @@ impl Agent {
                 child: None,
                 restarts: 0,
                 started_at: None,
-                next_start: Instant::now(),
+                next_start: Instant::now() + delay,
                 ready: false,
                 liveness_failures: 0,
                 readiness_successes: 0,
