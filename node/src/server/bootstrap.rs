@@ -294,6 +294,16 @@ async fn running_cluster_listing_us(
             };
             for m in &info.members {
                 if dns.same_urls(&m.peer_ur_ls, own).await {
+                    // A member that already started (it published its name)
+                    // and now has no data lost its log: joining as itself
+                    // would break raft's promises. etcd refuses the same way;
+                    // the member must be removed and added again.
+                    if !m.name.is_empty() {
+                        return Err(ServerError::Config(format!(
+                            "member {:x} has already been bootstrapped",
+                            m.id
+                        )));
+                    }
                     tracing::info!(
                         peer = %url,
                         cluster_id = %format!("{:x}", info.cluster_id),

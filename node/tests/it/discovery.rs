@@ -475,3 +475,50 @@ fn server_ssl_records_require_the_srv_domain_in_peer_certificates() {
         "certificates without the SRV domain must not be trusted"
     );
 }
+
+/// A member whose data dir was lost, restarted with the same SRV flags,
+/// must not rejoin as itself (its log is gone); etcd refuses with
+/// "member ID has already been bootstrapped", and so does ferrocd.
+#[test]
+fn a_member_that_lost_its_data_is_refused_as_etcd_refuses_it() {
+    let mut lines = Vec::new();
+    for kind in [Kind::Etcd, Kind::Ferrocd] {
+        let mut ns = network(3);
+        ns.set_records(&records(0..3));
+        let mut procs: Vec<Process> = (0..3)
+            .map(|i| start(&ns, kind, i, seed_args(&ns, i, Form::Ip, &[])))
+            .collect();
+        wait_healthy(&ns, 3, &mut procs);
+        let id = member_list(&ns)
+            .into_iter()
+            .find(|l| l.contains(" infra2 "))
+            .and_then(|l| l.split(' ').next().map(str::to_string))
+            .expect("infra2 listed");
+        drop(procs.remove(2));
+        std::fs::remove_dir_all(ns.dir().join("infra2.etcd")).expect("wipe infra2");
+        let mut again = start(&ns, kind, 2, seed_args(&ns, 2, Form::Ip, &[]));
+        let status = again
+            .wait_exit(Duration::from_secs(30))
+            .unwrap_or_else(|| panic!("{} kept running on an empty data dir", kind.name()));
+        assert!(!status.success(), "{}", kind.name());
+        let log = again.log_text();
+        let want = format!("member {id} has already been bootstrapped");
+        assert!(
+            log.contains(&want),
+            "{}: no {want:?} in\n{log}",
+            kind.name()
+        );
+        lines.push(want);
+        // The cluster itself is unharmed (after an election if infra2 led).
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (code, _, err) = ctl_srv(&ns, &["put", "after", "v"]);
+            if code == 0 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{}: {err}", kind.name());
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+    assert_eq!(lines.len(), 2);
+}
