@@ -682,3 +682,74 @@ fn a_tls_cluster_serves_clients_with_certificates_from_its_ca() {
         c.say("etcdctl through _etcd-client-ssl: served with a CA-issued certificate, refused without");
     });
 }
+
+#[test]
+fn a_member_whose_volume_was_lost_is_replaced_by_a_new_member() {
+    with_cluster(|c| async move {
+        running_cluster(&c, 3).await;
+        for i in 0..20 {
+            assert!(write_key(&c, &format!("k{i:02}"), "v").await);
+        }
+        let old_id = get_json(&c, &["etcd", "demo", "-n", "apps"])["status"]["members"]
+            .as_array()
+            .and_then(|m| m.iter().find(|m| m["name"] == "demo-1"))
+            .and_then(|m| m["id"].as_str())
+            .expect("demo-1's member ID")
+            .to_string();
+        let claims = c.root().join("node/claims");
+        c.agent
+            .lock()
+            .expect("agent")
+            .lose_volumes("apps", "demo-1", &claims);
+        c.say("demo-1's volume lost (emptied) and its process killed");
+        let status = wait_status(
+            &c,
+            "apps",
+            "demo",
+            180,
+            "demo-1 replaced by a new member",
+            |s| {
+                running_with(3)(s)
+                    && s["members"].as_array().is_some_and(|m| {
+                        m.iter()
+                            .any(|m| m["name"] == "demo-1" && m["id"] != old_id.as_str())
+                    })
+            },
+        )
+        .await;
+        c.say("demo-1 replaced: removed, added back as a learner, promoted");
+        assert_eq!(status["members"].as_array().map(Vec::len), Some(3));
+        let ip = pod_ips(&c)
+            .into_iter()
+            .find(|(p, _)| p == "demo-1")
+            .expect("demo-1")
+            .1;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let req = ferrocd::proto::etcdserverpb::RangeRequest {
+                key: b"k".to_vec(),
+                range_end: b"l".to_vec(),
+                serializable: true,
+                count_only: true,
+                ..Default::default()
+            };
+            let count = match kv_at(&ip).await {
+                Some(mut kv) => kv
+                    .range(req)
+                    .await
+                    .map(|r| r.into_inner().count)
+                    .unwrap_or(-1),
+                None => -1,
+            };
+            if count == 20 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the new demo-1 has {count} of 20 keys"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        c.say("the new demo-1 holds all 20 keys");
+    });
+}

@@ -15,7 +15,7 @@ use crate::tls::TlsState;
 use futures::future::BoxFuture;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -279,6 +279,7 @@ async fn apply(c: &EtcdCluster, ctx: &Context) -> Result<Action, Error> {
         }
     };
     let claims = claim_ordinals(ctx, &names).await?;
+    let emptied = emptied_ordinals(ctx, &names).await?;
     let observed = Observed {
         desired: c.spec.replicas.max(1) as u32,
         replicas: replicas.max(0) as u32,
@@ -286,6 +287,7 @@ async fn apply(c: &EtcdCluster, ctx: &Context) -> Result<Action, Error> {
         leader: view.as_ref().and_then(|v| v.leader),
         claims,
         delete_claims: c.spec.pvc_retention == PvcRetention::Delete,
+        emptied,
     };
     let step = next_step(&observed);
     tracing::info!(cluster = %names.name, %step, "reconcile");
@@ -426,6 +428,52 @@ async fn claim_ordinals(ctx: &Context, names: &ClusterNames) -> Result<Vec<u32>,
         .collect();
     ordinals.sort_unstable();
     Ok(ordinals)
+}
+
+/// What a member says when it starts on an empty data dir but cannot
+/// join (read from its pod's termination message, the log's tail).
+const EMPTIED: [&str; 2] = [
+    "has already been bootstrapped",
+    "is not in the running cluster found through SRV records",
+];
+
+/// Ordinals whose member process last stopped because its data dir was
+/// empty and the cluster could not take it back as itself.
+async fn emptied_ordinals(ctx: &Context, names: &ClusterNames) -> Result<Vec<u32>, Error> {
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &names.namespace);
+    let list = pods
+        .list(&ListParams::default().labels(&names.selector_string()))
+        .await?;
+    let mut out = Vec::new();
+    for p in &list.items {
+        let Some(ordinal) = names.ordinal_of(&p.name_any()) else {
+            continue;
+        };
+        let statuses = p
+            .status
+            .as_ref()
+            .and_then(|s| s.container_statuses.clone())
+            .unwrap_or_default();
+        // Only a container that is down now: a message from before a
+        // successful restart is history.
+        let said = statuses.iter().any(|cs| {
+            if cs.state.as_ref().is_some_and(|s| s.running.is_some()) {
+                return false;
+            }
+            let terminated = [
+                cs.state.as_ref().and_then(|s| s.terminated.as_ref()),
+                cs.last_state.as_ref().and_then(|s| s.terminated.as_ref()),
+            ];
+            terminated.into_iter().flatten().any(|t| {
+                let msg = t.message.as_deref().unwrap_or_default();
+                EMPTIED.iter().any(|e| msg.contains(e))
+            })
+        });
+        if said {
+            out.push(ordinal);
+        }
+    }
+    Ok(out)
 }
 
 async fn cleanup(c: &EtcdCluster, ctx: &Context) -> Result<Action, Error> {

@@ -340,6 +340,9 @@ pub fn stateful_set(c: &EtcdCluster, replicas: i32, bootstrap_replicas: i32) -> 
         liveness_probe: Some(http_probe("/livez", 10, 3)),
         readiness_probe: Some(http_probe("/readyz", 5, 3)),
         resources: c.spec.resources.clone(),
+        // A member that cannot start says why in its last log lines; the
+        // operator reads them here (a member that lost its data).
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
         volume_mounts: Some(mounts),
         ..Container::default()
     };

@@ -265,6 +265,7 @@ async fn reconcile_to(pods: &mut Pods, desired: u32) -> Vec<Step> {
             leader: view.as_ref().and_then(|v| v.leader),
             claims: Vec::new(),
             delete_claims: false,
+            emptied: Vec::new(),
         };
         let step = next_step(&observed);
         let done = match &step {

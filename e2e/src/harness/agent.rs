@@ -46,6 +46,9 @@ struct RunningContainer {
     last_probe: Instant,
     started: bool,
     backoff: Duration,
+    /// The last exit: code, message (the log's tail, as
+    /// FallbackToLogsOnError), when.
+    last_exit: Option<(i32, String, String)>,
 }
 
 struct RunningPod {
@@ -92,6 +95,25 @@ impl AgentState {
                     .filter_map(|c| c.child.as_ref().map(|c| c.id()))
             })
             .collect()
+    }
+
+    /// A disk failure: SIGKILLs the pod's containers and empties its claim
+    /// directories; the agent restarts the containers as after any crash.
+    pub fn lose_volumes(&mut self, namespace: &str, name: &str, claims_root: &Path) {
+        for p in self
+            .pods
+            .values_mut()
+            .filter(|p| p.namespace == namespace && p.name == name)
+        {
+            for c in p.containers.iter().filter_map(|c| c.child.as_ref()) {
+                // SAFETY: kill(2) on our own unreaped child.
+                unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGKILL) };
+            }
+            for dir in p.mounts.values().filter(|d| d.starts_with(claims_root)) {
+                let _ = std::fs::remove_dir_all(dir);
+                let _ = std::fs::create_dir_all(dir);
+            }
+        }
     }
 
     /// The network namespace of a pod.
@@ -461,6 +483,7 @@ impl Agent {
                 last_probe: Instant::now(),
                 started: false,
                 backoff: Duration::from_secs(1),
+                last_exit: None,
             });
         }
         let running = RunningPod {
@@ -587,6 +610,22 @@ impl Agent {
                 if let Some(child) = c.child.as_mut() {
                     if let Ok(Some(status)) = child.try_wait() {
                         tracing::info!(pod = %p.name, container = %c.spec.name, %status, "container exited; restarting");
+                        let code = status.code().unwrap_or(137);
+                        let log =
+                            std::fs::read_to_string(p.dir.join(format!("{}.log", c.spec.name)))
+                                .unwrap_or_default();
+                        // The kubelet's fallback: the log's last lines, at most 2 KiB.
+                        let tail: Vec<&str> = log.lines().rev().take(80).collect();
+                        let mut message: String =
+                            tail.into_iter().rev().collect::<Vec<_>>().join("\n");
+                        if message.len() > 2048 {
+                            message = message[message.len() - 2048..].to_string();
+                        }
+                        c.last_exit = Some((
+                            code,
+                            message,
+                            k8s_openapi::jiff::Timestamp::now().to_string(),
+                        ));
                         c.child = None;
                         c.restarts += 1;
                         c.ready = false;
@@ -720,9 +759,13 @@ impl Agent {
                     (Some(_), Some(at)) => json!({"running": {"startedAt": at.to_string()}}),
                     _ => json!({"waiting": {"reason": "CrashLoopBackOff"}}),
                 };
+                let last_state = match &c.last_exit {
+                    Some((code, message, at)) => json!({"terminated": {"exitCode": code, "message": message, "finishedAt": at}}),
+                    None => json!({}),
+                };
                 json!({"name": c.spec.name, "ready": c.ready && c.child.is_some(), "restartCount": c.restarts,
                        "image": c.spec.image.clone().unwrap_or_default(), "imageID": "", "started": c.started,
-                       "state": state})
+                       "state": state, "lastState": last_state})
             })
             .collect();
         let status = json!({

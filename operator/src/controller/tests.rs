@@ -66,7 +66,7 @@ impl ApiState {
             self.applied.push((path.to_string(), body.clone()));
         }
         match *method {
-            Method::GET if path.ends_with("persistentvolumeclaims") => {
+            Method::GET if path.ends_with("/persistentvolumeclaims") || path.ends_with("/pods") => {
                 let items: Vec<Value> = self
                     .objects
                     .iter()
@@ -751,4 +751,48 @@ async fn missing_user_secrets_render_nothing_and_say_why() {
         ("True", "TLSSecretMissing")
     );
     assert!(d.message.contains("peers"), "{d:?}");
+}
+
+#[tokio::test]
+async fn a_member_that_lost_its_volume_is_replaced_by_a_new_one() {
+    let h = Harness::new(Scenario::Running {
+        members: 3,
+        desired: 3,
+        retention: PvcRetention::Keep,
+    });
+    h.model.lock().unwrap().members[1].healthy = false;
+    h.api.lock().unwrap().objects.insert(
+        "/api/v1/namespaces/ns/pods/demo-1".into(),
+        json!({"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": "demo-1", "namespace": NS},
+               "status": {"containerStatuses": [{
+                   "name": "ferrocd", "ready": false, "restartCount": 3, "image": "ferrocd", "imageID": "",
+                   "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                   "lastState": {"terminated": {"exitCode": 1,
+                       "message": "ferrocd: member 101 has already been bootstrapped\n"}}}]}}),
+    );
+    h.reconcile().await.unwrap();
+    assert!(
+        !h.model
+            .lock()
+            .unwrap()
+            .members
+            .iter()
+            .any(|m| m.id == 0x101),
+        "the lost member stayed"
+    );
+    h.reconcile().await.unwrap();
+    let m = h.model.lock().unwrap();
+    let added = m
+        .members
+        .iter()
+        .find(|x| x.peer_urls == vec![peer(1)])
+        .expect("demo-1 added again");
+    assert!(added.learner && added.id != 0x101);
+    drop(m);
+    assert!(
+        h.requests("DELETE /api/v1/namespaces/ns/persistentvolumeclaims/data-demo-1")
+            .is_empty(),
+        "its fresh claim was deleted"
+    );
 }

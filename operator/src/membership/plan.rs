@@ -37,6 +37,9 @@ pub struct Observed {
     pub claims: Vec<u32>,
     /// Delete a removed member's claim right after scale-in.
     pub delete_claims: bool,
+    /// Ordinals whose member process found its data dir empty and was
+    /// refused (lost volume): they hold no data worth keeping.
+    pub emptied: Vec<u32>,
 }
 
 /// The one next thing to do.
@@ -116,6 +119,15 @@ pub fn next_step(o: &Observed) -> Step {
         return remove_checked(stray, &voters, healthy_voters, o.leader);
     }
 
+    // A member whose pod lost its volume can never rejoin as itself: remove
+    // it, so the repair below adds the pod back as a new member.
+    if let Some(lost) = members
+        .iter()
+        .find(|m| m.ordinal.is_some_and(|i| i < s && o.emptied.contains(&i)))
+    {
+        return remove_checked(lost, &voters, healthy_voters, o.leader);
+    }
+
     // Scale-in that removed its member but did not lower the StatefulSet yet.
     if r < s && at(s - 1).is_none() {
         return Step::SetReplicas(s - 1);
@@ -143,7 +155,8 @@ pub fn next_step(o: &Observed) -> Step {
     // Repair: a pod within the StatefulSet that is no member (removed by
     // hand, or its member was lost): add it back as a learner.
     if let Some(missing) = (0..s.min(r)).find(|i| at(*i).is_none()) {
-        if o.claims.contains(&missing) {
+        // A claim may hold a removed member's data; an emptied one does not.
+        if o.claims.contains(&missing) && !o.emptied.contains(&missing) {
             return Step::DeleteClaim { ordinal: missing };
         }
         return Step::AddLearner { ordinal: missing };
@@ -443,6 +456,35 @@ mod tests {
         let mut o = obs(3, 3, vec![voter(0), voter(2)]);
         o.claims = vec![0, 1, 2];
         assert_eq!(next_step(&o), Step::DeleteClaim { ordinal: 1 });
+    }
+
+    #[test]
+    fn a_member_whose_volume_was_lost_is_removed_then_added_back() {
+        let mut members: Vec<Member> = (0..3).map(voter).collect();
+        members[1].healthy = false;
+        let mut o = obs(3, 3, members);
+        o.claims = vec![0, 1, 2];
+        o.emptied = vec![1];
+        assert_eq!(
+            next_step(&o),
+            Step::Remove {
+                id: id(1),
+                ordinal: Some(1)
+            }
+        );
+        o.members.as_mut().unwrap().retain(|m| m.id != id(1));
+        // Its (fresh) claim stays: the pod joins with it as a learner.
+        assert_eq!(next_step(&o), Step::AddLearner { ordinal: 1 });
+    }
+
+    #[test]
+    fn a_lost_member_is_not_removed_when_that_would_lose_quorum() {
+        let mut members: Vec<Member> = (0..3).map(voter).collect();
+        members[1].healthy = false;
+        members[2].healthy = false;
+        let mut o = obs(3, 3, members);
+        o.emptied = vec![1];
+        assert!(matches!(next_step(&o), Step::Refuse(_)));
     }
 
     #[test]
