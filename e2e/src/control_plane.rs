@@ -188,14 +188,7 @@ impl ControlPlane {
 
     fn spawn(&mut self, name: &str, bin: &Path, args: &[String]) {
         let log = std::fs::File::create(self.dir.path().join(format!("{name}.log"))).expect("log");
-        let mut command = match &self.netns {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns]).arg(bin);
-                c
-            }
-            None => Command::new(bin),
-        };
+        let mut command = self.command(bin);
         let child = command
             .args(args)
             .stdin(Stdio::null())
@@ -204,6 +197,18 @@ impl ControlPlane {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
         self.children.push((name.to_string(), child));
+    }
+
+    /// A `Command` for `bin`, inside the control plane's namespace if any.
+    fn command(&self, bin: &Path) -> Command {
+        match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        }
     }
 
     fn assert_running(&mut self) {
@@ -258,14 +263,7 @@ impl ControlPlane {
     /// Runs the real kubectl as the admin user; (success, stdout, stderr).
     pub fn kubectl(&self, args: &[&str]) -> (bool, String, String) {
         let kubectl = k8s_bin_dir().join("kubectl");
-        let mut command = match &self.netns {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns]).arg(kubectl);
-                c
-            }
-            None => Command::new(kubectl),
-        };
+        let mut command = self.command(&kubectl);
         let out = command
             .arg(format!("--kubeconfig={}", self.kubeconfig().display()))
             .args(args)

@@ -455,6 +455,44 @@ fn rolling_restart_while_clients_write_loses_no_acknowledged_write() {
     });
 }
 
+/// Waits until `pod`'s own store (a serializable read, answered by the
+/// member itself) holds `want` keys in [start, end).
+async fn wait_local_count(c: &LocalCluster, pod: &str, start: &[u8], end: &[u8], want: i64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ip = pod_ips(c)
+            .into_iter()
+            .find(|(p, _)| p == pod)
+            .map(|(_, ip)| ip);
+        let req = ferrocd::proto::etcdserverpb::RangeRequest {
+            key: start.to_vec(),
+            range_end: end.to_vec(),
+            serializable: true,
+            count_only: true,
+            ..Default::default()
+        };
+        let count = match ip {
+            Some(ip) => match kv_at(&ip).await {
+                Some(mut kv) => kv
+                    .range(req)
+                    .await
+                    .map(|r| r.into_inner().count)
+                    .unwrap_or(-1),
+                None => -1,
+            },
+            None => -1,
+        };
+        if count == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{pod} holds {count} of {want} keys"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 fn pod_uids(c: &LocalCluster) -> Vec<String> {
     let pods = get_json(c, &["pods", "-n", "apps", "-l", "ferrocd.dev/cluster=demo"]);
     pods["items"]
@@ -571,31 +609,7 @@ fn a_partitioned_member_catches_up_after_healing() {
         )
         .await;
         // demo-2's own copy (a serializable read answered locally) has them all.
-        let ip = pod_ips(&c)
-            .into_iter()
-            .find(|(p, _)| p == "demo-2")
-            .expect("demo-2")
-            .1;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let mut kv = kv_at(&ip).await.expect("demo-2 reachable");
-            let req = ferrocd::proto::etcdserverpb::RangeRequest {
-                key: b"p".to_vec(),
-                range_end: b"q".to_vec(),
-                serializable: true,
-                count_only: true,
-                ..Default::default()
-            };
-            let count = kv.range(req).await.expect("range").into_inner().count;
-            if count == 20 {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "demo-2 has {count} of 20 keys after healing"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        wait_local_count(&c, "demo-2", b"p", b"q", 20).await;
         c.say("demo-2 caught up: 20 of 20 keys in its own store");
     });
 }
@@ -719,37 +733,7 @@ fn a_member_whose_volume_was_lost_is_replaced_by_a_new_member() {
         .await;
         c.say("demo-1 replaced: removed, added back as a learner, promoted");
         assert_eq!(status["members"].as_array().map(Vec::len), Some(3));
-        let ip = pod_ips(&c)
-            .into_iter()
-            .find(|(p, _)| p == "demo-1")
-            .expect("demo-1")
-            .1;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let req = ferrocd::proto::etcdserverpb::RangeRequest {
-                key: b"k".to_vec(),
-                range_end: b"l".to_vec(),
-                serializable: true,
-                count_only: true,
-                ..Default::default()
-            };
-            let count = match kv_at(&ip).await {
-                Some(mut kv) => kv
-                    .range(req)
-                    .await
-                    .map(|r| r.into_inner().count)
-                    .unwrap_or(-1),
-                None => -1,
-            };
-            if count == 20 {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the new demo-1 has {count} of 20 keys"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        wait_local_count(&c, "demo-1", b"k", b"l", 20).await;
         c.say("the new demo-1 holds all 20 keys");
     });
 }

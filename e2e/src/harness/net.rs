@@ -29,6 +29,21 @@ fn run(args: &[&str]) -> Result<(), String> {
     }
 }
 
+/// A `Command` that runs `program` inside network namespace `ns`.
+fn ns_command(ns: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", ns]).arg(program);
+    c.stdin(Stdio::null());
+    c
+}
+
+/// Runs a command inside network namespace `ns`.
+fn ns_exec(ns: &str, args: &[&str]) -> Result<(), String> {
+    let mut full = vec!["ip", "netns", "exec", ns];
+    full.extend_from_slice(args);
+    run(&full)
+}
+
 fn etc_dir(ns: &str) -> PathBuf {
     Path::new("/etc/netns").join(ns)
 }
@@ -79,17 +94,12 @@ impl ClusterNet {
 
     /// Runs a command inside the cluster namespace.
     pub fn exec(&self, args: &[&str]) -> Result<(), String> {
-        let mut full = vec!["ip", "netns", "exec", &self.name];
-        full.extend_from_slice(args);
-        run(&full)
+        ns_exec(&self.name, args)
     }
 
     /// A `Command` that runs `program` inside the cluster namespace.
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name]).arg(program);
-        c.stdin(Stdio::null());
-        c
+        ns_command(&self.name, program)
     }
 
     /// A fresh address on the bridge's network.
@@ -165,17 +175,12 @@ impl PodNet {
     }
 
     pub fn exec(&self, args: &[&str]) -> Result<(), String> {
-        let mut full = vec!["ip", "netns", "exec", &self.name];
-        full.extend_from_slice(args);
-        run(&full)
+        ns_exec(&self.name, args)
     }
 
     /// A `Command` that runs `program` inside this pod's namespace.
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name]).arg(program);
-        c.stdin(Stdio::null());
-        c
+        ns_command(&self.name, program)
     }
 }
 
