@@ -212,8 +212,12 @@ fn v2_discovery_errors_and_retries() {
     let url = format!("--discovery=http://{}:2379/v2/keys/discovery/later", ips[2]);
     let mut m = discovered_member(Kind::Ferrocd, ips[1], "a", &[url]);
     std::thread::sleep(Duration::from_millis(1500));
+    // Frozen while the server comes up and gets its size key, so no retry
+    // lands between the two (a server without the key is a fatal error).
+    m.pause();
     let b = backend(Kind::Etcd, ips[2]);
     put_size(&b, "/discovery/later", 1);
+    m.resume();
     m.wait_healthy();
     assert!(full_log(&m).contains("discovery server unreachable; waiting for retry"));
 }

@@ -250,9 +250,22 @@ impl Member {
 
     /// Sends SIGTERM; the process is reaped by `wait_exit` or `kill9`.
     pub fn terminate(&mut self) {
+        self.signal(libc::SIGTERM);
+    }
+
+    /// Freezes the process (SIGSTOP) until `resume`.
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, sig: libc::c_int) {
         if let Some(c) = self.child.as_ref() {
             // SAFETY: kill(2) on our own child's PID, which is not reaped yet.
-            unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGTERM) };
+            unsafe { libc::kill(c.id() as libc::pid_t, sig) };
         }
     }
 
