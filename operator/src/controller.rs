@@ -575,9 +575,9 @@ fn status_of(
     let voters = members.iter().filter(|m| !m.learner).count();
     let healthy_voters = members.iter().filter(|m| !m.learner && m.healthy).count();
     let quorate = view.is_some() && voters > 0 && healthy_voters > voters / 2;
-    let leader = view.and_then(|v| v.leader).and_then(|l| {
-        view.and_then(|v| v.members.iter().find(|m| m.id == l))
-            .map(|m| m.name.clone())
+    let leader = view.and_then(|v| {
+        let l = v.leader?;
+        v.members.iter().find(|m| m.id == l).map(|m| m.name.clone())
     });
     let changing = !matches!(step, Step::Steady | Step::Refuse(_));
     let scaling = c.spec.replicas != sts.and_then(|s| s.spec.as_ref()?.replicas).unwrap_or(0)

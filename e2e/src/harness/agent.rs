@@ -42,7 +42,6 @@ struct RunningContainer {
     next_start: Instant,
     ready: bool,
     liveness_failures: i32,
-    readiness_successes: i32,
     last_probe: Instant,
     started: bool,
     backoff: Duration,
@@ -342,7 +341,9 @@ impl Agent {
                     continue;
                 }
             }
-            self.supervise(&uid).await;
+            if self.supervise(&uid) {
+                self.refresh_secrets(&uid, pod).await;
+            }
             let status = self.status_of(&uid);
             if let Some(status) = status {
                 let _ = api
@@ -479,7 +480,6 @@ impl Agent {
                 next_start: Instant::now() + delay,
                 ready: false,
                 liveness_failures: 0,
-                readiness_successes: 0,
                 last_probe: Instant::now(),
                 started: false,
                 backoff: Duration::from_secs(1),
@@ -594,15 +594,15 @@ impl Agent {
             .map_err(|e| format!("cannot start {}: {e}", c.spec.name))
     }
 
-    /// Starts, restarts and probes a pod's containers.
-    async fn supervise(&self, uid: &str) {
-        let mut refresh = Vec::new();
+    /// Starts, restarts and probes a pod's containers; true when its Secret
+    /// volumes are due to be rewritten.
+    fn supervise(&self, uid: &str) -> bool {
         {
             let Ok(mut state) = self.state.lock() else {
-                return;
+                return false;
             };
             let Some(p) = state.pods.get_mut(uid) else {
-                return;
+                return false;
             };
             let ip = p.net.ip;
             let mut actions = Vec::new();
@@ -646,7 +646,6 @@ impl Agent {
                         c.child = Some(child);
                         c.started_at = Some(k8s_openapi::jiff::Timestamp::now());
                         c.liveness_failures = 0;
-                        c.readiness_successes = 0;
                         c.last_probe = Instant::now();
                     }
                     Err(e) => {
@@ -700,46 +699,36 @@ impl Agent {
                     }
                 }
                 c.ready = match &spec.readiness_probe {
-                    Some(pr) => {
-                        let ok = run_probe(&spec, pr, ip);
-                        c.readiness_successes = if ok { c.readiness_successes + 1 } else { 0 };
-                        ok
-                    }
+                    Some(pr) => run_probe(&spec, pr, ip),
                     None => true,
                 };
             }
             if p.secrets_refreshed.elapsed() > Duration::from_secs(5) {
                 p.secrets_refreshed = Instant::now();
-                refresh.push(p.namespace.clone());
+                return true;
             }
         }
-        if !refresh.is_empty() {
-            self.refresh_secrets(uid).await;
-        }
+        false
     }
 
     /// Rewrites a pod's Secret volumes from the API (certificate renewal).
-    async fn refresh_secrets(&self, uid: &str) {
-        let Some((ns, uid_dir)) = self.state.lock().ok().and_then(|s| {
-            let p = s.pods.get(uid)?;
-            Some((p.namespace.clone(), p.dir.clone()))
-        }) else {
-            return;
-        };
-        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
-        let name = self
+    async fn refresh_secrets(&self, uid: &str, pod: &Pod) {
+        let dir = self
             .state
             .lock()
             .ok()
-            .and_then(|s| s.pods.get(uid).map(|p| p.name.clone()));
-        let Some(name) = name else { return };
-        let Ok(pod) = pods.get(&name).await else {
-            return;
-        };
-        for v in pod.spec.and_then(|s| s.volumes).unwrap_or_default() {
+            .and_then(|s| s.pods.get(uid).map(|p| p.dir.clone()));
+        let Some(dir) = dir else { return };
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        for v in pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.volumes.clone())
+            .unwrap_or_default()
+        {
             if let Some(secret) = v.secret.and_then(|s| s.secret_name) {
                 let _ = self
-                    .write_secret(&ns, &secret, &uid_dir.join("secrets").join(&v.name))
+                    .write_secret(&ns, &secret, &dir.join("secrets").join(&v.name))
                     .await;
             }
         }
