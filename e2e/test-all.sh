@@ -13,6 +13,7 @@ command -v dnsmasq >/dev/null || need_apt+=(dnsmasq-base)    # SRV records for d
 command -v ip >/dev/null || need_apt+=(iproute2)              # network namespaces
 [ -x /usr/bin/discovery.etcd.io ] || need_apt+=(etcd-discovery) # the public discovery service
 command -v openssl >/dev/null || need_apt+=(openssl)           # certificates for the TLS tests
+command -v shellcheck >/dev/null || need_apt+=(shellcheck)     # the repository's shell scripts
 if [ ${#need_apt[@]} -gt 0 ]; then
   say "installing Debian packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -41,6 +42,8 @@ fi
 
 say "cargo fmt --check"
 cargo fmt --all -- --check
+say "shellcheck"
+shellcheck .ci/run e2e/*.sh e2e/k8s/*.sh
 say "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 say "cargo nextest run (unit, integration, differential against etcd 3.5)"

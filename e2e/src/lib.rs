@@ -7,4 +7,14 @@ pub mod compare;
 pub mod control_plane;
 pub mod harness;
 pub mod load;
+pub mod scenarios;
 pub mod stats;
+
+/// The runtime a Kubernetes scenario runs on (two workers: the machine's cores).
+pub fn scenario_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}

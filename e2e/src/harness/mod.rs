@@ -62,12 +62,7 @@ where
     net::in_netns(&ns, move || {
         // Worker threads are started from this thread, so they inherit its
         // network namespace.
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
+        crate::scenario_runtime().block_on(async move {
             let cluster = Arc::new(LocalCluster::start(net).await);
             test(cluster.clone()).await;
             cluster.stop();

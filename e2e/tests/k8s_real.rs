@@ -1,0 +1,47 @@
+//! The operator's scenarios (ferrocd_e2e::scenarios) on the real cluster
+//! `KUBECONFIG` names, with the chart already installed (`e2e/kind.sh`
+//! makes a kind cluster, loads the image, installs the chart and runs
+//! these). Without `KUBECONFIG` each test says it was skipped and passes:
+//! the same scenarios run on the local cluster in k8s_local.
+
+use ferrocd_e2e::scenarios::{self, real::run};
+
+#[test]
+fn create_3_members_that_form_one_cluster_reachable_through_srv() {
+    run(scenarios::create_3_members_that_form_one_cluster);
+}
+
+#[test]
+fn create_with_pods_starting_in_random_order_and_late() {
+    run(scenarios::create_with_pods_starting_in_random_order_and_late);
+}
+
+#[test]
+fn scale_3_to_5_to_3_by_editing_replicas() {
+    run(scenarios::scale_3_to_5_to_3_by_editing_replicas);
+}
+
+#[test]
+fn a_member_killed_with_sigkill_restarts_with_its_data() {
+    run(scenarios::a_member_killed_with_sigkill_restarts_with_its_data);
+}
+
+#[test]
+fn a_member_whose_volume_was_lost_is_replaced_by_a_new_member() {
+    run(scenarios::a_member_whose_volume_was_lost_is_replaced);
+}
+
+#[test]
+fn a_partitioned_member_catches_up_after_healing() {
+    run(scenarios::a_partitioned_member_catches_up_after_healing);
+}
+
+#[test]
+fn rolling_restart_while_clients_write_loses_no_acknowledged_write() {
+    run(scenarios::rolling_restart_while_clients_write_loses_no_acknowledged_write);
+}
+
+#[test]
+fn a_tls_cluster_serves_clients_with_certificates_from_its_ca() {
+    run(scenarios::a_tls_cluster_serves_clients_with_certificates_from_its_ca);
+}
