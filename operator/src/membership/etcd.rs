@@ -96,6 +96,7 @@ impl ClusterView {
                     .find_map(|u| placement.ordinal_of_peer_url(u)),
                 learner: m.learner,
                 healthy: m.healthy,
+                started: !m.name.is_empty(),
             })
             .collect()
     }

@@ -20,6 +20,9 @@ pub struct Member {
     pub learner: bool,
     /// Answered a status request (a started, reachable member).
     pub healthy: bool,
+    /// Has run at least once (the member list names it); an unstarted
+    /// member has no data to lose.
+    pub started: bool,
 }
 
 /// What the planner decides from.
@@ -120,10 +123,12 @@ pub fn next_step(o: &Observed) -> Step {
     }
 
     // A member whose pod lost its volume can never rejoin as itself: remove
-    // it, so the repair below adds the pod back as a new member.
+    // it, so the repair below adds the pod back as a new member. Not one
+    // that never started: that is the replacement, added while the pod
+    // still shows its last refusal (crash-loop back-off).
     if let Some(lost) = members
         .iter()
-        .find(|m| m.ordinal.is_some_and(|i| i < s && o.emptied.contains(&i)))
+        .find(|m| m.started && m.ordinal.is_some_and(|i| i < s && o.emptied.contains(&i)))
     {
         return remove_checked(lost, &voters, healthy_voters, o.leader);
     }
@@ -257,12 +262,14 @@ mod tests {
             ordinal: Some(i),
             learner: false,
             healthy: true,
+            started: true,
         }
     }
     fn learner(i: u32, healthy: bool) -> Member {
         Member {
             learner: true,
             healthy,
+            started: healthy,
             ..voter(i)
         }
     }
@@ -475,6 +482,17 @@ mod tests {
         o.members.as_mut().unwrap().retain(|m| m.id != id(1));
         // Its (fresh) claim stays: the pod joins with it as a learner.
         assert_eq!(next_step(&o), Step::AddLearner { ordinal: 1 });
+        // The pod still shows its last refusal while it backs off; the new
+        // learner, never started, is the replacement: wait for it.
+        o.members.as_mut().unwrap().push(Member {
+            id: 0x901,
+            ..learner(1, false)
+        });
+        assert!(
+            matches!(next_step(&o), Step::Wait(_)),
+            "{:?}",
+            next_step(&o)
+        );
     }
 
     #[test]
@@ -547,6 +565,7 @@ mod tests {
             ordinal: None,
             learner: false,
             healthy: true,
+            started: true,
         });
         assert_eq!(next_step(&obs(3, 3, members)), Step::Steady);
     }
