@@ -20,6 +20,18 @@ fn put(i: u64) -> InternalRequest {
     }
 }
 
+/// A put to a key spread over 100k keys as the benchmark tool's random keys are.
+fn scattered_put(i: u64) -> InternalRequest {
+    InternalRequest {
+        request: Some(Request::Put(PutRequest {
+            key: format!("key-{:08}", i.wrapping_mul(0x9E37_79B9_7F4A_7C15) % 100_000)
+                .into_bytes(),
+            value: vec![b'v'; 256],
+            ..Default::default()
+        })),
+    }
+}
+
 fn apply_batches(c: &mut Criterion) {
     let mut group = c.benchmark_group("apply");
     for batch in [1u64, 64, 1024] {
@@ -46,6 +58,34 @@ fn apply_batches(c: &mut Criterion) {
             );
         });
     }
+    // Over a store that already holds 100k keys, each entry's puts land on
+    // leaves all over the tree (the throughput scenario's random keys).
+    group.throughput(Throughput::Elements(512));
+    group.bench_function("scattered_puts_per_entry_512_over_100k_keys", |b| {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut applier = Applier::open(store, Arc::new(Lessor::new(2))).unwrap();
+        let mut index = 0u64;
+        let mut entries = |make: fn(u64) -> InternalRequest, n: u64| {
+            (0..n)
+                .map(|_| {
+                    index += 1;
+                    LogEntry {
+                        index,
+                        request: Some(make(index)),
+                    }
+                })
+                .collect::<Vec<_>>()
+        };
+        for _ in 0..100 {
+            applier.apply_batch(&entries(put, 1000), |_| Ok(())).unwrap();
+        }
+        b.iter_batched(
+            || entries(scattered_put, 512),
+            |e| applier.apply_batch(&e, |_| Ok(())).unwrap(),
+            BatchSize::SmallInput,
+        );
+    });
     group.finish();
 }
 
