@@ -24,8 +24,7 @@ fn put(i: u64) -> InternalRequest {
 fn scattered_put(i: u64) -> InternalRequest {
     InternalRequest {
         request: Some(Request::Put(PutRequest {
-            key: format!("key-{:08}", i.wrapping_mul(0x9E37_79B9_7F4A_7C15) % 100_000)
-                .into_bytes(),
+            key: format!("key-{:08}", i.wrapping_mul(0x9E37_79B9_7F4A_7C15) % 100_000).into_bytes(),
             value: vec![b'v'; 256],
             ..Default::default()
         })),
@@ -78,7 +77,9 @@ fn apply_batches(c: &mut Criterion) {
                 .collect::<Vec<_>>()
         };
         for _ in 0..100 {
-            applier.apply_batch(&entries(put, 1000), |_| Ok(())).unwrap();
+            applier
+                .apply_batch(&entries(put, 1000), |_| Ok(()))
+                .unwrap();
         }
         b.iter_batched(
             || entries(scattered_put, 512),

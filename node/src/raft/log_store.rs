@@ -1,38 +1,78 @@
-//! The raft log and vote in their own redb file, `member/wal/raft.db`, so that
-//! log fsyncs never wait behind state-machine writes. Every append is durable
-//! (fsync) before openraft is told it is flushed.
+//! The raft log's storage for openraft: entries in the segment files of
+//! [`super::wal`] (`member/wal/`), the vote and the purge point in a small
+//! state file replaced atomically. Every append is durable (fdatasync)
+//! before openraft is told it is flushed.
 
+use super::wal::Wal;
 use super::{io_error, Entry, LogId, StorageError, TypeConfig, Vote};
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{ErrorSubject, ErrorVerb, LogState, RaftLogReader};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
 use std::fmt::Debug;
+use std::io;
 use std::ops::{Bound, RangeBounds};
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
-const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-const VOTE: &str = "vote";
+const STATE: &str = "state";
 const COMMITTED: &str = "committed";
-const LAST_PURGED: &str = "last_purged";
+
+/// What must survive a crash besides the entries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct HardState {
+    vote: Option<Vote>,
+    last_purged: Option<LogId>,
+}
+
+struct Inner {
+    wal: Wal,
+    hard: HardState,
+}
 
 #[derive(Clone)]
 pub struct LogStore {
-    db: Arc<Database>,
+    dir: PathBuf,
+    inner: Arc<Mutex<Inner>>,
     metrics: Arc<crate::metrics::Metrics>,
 }
 
-fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, StorageError> {
-    bincode::serialize(v).map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, e))
+fn err(subject: ErrorSubject<u64>, verb: ErrorVerb) -> impl Fn(io::Error) -> StorageError {
+    move |e| io_error(subject.clone(), verb, e)
 }
 
-fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, StorageError> {
-    bincode::deserialize(b).map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Read, e))
+/// `[crc32: u32][bincode]`: a file whose checksum fails reads as absent.
+fn seal<T: Serialize>(v: &T) -> io::Result<Vec<u8>> {
+    let body = bincode::serialize(v).map_err(io::Error::other)?;
+    let mut out = crc32fast::hash(&body).to_le_bytes().to_vec();
+    out.extend_from_slice(&body);
+    Ok(out)
 }
 
-fn store_err(verb: ErrorVerb) -> impl Fn(redb::Error) -> StorageError {
-    move |e| io_error(ErrorSubject::Store, verb, e)
+fn unseal<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+    let (crc, body) = bytes.split_at_checked(4)?;
+    if crc32fast::hash(body).to_le_bytes() != crc {
+        return None;
+    }
+    bincode::deserialize(body).ok()
+}
+
+fn read_sealed<T: serde::de::DeserializeOwned>(path: &Path) -> io::Result<Option<T>> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(unseal(&b)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Replaces `dir/name` atomically and durably (write, sync, rename, sync dir).
+fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let tmp = dir.join(format!("{name}.tmp"));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, dir.join(name))?;
+    std::fs::File::open(dir)?.sync_all()
 }
 
 impl LogStore {
@@ -40,71 +80,41 @@ impl LogStore {
         dir: &Path,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> Result<LogStore, StorageError> {
-        let wal = dir.join("member").join("wal");
-        std::fs::create_dir_all(&wal)
-            .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, e))?;
-        // Recent entries are read back while they replicate; little else.
-        let db = Database::builder()
-            .set_cache_size(8 << 20)
-            .create(wal.join("raft.db"))
-            .map_err(|e| store_err(ErrorVerb::Write)(e.into()))?;
-        let s = LogStore {
-            db: Arc::new(db),
-            metrics,
+        let open = || -> io::Result<LogStore> {
+            let dir = dir.join("member").join("wal");
+            std::fs::create_dir_all(&dir)?;
+            if dir.join("raft.db").exists() {
+                return Err(io::Error::other(format!(
+                    "{} holds a raft log written by an earlier ferrocd build (raft.db), which this one cannot read; start the member from a new data dir",
+                    dir.display()
+                )));
+            }
+            let hard: HardState = read_sealed(&dir.join(STATE))?.unwrap_or_default();
+            let mut wal = Wal::open(&dir)?;
+            // Entries below the recorded purge point may still sit in a
+            // segment that also holds newer ones: hide them.
+            if let Some(p) = hard.last_purged {
+                wal.purge(p.index)?;
+            }
+            Ok(LogStore {
+                dir,
+                inner: Arc::new(Mutex::new(Inner { wal, hard })),
+                metrics,
+            })
         };
-        s.write(|tx| {
-            tx.open_table(LOG)?;
-            tx.open_table(META)?;
-            Ok(())
-        })?;
-        Ok(s)
+        open().map_err(err(ErrorSubject::Store, ErrorVerb::Read))
     }
 
-    /// Runs `f` in one durable write transaction.
-    fn write<T>(
-        &self,
-        f: impl FnOnce(&redb::WriteTransaction) -> Result<T, redb::Error>,
-    ) -> Result<T, StorageError> {
-        let run = || -> Result<T, redb::Error> {
-            let tx = self.db.begin_write()?;
-            let out = f(&tx)?;
-            tx.commit()?;
-            Ok(out)
-        };
-        run().map_err(store_err(ErrorVerb::Write))
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock left the log as the last
+        // successful operation did.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StorageError> {
-        let read = || -> Result<Option<Vec<u8>>, redb::Error> {
-            let tx = self.db.begin_read()?;
-            let t = tx.open_table(META)?;
-            Ok(t.get(key)?.map(|v| v.value().to_vec()))
-        };
-        match read().map_err(store_err(ErrorVerb::Read))? {
-            Some(b) => Ok(Some(decode(&b)?)),
-            None => Ok(None),
-        }
-    }
-
-    fn set_meta<T: serde::Serialize>(&self, key: &'static str, v: &T) -> Result<(), StorageError> {
-        let bytes = encode(v)?;
-        self.write(|tx| {
-            tx.open_table(META)?.insert(key, bytes.as_slice())?;
-            Ok(())
-        })
-    }
-
-    fn last_entry_id(&self) -> Result<Option<LogId>, StorageError> {
-        let read = || -> Result<Option<Vec<u8>>, redb::Error> {
-            let tx = self.db.begin_read()?;
-            let t = tx.open_table(LOG)?;
-            let last = t.last()?.map(|(_, v)| v.value().to_vec());
-            Ok(last)
-        };
-        match read().map_err(store_err(ErrorVerb::Read))? {
-            Some(b) => Ok(Some(decode::<Entry>(&b)?.log_id)),
-            None => Ok(None),
-        }
+    fn save_hard(&self, inner: &mut Inner, hard: HardState) -> io::Result<()> {
+        write_durably(&self.dir, STATE, &seal(&hard)?)?;
+        inner.hard = hard;
+        Ok(())
     }
 }
 
@@ -119,24 +129,14 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Unbounded => 0,
         };
         let end = match range.end_bound() {
-            Bound::Included(e) => Bound::Included(*e),
-            Bound::Excluded(e) => Bound::Excluded(*e),
-            Bound::Unbounded => Bound::Unbounded,
+            Bound::Included(e) => e.saturating_add(1),
+            Bound::Excluded(e) => *e,
+            Bound::Unbounded => u64::MAX,
         };
-        let read = || -> Result<Vec<Vec<u8>>, redb::Error> {
-            let tx = self.db.begin_read()?;
-            let t = tx.open_table(LOG)?;
-            let mut out = Vec::new();
-            for item in t.range::<u64>((Bound::Included(start), end))? {
-                out.push(item?.1.value().to_vec());
-            }
-            Ok(out)
-        };
-        read()
-            .map_err(store_err(ErrorVerb::Read))?
-            .iter()
-            .map(|b| decode(b))
-            .collect()
+        self.lock()
+            .wal
+            .read(start, end)
+            .map_err(err(ErrorSubject::Logs, ErrorVerb::Read))
     }
 }
 
@@ -144,11 +144,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
-        let last_purged: Option<LogId> = self.meta(LAST_PURGED)?;
-        let last = self.last_entry_id()?.or(last_purged);
+        let inner = self.lock();
+        let last_purged = inner.hard.last_purged;
+        // A purge may reach past the last entry held (a snapshot installed).
+        let last_log_id = match (inner.wal.last(), last_purged) {
+            (Some(l), Some(p)) if p.index >= l.index => Some(p),
+            (l, p) => l.or(p),
+        };
         Ok(LogState {
             last_purged_log_id: last_purged,
-            last_log_id: last,
+            last_log_id,
         })
     }
 
@@ -159,31 +164,35 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
         let s = self.clone();
         let vote = *vote;
-        tokio::task::spawn_blocking(move || s.set_meta(VOTE, &vote))
-            .await
-            .map_err(|e| io_error(ErrorSubject::Vote, ErrorVerb::Write, e))?
+        tokio::task::spawn_blocking(move || {
+            let mut inner = s.lock();
+            let hard = HardState {
+                vote: Some(vote),
+                ..inner.hard
+            };
+            s.save_hard(&mut inner, hard)
+        })
+        .await
+        .map_err(|e| io_error(ErrorSubject::Vote, ErrorVerb::Write, e))?
+        .map_err(err(ErrorSubject::Vote, ErrorVerb::Write))
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
-        self.meta(VOTE)
+        Ok(self.lock().hard.vote)
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        // A hint for replay after a restart, not a promise: no fsync of its
-        // own (the next append's fsync carries it).
-        let bytes = encode(&committed)?;
-        let write = || -> Result<(), redb::Error> {
-            let mut tx = self.db.begin_write()?;
-            tx.set_durability(redb::Durability::None)?;
-            tx.open_table(META)?.insert(COMMITTED, bytes.as_slice())?;
-            tx.commit()?;
-            Ok(())
-        };
-        write().map_err(store_err(ErrorVerb::Write))
+        // A hint for replay after a restart, not a promise: no sync of its
+        // own (losing it only means re-applying from the store's state).
+        let bytes = seal(&committed).map_err(err(ErrorSubject::Store, ErrorVerb::Write))?;
+        std::fs::write(self.dir.join(COMMITTED), bytes)
+            .map_err(err(ErrorSubject::Store, ErrorVerb::Write))
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        Ok(self.meta::<Option<LogId>>(COMMITTED)?.flatten())
+        Ok(read_sealed::<Option<LogId>>(&self.dir.join(COMMITTED))
+            .map_err(err(ErrorSubject::Store, ErrorVerb::Read))?
+            .flatten())
     }
 
     async fn append<I>(
@@ -195,45 +204,41 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
-        let encoded: Vec<(u64, Vec<u8>)> = entries
-            .into_iter()
-            .map(|e| Ok((e.log_id.index, encode(&e)?)))
-            .collect::<Result<_, StorageError>>()?;
+        let entries: Vec<Entry> = entries.into_iter().collect();
         let s = self.clone();
-        // One transaction and one fsync for the whole batch.
+        // One write and one data sync for the whole batch.
         let result = tokio::task::spawn_blocking(move || {
             let started = std::time::Instant::now();
-            let r = s.write(|tx| {
-                let mut t = tx.open_table(LOG)?;
-                for (i, b) in &encoded {
-                    t.insert(*i, b.as_slice())?;
-                }
-                Ok(())
-            });
+            let r = s.lock().wal.append(&entries);
             s.metrics.wal_fsync.observe(started.elapsed().as_secs_f64());
             r
         })
         .await
         .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+        let result = result.map_err(err(ErrorSubject::Logs, ErrorVerb::Write));
         callback.log_io_completed(result.clone().map_err(std::io::Error::other));
         result
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        self.write(|tx| {
-            let mut t = tx.open_table(LOG)?;
-            t.retain_in::<u64, _>(log_id.index.., |_, _| false)?;
-            Ok(())
-        })
+        self.lock()
+            .wal
+            .truncate(log_id.index)
+            .map_err(err(ErrorSubject::Logs, ErrorVerb::Delete))
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        let bytes = encode(&log_id)?;
-        self.write(|tx| {
-            tx.open_table(META)?.insert(LAST_PURGED, bytes.as_slice())?;
-            let mut t = tx.open_table(LOG)?;
-            t.retain_in::<u64, _>(..=log_id.index, |_, _| false)?;
-            Ok(())
-        })
+        let mut inner = self.lock();
+        let mut purge = || -> io::Result<()> {
+            // The purge point first: a restart never finds a gap it does
+            // not know about.
+            let hard = HardState {
+                last_purged: Some(log_id),
+                ..inner.hard
+            };
+            self.save_hard(&mut inner, hard)?;
+            inner.wal.purge(log_id.index)
+        };
+        purge().map_err(err(ErrorSubject::Logs, ErrorVerb::Delete))
     }
 }

@@ -1,12 +1,13 @@
 //! Replication with openraft: the type configuration, the raft log kept in
-//! its own redb file (etcd's WAL), and the state machine that feeds committed
-//! entries to [`crate::apply::Applier`].
+//! append-only segment files (etcd's WAL, `member/wal/`), and the state
+//! machine that feeds committed entries to [`crate::apply::Applier`].
 
 // openraft's storage traits require its (large) StorageError; the helpers share it.
 #![allow(clippy::result_large_err)]
 
 pub mod log_store;
 pub mod state_machine;
+pub mod wal;
 
 pub use log_store::LogStore;
 pub use state_machine::StateMachine;
