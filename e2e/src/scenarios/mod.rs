@@ -199,6 +199,14 @@ fn pod_name(p: &Pod) -> String {
     p.metadata.name.clone().unwrap_or_default()
 }
 
+/// The pod's Ready condition holds (its readiness probe passed).
+fn pod_ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
 /// A channel to `pod`'s client port (TLS when `tls` is given).
 async fn channel(
     t: &impl Target,
@@ -555,7 +563,8 @@ pub async fn a_partitioned_member_catches_up_after_healing<T: Target>(t: Arc<T>,
     }
     assert_eq!(written, 20, "the majority side did not take writes");
     t.say("20 writes on the majority side");
-    wait_status(t, &ns, 90, "demo-2 reported unhealthy", |s| {
+    let what = "demo-2 reported unhealthy (on a real cluster the CNI must enforce NetworkPolicy)";
+    wait_status(t, &ns, 90, what, |s| {
         s.members.iter().any(|m| m.name == "demo-2" && !m.healthy)
     })
     .await;
@@ -638,7 +647,11 @@ pub async fn rolling_restart_while_clients_write_loses_no_acknowledged_write<T: 
     t.say("rollout restart of statefulset/demo");
     let deadline = Instant::now() + Duration::from_secs(360);
     loop {
-        let now = uids(member_pods(&*t, &ns).await);
+        let pods = member_pods(&*t, &ns).await;
+        // The pods' own readiness too: the operator's status may still
+        // describe the pods just replaced.
+        let ready = pods.iter().filter(|p| pod_ready(p)).count();
+        let now = uids(pods);
         let replaced = now.iter().filter(|u| !before.contains(u)).count();
         let status = clusters(&*t, &ns)
             .get(NAME)
@@ -646,12 +659,12 @@ pub async fn rolling_restart_while_clients_write_loses_no_acknowledged_write<T: 
             .ok()
             .and_then(|c| c.status)
             .unwrap_or_default();
-        if replaced == 3 && running_with(3)(&status) {
+        if replaced == 3 && ready == 3 && running_with(3)(&status) {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "rolling restart not done: {replaced} of 3 pods replaced"
+            "rolling restart not done: {replaced} of 3 pods replaced, {ready} ready"
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

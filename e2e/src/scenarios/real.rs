@@ -129,7 +129,7 @@ impl Target for RealTarget {
     async fn kill_member(&self, ns: &str, pod: &str) {
         // No process access from here: the pod goes at once, without its
         // grace period, and the StatefulSet starts it again on its claim.
-        Api::<Pod>::namespaced(self.client.clone(), ns)
+        let deleted = Api::<Pod>::namespaced(self.client.clone(), ns)
             .delete(
                 pod,
                 &DeleteParams {
@@ -137,18 +137,45 @@ impl Target for RealTarget {
                     ..Default::default()
                 },
             )
-            .await
-            .expect("delete the pod");
+            .await;
+        match deleted {
+            Ok(_) => {}
+            // Between the StatefulSet's delete and create: nothing to kill.
+            Err(kube::Error::Api(s)) if s.is_not_found() => {}
+            Err(e) => panic!("delete pod {pod}: {e}"),
+        }
     }
 
     async fn lose_volume(&self, ns: &str, pod: &str) {
-        // The claim goes when its pod does (pvc-protection); the
-        // StatefulSet then makes the pod a fresh claim.
-        Api::<PersistentVolumeClaim>::namespaced(self.client.clone(), ns)
-            .delete(&format!("data-{pod}"), &DeleteParams::default())
+        // The claim goes once no pod uses it (pvc-protection). The
+        // StatefulSet may recreate the pod before that and bind it to the
+        // dying claim; deleting the pod again until the old claim is gone
+        // lets the StatefulSet make a fresh one.
+        let claims = Api::<PersistentVolumeClaim>::namespaced(self.client.clone(), ns);
+        let name = format!("data-{pod}");
+        let old = claims
+            .get(&name)
+            .await
+            .expect("the member's claim")
+            .metadata
+            .uid;
+        claims
+            .delete(&name, &DeleteParams::default())
             .await
             .expect("delete the claim");
-        self.kill_member(ns, pod).await;
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            self.kill_member(ns, pod).await;
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let now = claims.get_opt(&name).await.ok().flatten();
+            if now.is_none_or(|c| c.metadata.uid != old) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "claim {name} was not deleted in 180 s"
+            );
+        }
     }
 
     async fn isolate(&self, ns: &str, pod: &str, cut: bool) {
