@@ -60,14 +60,18 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-fn record(entry: &Entry) -> io::Result<Vec<u8>> {
-    let payload = bincode::serialize(entry).map_err(|e| corrupt(e.to_string()))?;
+/// Appends `entry`'s record to `out` (encoded in place: no copy of the
+/// payload on the write path).
+fn encode_record(entry: &Entry, out: &mut Vec<u8>) -> io::Result<()> {
+    let start = out.len();
+    out.extend_from_slice(&END);
+    bincode::serialize_into(&mut *out, entry).map_err(|e| corrupt(e.to_string()))?;
+    let payload = &out[start + HEADER..];
     let len = u32::try_from(payload.len()).map_err(|_| corrupt("entry over 4 GiB".into()))?;
-    let mut out = Vec::with_capacity(HEADER + payload.len());
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-    out.extend_from_slice(&payload);
-    Ok(out)
+    let crc = crc32fast::hash(payload);
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    out[start + 4..start + HEADER].copy_from_slice(&crc.to_le_bytes());
+    Ok(())
 }
 
 /// Reads the record at `offset`: its entry and length, or `None` at the end
@@ -220,21 +224,21 @@ impl Wal {
         let mut pending: Vec<u8> = Vec::new();
         let mut pending_locs = Vec::new();
         for entry in entries {
-            let rec = record(entry)?;
-            let segment_full = self.tail + (pending.len() + rec.len()) as u64 > SEGMENT_BYTES;
-            if segment_full && (self.tail > 0 || !pending.is_empty()) {
+            // Where the record starts in `pending`.
+            let mut at = pending.len();
+            encode_record(entry, &mut pending)?;
+            let segment_full = self.tail + pending.len() as u64 > SEGMENT_BYTES;
+            if segment_full && (self.tail > 0 || at > 0) {
+                // Earlier records fill this segment; this one opens the next.
+                let rec = pending.split_off(at);
                 self.write_out(&mut pending, &mut pending_locs)?;
                 self.new_segment(entry.log_id.index)?;
+                pending = rec;
+                at = 0;
             }
             let file = self.current()?.file.clone();
-            pending_locs.push((
-                entry.log_id.index,
-                Loc {
-                    file,
-                    offset: self.tail + pending.len() as u64,
-                },
-            ));
-            pending.extend_from_slice(&rec);
+            let offset = self.tail + at as u64;
+            pending_locs.push((entry.log_id.index, Loc { file, offset }));
             self.last = Some(entry.log_id);
         }
         self.write_out(&mut pending, &mut pending_locs)
