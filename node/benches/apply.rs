@@ -10,25 +10,25 @@ use ferrocd::proto::etcdserverpb::PutRequest;
 use ferrocd::proto::ferrocdpb::{internal_request::Request, InternalRequest};
 use std::sync::Arc;
 
-fn put(i: u64) -> InternalRequest {
+/// A 256-byte put to key `key-<k>`, k < 100k.
+fn put_to(k: u64) -> InternalRequest {
     InternalRequest {
         request: Some(Request::Put(PutRequest {
-            key: format!("key-{:08}", i % 100_000).into_bytes(),
+            key: format!("key-{:08}", k % 100_000).into_bytes(),
             value: vec![b'v'; 256],
             ..Default::default()
         })),
     }
 }
 
+/// Puts walking the 100k keys in order.
+fn put(i: u64) -> InternalRequest {
+    put_to(i)
+}
+
 /// A put to a key spread over 100k keys as the benchmark tool's random keys are.
 fn scattered_put(i: u64) -> InternalRequest {
-    InternalRequest {
-        request: Some(Request::Put(PutRequest {
-            key: format!("key-{:08}", i.wrapping_mul(0x9E37_79B9_7F4A_7C15) % 100_000).into_bytes(),
-            value: vec![b'v'; 256],
-            ..Default::default()
-        })),
-    }
+    put_to(i.wrapping_mul(0x9E37_79B9_7F4A_7C15))
 }
 
 fn apply_batches(c: &mut Criterion) {

@@ -33,6 +33,8 @@ struct Inner {
 pub struct LogStore {
     dir: PathBuf,
     inner: Arc<Mutex<Inner>>,
+    /// Rewritten in place at every commit (one pwrite, no sync).
+    committed: Arc<std::fs::File>,
     metrics: Arc<crate::metrics::Metrics>,
 }
 
@@ -40,16 +42,23 @@ fn err(subject: ErrorSubject<u64>, verb: ErrorVerb) -> impl Fn(io::Error) -> Sto
     move |e| io_error(subject.clone(), verb, e)
 }
 
-/// `[crc32: u32][bincode]`: a file whose checksum fails reads as absent.
+/// `[len: u32][crc32: u32][bincode]`: bytes after `len` are ignored (a
+/// shorter value written over a longer one), a failed checksum reads as
+/// absent.
 fn seal<T: Serialize>(v: &T) -> io::Result<Vec<u8>> {
     let body = bincode::serialize(v).map_err(io::Error::other)?;
-    let mut out = crc32fast::hash(&body).to_le_bytes().to_vec();
+    let len = u32::try_from(body.len()).map_err(io::Error::other)?;
+    let mut out = len.to_le_bytes().to_vec();
+    out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
     out.extend_from_slice(&body);
     Ok(out)
 }
 
 fn unseal<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Option<T> {
-    let (crc, body) = bytes.split_at_checked(4)?;
+    let (len, rest) = bytes.split_at_checked(4)?;
+    let (crc, rest) = rest.split_at_checked(4)?;
+    let len = u32::from_le_bytes(len.try_into().ok()?) as usize;
+    let body = rest.get(..len)?;
     if crc32fast::hash(body).to_le_bytes() != crc {
         return None;
     }
@@ -96,9 +105,16 @@ impl LogStore {
             if let Some(p) = hard.last_purged {
                 wal.purge(p.index)?;
             }
+            let committed = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(dir.join(COMMITTED))?;
             Ok(LogStore {
                 dir,
                 inner: Arc::new(Mutex::new(Inner { wal, hard })),
+                committed: Arc::new(committed),
                 metrics,
             })
         };
@@ -184,8 +200,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         // A hint for replay after a restart, not a promise: no sync of its
         // own (losing it only means re-applying from the store's state).
+        // Written over the last one: no truncate, no new file per commit.
+        use std::os::unix::fs::FileExt;
         let bytes = seal(&committed).map_err(err(ErrorSubject::Store, ErrorVerb::Write))?;
-        std::fs::write(self.dir.join(COMMITTED), bytes)
+        self.committed
+            .write_all_at(&bytes, 0)
             .map_err(err(ErrorSubject::Store, ErrorVerb::Write))
     }
 
@@ -240,5 +259,32 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             inner.wal.purge(log_id.index)
         };
         purge().map_err(err(ErrorSubject::Logs, ErrorVerb::Delete))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sealed_value_written_over_a_longer_one_reads_back_alone() {
+        let long = seal(&Some(LogId::new(
+            openraft::CommittedLeaderId::new(7, 3),
+            99,
+        )))
+        .unwrap();
+        let short = seal(&None::<LogId>).unwrap();
+        assert!(short.len() < long.len());
+        let mut file = long.clone();
+        file[..short.len()].copy_from_slice(&short);
+        assert_eq!(unseal::<Option<LogId>>(&file), Some(None));
+        assert_eq!(
+            unseal::<Option<LogId>>(&long),
+            Some(Some(LogId::new(openraft::CommittedLeaderId::new(7, 3), 99)))
+        );
+        let mut damaged = long;
+        let last = damaged.len() - 1;
+        damaged[last] ^= 1;
+        assert_eq!(unseal::<Option<LogId>>(&damaged), None);
     }
 }

@@ -124,10 +124,14 @@ impl Wal {
         let count = names.len();
         for (n, (first_index, path)) in names.into_iter().enumerate() {
             let file = Arc::new(OpenOptions::new().read(true).write(true).open(&path)?);
+            // A segment begins with the entry after the previous segment's
+            // last (rolls happen there): anything else means a damaged
+            // record cut the previous segment short, and reading on would
+            // hand raft a log with a hole in it.
             if let Some(last) = wal.last {
-                if first_index <= last.index {
+                if first_index != last.index + 1 {
                     return Err(corrupt(format!(
-                        "raft log segment {} does not follow entry {}",
+                        "raft log damaged: segment {} starts at entry {first_index}, the segment before it ends at entry {}",
                         path.display(),
                         last.index
                     )));
@@ -461,6 +465,26 @@ mod tests {
         let last = all.last().unwrap();
         assert_eq!(last.log_id.leader_id.term, 2);
         assert_eq!(all.len() as u64, last.log_id.index);
+    }
+
+    #[test]
+    fn a_damaged_record_before_the_last_segment_is_an_error_not_a_shorter_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = (SEGMENT_BYTES / 3) as usize;
+        let (file, offset) = {
+            let mut w = Wal::open(dir.path()).unwrap();
+            for i in 1..=5 {
+                w.append(&[entry(i, 1, big)]).unwrap();
+            }
+            assert!(w.segments.len() >= 2);
+            let loc = w.locs[&2].clone();
+            (loc.file, loc.offset)
+        };
+        // Bit rot in entry 2, which a later segment follows.
+        file.write_all_at(b"rot", offset + HEADER as u64 + 10)
+            .unwrap();
+        let e = Wal::open(dir.path()).err().expect("a damaged log opened");
+        assert!(e.to_string().contains("raft log damaged"), "{e}");
     }
 
     #[test]
