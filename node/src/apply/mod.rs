@@ -259,7 +259,7 @@ impl Applier {
         if c.revision > self.rev {
             return Err(MvccError::FutureRev.into());
         }
-        crate::mvcc::write::compact(t, self.compact_rev, c.revision)?;
+        crate::mvcc::write::compact(t, c.revision)?;
         self.compact_rev = c.revision;
         Ok(CompactionResponse {
             header: header(self.rev),

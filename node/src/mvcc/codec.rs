@@ -1,4 +1,4 @@
-//! How versions are encoded in the `events` and `latest` tables.
+//! How versions are encoded in the `events` table.
 
 use crate::proto::mvccpb::KeyValue;
 use prost::Message;
@@ -30,14 +30,6 @@ pub fn decode_record(bytes: &[u8]) -> Result<Record, super::MvccError> {
         tombstone: *kind == TOMBSTONE,
         kv: KeyValue::decode(rest)?,
     })
-}
-
-pub fn encode_kv(kv: &KeyValue) -> Vec<u8> {
-    kv.encode_to_vec()
-}
-
-pub fn decode_kv(bytes: &[u8]) -> Result<KeyValue, prost::DecodeError> {
-    KeyValue::decode(bytes)
 }
 
 impl From<prost::DecodeError> for super::MvccError {

@@ -4,12 +4,13 @@
 //! create_revision, mod_revision and version; a delete writes a tombstone; old
 //! versions stay readable until compaction.
 //!
-//! Tables (see [`store`]):
-//! - `latest`:   key -> current live KeyValue (the fast path for reads at the current revision)
-//! - `key_revs`: (key, main, sub) -> () (every version of a key, for reads at past revisions)
-//! - `events`:   (main, sub) -> record (the history in revision order, for watch catch-up)
+//! Versions live in the `events` table (see [`store`]), keyed by revision:
+//! (main, sub) -> record, the history in revision order (reads, watch
+//! catch-up, hashes). Which revision holds a key's version at a revision is
+//! in the in-memory [`index`], rebuilt from `events` at start.
 
 pub mod codec;
+pub mod index;
 pub mod range;
 pub mod store;
 pub mod write;

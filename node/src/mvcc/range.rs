@@ -1,6 +1,7 @@
 //! Reading keys at a revision, shared by read-only views and write transactions.
 
-use super::codec::{decode_kv, decode_record};
+use super::codec::{decode_record, Record};
+use super::index::{Revision, SharedIndex};
 use super::MvccError;
 use crate::proto::mvccpb::KeyValue;
 use redb::ReadableTable;
@@ -65,15 +66,15 @@ pub struct RangeResult {
     pub rev: i64,
 }
 
-pub(crate) type LatestKey = &'static [u8];
-pub(crate) type KeyRevKey = (&'static [u8], u64, u64);
 pub(crate) type EventKey = (u64, u64);
 
 /// Reads `range` as of `opts.rev`, given the store's current and compacted
-/// revisions: etcd's mvcc `rangeKeys`.
-pub(crate) fn range<L, K, E>(
-    latest: &L,
-    key_revs: &K,
+/// revisions: etcd's mvcc `rangeKeys`. The index says which versions; `events`
+/// holds them. `epoch` is the index epoch a read view was taken at (none for
+/// the writer, whose index is always its own).
+pub(crate) fn range<E>(
+    index: &SharedIndex,
+    epoch: Option<u64>,
     events: &E,
     current_rev: i64,
     compact_rev: i64,
@@ -81,8 +82,6 @@ pub(crate) fn range<L, K, E>(
     opts: RangeOptions,
 ) -> Result<RangeResult, MvccError>
 where
-    L: ReadableTable<LatestKey, &'static [u8]>,
-    K: ReadableTable<KeyRevKey, ()>,
     E: ReadableTable<EventKey, &'static [u8]>,
 {
     if opts.rev > current_rev {
@@ -92,94 +91,41 @@ where
     if rev < compact_rev {
         return Err(MvccError::Compacted);
     }
+    let found = {
+        let index = index.read();
+        if epoch.is_some_and(|e| e != index.epoch()) {
+            return Err(MvccError::Storage(
+                "the store was replaced by a snapshot during the read; retry".into(),
+            ));
+        }
+        // A compaction applied after this view was taken has already
+        // dropped what a read below it would need.
+        if rev < index.compact_rev() {
+            return Err(MvccError::Compacted);
+        }
+        index.range(range, rev.max(0) as u64, opts.limit, opts.count_only)
+    };
     let mut out = RangeResult {
         rev: current_rev,
-        ..Default::default()
+        count: found.count,
+        kvs: Vec::with_capacity(found.revisions.len()),
     };
-    if range.is_empty() {
-        return Ok(out);
+    for at in found.revisions {
+        out.kvs.push(fetch(events, at)?.kv);
     }
-    let want =
-        |out: &RangeResult| !opts.count_only && (opts.limit == 0 || out.kvs.len() < opts.limit);
-    if rev == current_rev {
-        match range {
-            KeyRange::Single(k) => {
-                if let Some(v) = latest.get(k.as_slice())? {
-                    out.count = 1;
-                    if want(&out) {
-                        out.kvs.push(decode_kv(v.value())?);
-                    }
-                }
-            }
-            KeyRange::Bounded(s, e) => {
-                for item in latest.range::<&[u8]>(s.as_slice()..e.as_slice())? {
-                    let (_, v) = item?;
-                    if want(&out) {
-                        out.kvs.push(decode_kv(v.value())?);
-                    }
-                    out.count += 1;
-                }
-            }
-            KeyRange::From(s) => {
-                for item in latest.range::<&[u8]>(s.as_slice()..)? {
-                    let (_, v) = item?;
-                    if want(&out) {
-                        out.kvs.push(decode_kv(v.value())?);
-                    }
-                    out.count += 1;
-                }
-            }
-        }
-        return Ok(out);
-    }
-    // A past revision: walk every version in the key range; per key, the
-    // newest version at or below `rev` decides whether the key existed.
-    let rev = rev as u64;
-    let lo: (&[u8], u64, u64) = (range.start(), 0, 0);
-    let iter = match range {
-        KeyRange::Single(k) => {
-            key_revs.range::<(&[u8], u64, u64)>(lo..=(k.as_slice(), rev, u64::MAX))?
-        }
-        KeyRange::Bounded(_, e) => key_revs.range::<(&[u8], u64, u64)>(lo..(e.as_slice(), 0, 0))?,
-        KeyRange::From(_) => key_revs.range::<(&[u8], u64, u64)>(lo..)?,
-    };
-    // The key being walked and its newest version at or below `rev`.
-    struct Newest {
-        key: Vec<u8>,
-        at: Option<(u64, u64)>,
-    }
-    let finish = |n: Option<Newest>, out: &mut RangeResult| -> Result<(), MvccError> {
-        let Some(at) = n.and_then(|n| n.at) else {
-            return Ok(());
-        };
-        if let Some(v) = events.get(at)? {
-            let rec = decode_record(v.value())?;
-            if !rec.tombstone {
-                if want(out) {
-                    out.kvs.push(rec.kv);
-                }
-                out.count += 1;
-            }
-        }
-        Ok(())
-    };
-    let mut current: Option<Newest> = None;
-    for item in iter {
-        let (k, _) = item?;
-        let (key, main, sub) = k.value();
-        if current.as_ref().is_none_or(|c| c.key.as_slice() != key) {
-            finish(current.take(), &mut out)?;
-            current = Some(Newest {
-                key: key.to_vec(),
-                at: None,
-            });
-        }
-        if main <= rev {
-            if let Some(c) = current.as_mut() {
-                c.at = Some((main, sub));
-            }
-        }
-    }
-    finish(current.take(), &mut out)?;
     Ok(out)
+}
+
+/// The version stored at `at`, which the index says exists.
+pub(crate) fn fetch<E>(events: &E, at: Revision) -> Result<Record, MvccError>
+where
+    E: ReadableTable<EventKey, &'static [u8]>,
+{
+    match events.get(at)? {
+        Some(v) => decode_record(v.value()),
+        None => Err(MvccError::Storage(format!(
+            "the index names revision {}.{} but no version is stored there",
+            at.0, at.1
+        ))),
+    }
 }

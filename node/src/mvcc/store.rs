@@ -1,16 +1,16 @@
 //! The redb database behind a member: table definitions, opening, read views
 //! and the set of tables a write batch works on.
 
-use super::codec::{decode_record, encode_kv};
-use super::range::{self, EventKey, KeyRange, KeyRevKey, LatestKey, RangeOptions, RangeResult};
+use super::codec::decode_record;
+use super::index::{KeyIndex, SharedIndex};
+use super::range::{self, EventKey, KeyRange, RangeOptions, RangeResult};
 use super::MvccError;
 use crate::proto::mvccpb::{event::EventType, Event, KeyValue};
 use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTable, Table, TableDefinition};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-pub(crate) const LATEST: TableDefinition<LatestKey, &[u8]> = TableDefinition::new("latest");
-pub(crate) const KEY_REVS: TableDefinition<KeyRevKey, ()> = TableDefinition::new("key_revs");
+/// Every version by revision; the key index is rebuilt from it at start.
 pub(crate) const EVENTS: TableDefinition<EventKey, &[u8]> = TableDefinition::new("events");
 /// Counters: current revision, compacted revision, applied log index.
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -26,6 +26,10 @@ pub(crate) const META_REV: &str = "revision";
 pub(crate) const META_COMPACT_REV: &str = "compact_revision";
 pub(crate) const META_APPLIED_INDEX: &str = "applied_index";
 
+/// Key-ordered tables of earlier builds, which kept keys on disk; their
+/// content is derivable from `events`, so opening drops them.
+const LEGACY_TABLES: [&str; 2] = ["latest", "key_revs"];
+
 /// redb's page cache for the MVCC store.
 const STORE_CACHE_BYTES: usize = 32 << 20;
 
@@ -37,6 +41,7 @@ pub struct Store {
     path: PathBuf,
     /// Lazy commits not yet made durable by [`Store::sync`].
     dirty: Arc<std::sync::atomic::AtomicBool>,
+    index: Arc<SharedIndex>,
 }
 
 impl Store {
@@ -52,9 +57,11 @@ impl Store {
             .create(&path)?;
         let tx = db.begin_write()?;
         {
+            for name in LEGACY_TABLES {
+                let legacy: TableDefinition<&[u8], &[u8]> = TableDefinition::new(name);
+                tx.delete_table(legacy)?;
+            }
             // Create every table so read transactions never meet a missing one.
-            tx.open_table(LATEST)?;
-            tx.open_table(KEY_REVS)?;
             tx.open_table(EVENTS)?;
             let mut meta = tx.open_table(META)?;
             // etcd's empty store is at revision 1; the first write makes 2.
@@ -66,11 +73,32 @@ impl Store {
             tx.open_table(STATE)?;
         }
         tx.commit()?;
-        Ok(Store {
+        let store = Store {
             db: Arc::new(RwLock::new(db)),
             path,
             dirty: Arc::default(),
-        })
+            index: Arc::default(),
+        };
+        store.load_index(&mut store.index.write())?;
+        Ok(store)
+    }
+
+    /// Rebuilds the key index from `events` (etcd's `restore`).
+    fn load_index(&self, index: &mut KeyIndex) -> Result<(), MvccError> {
+        let tx = self.db().begin_read()?;
+        let compact_rev = match tx.open_table(META)?.get(META_COMPACT_REV)? {
+            Some(v) => v.value() as i64,
+            None => -1,
+        };
+        index.reset(compact_rev);
+        for item in tx.open_table(EVENTS)?.iter()? {
+            let (k, v) = item?;
+            let rec = decode_record(v.value())?;
+            index
+                .record(&rec.kv.key, k.value(), rec.tombstone)
+                .map_err(MvccError::Storage)?;
+        }
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -85,7 +113,12 @@ impl Store {
 
     /// A consistent read-only snapshot of the store.
     pub fn read(&self) -> Result<ReadView, MvccError> {
-        let tx = self.db().begin_read()?;
+        // Taken under the index lock so that a snapshot install cannot slip
+        // between the transaction and the epoch it is read with.
+        let (tx, epoch) = {
+            let index = self.index.read();
+            (self.db().begin_read()?, index.epoch())
+        };
         let meta = tx.open_table(META)?;
         let rev = get_meta(&meta, META_REV)? as i64;
         // No compaction yet reads as -1, as in etcd, so that compacting at 0 is allowed once.
@@ -96,8 +129,8 @@ impl Store {
         let applied_index = get_meta(&meta, META_APPLIED_INDEX)?;
         Ok(ReadView {
             meta,
-            latest: tx.open_table(LATEST)?,
-            key_revs: tx.open_table(KEY_REVS)?,
+            index: self.index.clone(),
+            epoch,
             events: tx.open_table(EVENTS)?,
             leases: tx.open_table(LEASES)?,
             alarms: tx.open_table(ALARMS)?,
@@ -149,17 +182,30 @@ impl Store {
         }
         let out = {
             let mut tables = WriteTables {
-                latest: tx.open_table(LATEST)?,
-                key_revs: tx.open_table(KEY_REVS)?,
+                index: &self.index,
                 events: tx.open_table(EVENTS)?,
                 meta: tx.open_table(META)?,
                 leases: tx.open_table(LEASES)?,
                 alarms: tx.open_table(ALARMS)?,
                 state: tx.open_table(STATE)?,
             };
-            f(&mut tables)?
+            f(&mut tables)
         };
-        tx.commit()?;
+        let committed = match out {
+            Ok(out) => tx.commit().map(|()| out).map_err(MvccError::from),
+            Err(e) => Err(e),
+        };
+        let out = match committed {
+            Ok(out) => out,
+            Err(e) => {
+                // The index holds what the failed transaction recorded.
+                let mut index = self.index.write();
+                if let Err(reload) = self.load_index(&mut index) {
+                    tracing::error!(error = %reload, "rebuilding the key index failed");
+                }
+                return Err(e);
+            }
+        };
         if !durable {
             self.dirty.store(true, std::sync::atomic::Ordering::Release);
         }
@@ -209,8 +255,6 @@ impl Store {
         let out = Database::create(dest)?;
         let tx = out.begin_write()?;
         {
-            copy_table(&view.latest, &mut tx.open_table(LATEST)?)?;
-            copy_table(&view.key_revs, &mut tx.open_table(KEY_REVS)?)?;
             copy_table(&view.events, &mut tx.open_table(EVENTS)?)?;
             copy_table(&view.meta, &mut tx.open_table(META)?)?;
             copy_table(&view.leases, &mut tx.open_table(LEASES)?)?;
@@ -225,17 +269,22 @@ impl Store {
     pub fn restore_from(&self, src: &Path) -> Result<(), MvccError> {
         let snap = Database::open(src)?;
         let from = snap.begin_read()?;
+        // Readers wait while the content is swapped; views taken before see
+        // an epoch that no longer matches.
+        let mut index = self.index.write();
         let tx = self.db().begin_write()?;
         {
-            replace_table(&from.open_table(LATEST)?, &mut tx.open_table(LATEST)?)?;
-            replace_table(&from.open_table(KEY_REVS)?, &mut tx.open_table(KEY_REVS)?)?;
             replace_table(&from.open_table(EVENTS)?, &mut tx.open_table(EVENTS)?)?;
             replace_table(&from.open_table(META)?, &mut tx.open_table(META)?)?;
             replace_table(&from.open_table(LEASES)?, &mut tx.open_table(LEASES)?)?;
             replace_table(&from.open_table(ALARMS)?, &mut tx.open_table(ALARMS)?)?;
             replace_table(&from.open_table(STATE)?, &mut tx.open_table(STATE)?)?;
         }
-        tx.commit()?;
+        let committed = tx.commit();
+        // Reloaded whether or not the commit went through: either way the
+        // index must match what the database now holds.
+        self.load_index(&mut index)?;
+        committed?;
         Ok(())
     }
 }
@@ -276,8 +325,8 @@ pub(crate) fn get_meta<T: ReadableTable<&'static str, u64>>(
 /// A consistent read-only view: one redb read transaction plus the counters
 /// that were committed with it.
 pub struct ReadView {
-    latest: ReadOnlyTable<LatestKey, &'static [u8]>,
-    key_revs: ReadOnlyTable<KeyRevKey, ()>,
+    index: Arc<SharedIndex>,
+    epoch: u64,
     events: ReadOnlyTable<EventKey, &'static [u8]>,
     leases: ReadOnlyTable<i64, &'static [u8]>,
     alarms: ReadOnlyTable<(u64, i32), ()>,
@@ -294,8 +343,8 @@ pub struct ReadView {
 impl ReadView {
     pub fn range(&self, r: &KeyRange, opts: RangeOptions) -> Result<RangeResult, MvccError> {
         range::range(
-            &self.latest,
-            &self.key_revs,
+            &self.index,
+            Some(self.epoch),
             &self.events,
             self.rev,
             self.compact_rev,
@@ -404,12 +453,17 @@ impl ReadView {
 
     /// Every live key with its lease, to rebuild lease attachments at start.
     pub fn keys_with_leases(&self) -> Result<Vec<(Vec<u8>, i64)>, MvccError> {
+        // The revisions first, so the index lock is not held while reading.
+        let everything = KeyRange::From(Vec::new());
+        let live = self
+            .index
+            .read()
+            .range(&everything, self.rev.max(0) as u64, 0, false);
         let mut out = Vec::new();
-        for item in self.latest.iter()? {
-            let (k, v) = item?;
-            let kv = super::codec::decode_kv(v.value())?;
+        for at in live.revisions {
+            let kv = range::fetch(&self.events, at)?.kv;
             if kv.lease != 0 {
-                out.push((k.value().to_vec(), kv.lease));
+                out.push((kv.key, kv.lease));
             }
         }
         Ok(out)
@@ -454,8 +508,7 @@ fn crc32c_append(crc: u32, data: &[u8]) -> u32 {
 
 /// The tables one write batch works on, opened once per batch.
 pub struct WriteTables<'t> {
-    pub(crate) latest: Table<'t, LatestKey, &'static [u8]>,
-    pub(crate) key_revs: Table<'t, KeyRevKey, ()>,
+    pub(crate) index: &'t SharedIndex,
     pub(crate) events: Table<'t, EventKey, &'static [u8]>,
     pub(crate) meta: Table<'t, &'static str, u64>,
     pub(crate) leases: Table<'t, i64, &'static [u8]>,
@@ -522,19 +575,13 @@ impl WriteTables<'_> {
         opts: RangeOptions,
     ) -> Result<RangeResult, MvccError> {
         range::range(
-            &self.latest,
-            &self.key_revs,
+            self.index,
+            None,
             &self.events,
             current_rev,
             compact_rev,
             r,
             opts,
         )
-    }
-
-    pub(crate) fn insert_latest(&mut self, kv: &KeyValue) -> Result<(), MvccError> {
-        self.latest
-            .insert(kv.key.as_slice(), encode_kv(kv).as_slice())?;
-        Ok(())
     }
 }

@@ -1,12 +1,11 @@
 //! Writing one revision: etcd's `storeTxnWrite`. Every put and delete of one
 //! write transaction gets the same main revision and its own sub revision.
 
-use super::codec::{decode_kv, decode_record, encode_record};
-use super::range::{KeyRange, RangeOptions, RangeResult};
+use super::codec::encode_record;
+use super::range::{fetch, KeyRange, RangeOptions, RangeResult};
 use super::store::WriteTables;
 use super::MvccError;
 use crate::proto::mvccpb::{event::EventType, Event, KeyValue};
-use redb::ReadableTable;
 
 /// Something keys can be read from at a revision: a read view or a write in progress.
 pub trait KvView {
@@ -70,8 +69,10 @@ impl<'a, 't> TxnWrite<'a, 't> {
         let main = self.main();
         let sub = self.sub;
         self.sub += 1;
-        let prev = match self.tables.latest.get(key)? {
-            Some(v) => Some(decode_kv(v.value())?),
+        // The newest version, including this transaction's own writes.
+        let newest = self.tables.index.read().get(key, u64::MAX);
+        let prev = match newest {
+            Some(at) => Some(fetch(&self.tables.events, at)?.kv),
             None => None,
         };
         let kv = KeyValue {
@@ -85,8 +86,11 @@ impl<'a, 't> TxnWrite<'a, 't> {
         self.tables
             .events
             .insert((main, sub), encode_record(false, &kv).as_slice())?;
-        self.tables.key_revs.insert((key, main, sub), ())?;
-        self.tables.insert_latest(&kv)?;
+        self.tables
+            .index
+            .write()
+            .record(key, (main, sub), false)
+            .map_err(MvccError::Storage)?;
         self.changes.push(Event {
             r#type: EventType::Put as i32,
             kv: Some(kv),
@@ -111,9 +115,10 @@ impl<'a, 't> TxnWrite<'a, 't> {
                 .events
                 .insert((main, sub), encode_record(true, &tomb).as_slice())?;
             self.tables
-                .key_revs
-                .insert((kv.key.as_slice(), main, sub), ())?;
-            self.tables.latest.remove(kv.key.as_slice())?;
+                .index
+                .write()
+                .record(&kv.key, (main, sub), true)
+                .map_err(MvccError::Storage)?;
             self.changes.push(Event {
                 r#type: EventType::Delete as i32,
                 kv: Some(tomb),
@@ -142,44 +147,15 @@ impl KvView for TxnWrite<'_, '_> {
     }
 }
 
-/// Removes history made obsolete by compacting at `rev`: for every version in
-/// `(prev_compact, rev]`, the versions of the same key before it go, and a
-/// tombstone goes itself. What remains at or below `rev` is, per key, only
-/// its live version as of `rev` (etcd's `keyIndex.keep`).
-pub fn compact(
-    tables: &mut WriteTables<'_>,
-    prev_compact: i64,
-    rev: i64,
-) -> Result<usize, MvccError> {
-    let mut versions: Vec<(Vec<u8>, u64, u64, bool)> = Vec::new();
-    for item in tables
-        .events
-        .range::<(u64, u64)>(((prev_compact + 1).max(0) as u64, 0)..=(rev as u64, u64::MAX))?
-    {
-        let (k, v) = item?;
-        let (main, sub) = k.value();
-        let rec = decode_record(v.value())?;
-        versions.push((rec.kv.key, main, sub, rec.tombstone));
+/// Removes history made obsolete by compacting at `rev`: per key, every
+/// version before its version live at `rev`, and a tombstone at or below
+/// `rev` itself (etcd's `keyIndex.compact`). Returns how many versions went.
+pub fn compact(tables: &mut WriteTables<'_>, rev: i64) -> Result<usize, MvccError> {
+    let removed = tables.index.write().compact(rev);
+    for at in &removed {
+        tables.events.remove(*at)?;
     }
-    let mut removed = 0;
-    for (key, main, sub, tombstone) in versions {
-        let older: Vec<(u64, u64)> = tables
-            .key_revs
-            .range::<(&[u8], u64, u64)>((key.as_slice(), 0, 0)..(key.as_slice(), main, sub))?
-            .map(|item| item.map(|(k, _)| (k.value().1, k.value().2)))
-            .collect::<Result<_, _>>()?;
-        for (m, s) in older {
-            tables.key_revs.remove((key.as_slice(), m, s))?;
-            tables.events.remove((m, s))?;
-            removed += 1;
-        }
-        if tombstone {
-            tables.key_revs.remove((key.as_slice(), main, sub))?;
-            tables.events.remove((main, sub))?;
-            removed += 1;
-        }
-    }
-    Ok(removed)
+    Ok(removed.len())
 }
 
 #[cfg(test)]
@@ -220,13 +196,122 @@ mod tests {
         }
         assert_eq!(versions(&store), 5, "history is kept until compaction");
         // Compacting at 4 keeps a's version at 4 (live then) and drops 2 and 3.
-        store.write(|t| compact(t, -1, 4).map(|_| ())).unwrap();
+        store.write(|t| compact(t, 4).map(|_| ())).unwrap();
         assert_eq!(versions(&store), 3);
         // Compacting at 6 drops a's last version and its tombstone; b stays.
-        store.write(|t| compact(t, 4, 6).map(|_| ())).unwrap();
+        store.write(|t| compact(t, 6).map(|_| ())).unwrap();
         let view = store.read().unwrap();
         let (left, _) = view.events(0, view.rev, usize::MAX).unwrap();
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].kv.as_ref().unwrap().key, b"b");
+    }
+
+    /// Applies one write transaction on top of `rev` and records the new revision.
+    fn step(
+        store: &Store,
+        rev: &mut i64,
+        f: impl FnOnce(&mut TxnWrite<'_, '_>) -> Result<(), MvccError>,
+    ) -> Result<(), MvccError> {
+        store.write(|t| {
+            let mut w = TxnWrite::new(t, *rev, -1);
+            f(&mut w)?;
+            let next = w.finish().0;
+            t.set_meta(crate::mvcc::store::META_REV, next as u64)?;
+            *rev = next;
+            Ok(())
+        })
+    }
+
+    fn everything_at(store: &Store, rev: i64) -> Result<RangeResult, MvccError> {
+        let opts = RangeOptions {
+            rev,
+            ..Default::default()
+        };
+        store.read()?.range(&KeyRange::From(Vec::new()), opts)
+    }
+
+    #[test]
+    fn reopening_rebuilds_the_index_that_answered_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut rev = 1;
+        for i in 0..30u8 {
+            let key = [b'k', i % 7];
+            step(&store, &mut rev, |w| {
+                if i % 5 == 4 {
+                    w.delete_range(&KeyRange::Bounded(key.to_vec(), vec![b'k', 5]))?;
+                } else {
+                    w.put(&key, &[i], 0)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        }
+        store
+            .write(|t| {
+                compact(t, 12)?;
+                t.set_meta(crate::mvcc::store::META_COMPACT_REV, 12)
+            })
+            .unwrap();
+        let before: Vec<_> = (10..=rev).map(|r| everything_at(&store, r)).collect();
+        assert_eq!(before[0], Err(MvccError::Compacted));
+        assert!(before[2].as_ref().unwrap().count > 0);
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        let after: Vec<_> = (10..=rev).map(|r| everything_at(&store, r)).collect();
+        assert_eq!(before, after);
+    }
+
+    #[test]
+    fn a_failed_write_leaves_nothing_in_the_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut rev = 1;
+        step(&store, &mut rev, |w| w.put(b"a", b"1", 0).map(|_| ())).unwrap();
+        let failed = step(&store, &mut rev, |w| {
+            w.put(b"b", b"1", 0)?;
+            w.put(b"a", b"2", 0)?;
+            Err(MvccError::Storage("disk full".into()))
+        });
+        assert!(failed.is_err());
+        assert_eq!(rev, 2);
+        let now = everything_at(&store, 0).unwrap();
+        assert_eq!(now.kvs.len(), 1);
+        assert_eq!(now.kvs[0].value, b"1");
+        // The next write sees a's committed version, not the aborted one.
+        let mut prev = None;
+        step(&store, &mut rev, |w| {
+            prev = w.put(b"a", b"3", 0)?;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(
+            prev.map(|kv| (kv.value, kv.version)),
+            Some((b"1".to_vec(), 1))
+        );
+    }
+
+    #[test]
+    fn key_tables_of_earlier_builds_are_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        let path = dir.path().join("member/db");
+        let legacy: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("latest");
+        {
+            let db = redb::Database::open(&path).unwrap();
+            let tx = db.begin_write().unwrap();
+            tx.open_table(legacy)
+                .unwrap()
+                .insert(&b"k"[..], &b"v"[..])
+                .unwrap();
+            tx.commit().unwrap();
+        }
+        drop(Store::open(dir.path()).unwrap());
+        let db = redb::Database::open(&path).unwrap();
+        let tx = redb::ReadableDatabase::begin_read(&db).unwrap();
+        assert!(matches!(
+            tx.open_table(legacy),
+            Err(redb::TableError::TableDoesNotExist(_))
+        ));
     }
 }
