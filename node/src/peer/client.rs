@@ -5,9 +5,9 @@ use crate::proto::etcdserverpb::{
     LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
 use crate::proto::ferrocdpb::{
-    member_change_request::Change, peer_client::PeerClient, ApplyResult, ClusterInfoRequest,
-    ClusterInfoResponse, InternalRequest, LeaseForward, MemberChangeRequest, MemberChangeResponse,
-    ProposeRequest, RaftMessage, ReadIndexRequest, TimeoutNowRequest,
+    member_change_request::Change, peer_client::PeerClient, propose_outcome, ApplyResult,
+    ClusterInfoRequest, ClusterInfoResponse, InternalRequest, LeaseForward, MemberChangeRequest,
+    MemberChangeResponse, ProposeBatchRequest, RaftMessage, ReadIndexRequest, TimeoutNowRequest,
 };
 use crate::raft::{MemberInfo, TypeConfig};
 use crate::tls::{ClientTls, TlsConnector};
@@ -241,17 +241,35 @@ impl Forwarder {
         Ok(c)
     }
 
-    pub async fn propose(
+    /// Proposes `requests` on the leader; one outcome per request, in order.
+    pub async fn propose_batch(
         &self,
         leader_url: &str,
-        request: InternalRequest,
-    ) -> Result<ApplyResult, tonic::Status> {
+        requests: Vec<InternalRequest>,
+    ) -> Result<Vec<Result<ApplyResult, tonic::Status>>, tonic::Status> {
         let mut c = self.client(leader_url)?;
-        let req = ProposeRequest {
+        let sent = requests.len();
+        let req = ProposeBatchRequest {
             cluster_id: self.cluster_id,
-            request: Some(request),
+            requests,
         };
-        Ok(c.propose(req).await?.into_inner())
+        let outcomes = c.propose_batch(req).await?.into_inner().outcomes;
+        if outcomes.len() != sent {
+            return Err(tonic::Status::internal(format!(
+                "the leader answered {} of {sent} forwarded writes",
+                outcomes.len()
+            )));
+        }
+        Ok(outcomes
+            .into_iter()
+            .map(|o| match o.outcome {
+                Some(propose_outcome::Outcome::Applied(r)) => Ok(r),
+                Some(propose_outcome::Outcome::Error(e)) => {
+                    Err(tonic::Status::new(tonic::Code::from_i32(e.code), e.message))
+                }
+                None => Err(tonic::Status::internal("the leader sent an empty outcome")),
+            })
+            .collect())
     }
 
     pub async fn lease_renew(

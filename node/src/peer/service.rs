@@ -3,8 +3,9 @@
 use super::cluster_mismatch;
 use crate::proto::etcdserverpb::{LeaseKeepAliveResponse, LeaseTimeToLiveResponse};
 use crate::proto::ferrocdpb::{
-    peer_server::Peer, ApplyResult, ClusterInfoRequest, ClusterInfoResponse, LeaseForward,
-    MemberChangeRequest, MemberChangeResponse, ProposeRequest, RaftMessage, ReadIndexRequest,
+    peer_server::Peer, propose_outcome, ApplyResult, ClusterInfoRequest, ClusterInfoResponse,
+    LeaseForward, MemberChangeRequest, MemberChangeResponse, ProposeBatchRequest,
+    ProposeBatchResponse, ProposeError, ProposeOutcome, RaftMessage, ReadIndexRequest,
     ReadIndexResponse, TimeoutNowRequest, TimeoutNowResponse,
 };
 use crate::raft::TypeConfig;
@@ -29,7 +30,7 @@ macro_rules! cluster_scoped {
 }
 cluster_scoped!(
     RaftMessage,
-    ProposeRequest,
+    ProposeBatchRequest,
     LeaseForward,
     MemberChangeRequest,
     ReadIndexRequest,
@@ -121,21 +122,46 @@ impl Peer for PeerService {
         self.encode(&self.raft.install_snapshot(rpc).await)
     }
 
-    async fn propose(&self, req: Request<ProposeRequest>) -> Result<Response<ApplyResult>, Status> {
-        let p = self.accept(req)?;
-        let request = p
-            .request
-            .ok_or_else(|| Status::invalid_argument("empty proposal"))?;
+    async fn propose_batch(
+        &self,
+        req: Request<ProposeBatchRequest>,
+    ) -> Result<Response<ProposeBatchResponse>, Status> {
+        let batch = self.accept(req)?;
         let server = self.server()?;
         // Proposed here only: a member that is no longer leader says so, and
         // the follower retries, so proposals never bounce between members.
-        let r = server
-            .propose_here(&request)
-            .await
-            .map_err(crate::api::error::status)?;
-        let mut result: ApplyResult = r.into();
-        result.applied_index = server.applied_index();
-        Ok(Response::new(result))
+        // Proposed together, the requests share the leader's next entries.
+        let outcomes = futures::future::join_all(
+            batch
+                .requests
+                .iter()
+                .map(|request| server.propose_here(request)),
+        )
+        .await;
+        let applied_index = server.applied_index();
+        let outcomes = outcomes
+            .into_iter()
+            .map(|r| {
+                let outcome = match r {
+                    Ok(r) => {
+                        let mut applied: ApplyResult = r.into();
+                        applied.applied_index = applied_index;
+                        propose_outcome::Outcome::Applied(applied)
+                    }
+                    Err(e) => {
+                        let status = crate::api::error::status(e);
+                        propose_outcome::Outcome::Error(ProposeError {
+                            code: status.code() as i32,
+                            message: status.message().to_string(),
+                        })
+                    }
+                };
+                ProposeOutcome {
+                    outcome: Some(outcome),
+                }
+            })
+            .collect();
+        Ok(Response::new(ProposeBatchResponse { outcomes }))
     }
 
     async fn lease_renew(

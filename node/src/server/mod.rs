@@ -6,6 +6,7 @@
 mod background;
 mod batcher;
 mod bootstrap;
+mod forwarding;
 mod members;
 mod membership;
 mod read_index;
@@ -91,7 +92,8 @@ pub struct Server {
     reads: read_index::ReadRounds,
     /// Held by a leadership transfer while the leader must stay silent.
     gate: Arc<transfer::LeaderGate>,
-    pub(crate) forwarder: Forwarder,
+    pub(crate) forwarder: Arc<Forwarder>,
+    forward_batcher: forwarding::ForwardBatcher,
     applied_index: Arc<AtomicU64>,
     lease_ids: AtomicU64,
     request_ids: AtomicU64,
@@ -167,11 +169,13 @@ impl Server {
             .map_err(|e| ServerError::Config(format!("cannot start raft: {e}")))?;
         let gate: Arc<transfer::LeaderGate> = Arc::default();
         let (reads, read_queue) = read_index::ReadRounds::new();
+        let forwarder = Arc::new(Forwarder::new(identity.cluster_id));
         let server = Arc::new(Server {
             reads,
             lease_ids: AtomicU64::new(id_seed()),
             request_ids: AtomicU64::new(id_seed()),
-            forwarder: Forwarder::new(identity.cluster_id),
+            forwarder: forwarder.clone(),
+            forward_batcher: forwarding::ForwardBatcher::spawn(forwarder),
             batcher: batcher::Batcher::spawn(raft.clone(), gate.clone()),
             gate,
             identity,
@@ -402,12 +406,17 @@ impl Server {
     ) -> Result<Response, ServerError> {
         let deadline = Instant::now() + self.config.request_timeout();
         loop {
-            let leader_url = match self.propose_here(&entry).await {
-                Err(ServerError::NotLeader(url)) => url,
-                other => return other,
+            // A follower that knows the leader forwards at once; otherwise
+            // raft decides whether this member leads.
+            let leader_url = match self.leader_elsewhere() {
+                Some(url) => Some(url),
+                None => match self.propose_here(&entry).await {
+                    Err(ServerError::NotLeader(url)) => url,
+                    other => return other,
+                },
             };
             if let Some(url) = leader_url {
-                match self.forwarder.propose(&url, entry.clone()).await {
+                match self.forward_batcher.forward(url, entry.clone()).await {
                     Ok(r) => {
                         // As etcd: answer only once this member applied the write too.
                         let left = deadline.saturating_duration_since(Instant::now());
@@ -508,6 +517,14 @@ impl Server {
     }
 
     /// The leader's peer URL, when there is a leader.
+    /// The leader's peer URL when another member leads.
+    fn leader_elsewhere(&self) -> Option<String> {
+        if self.is_leader() {
+            return None;
+        }
+        self.leader_url()
+    }
+
     pub fn leader_url(&self) -> Option<String> {
         let metrics = self.raft.metrics().borrow().clone();
         let leader = metrics.current_leader?;

@@ -252,6 +252,70 @@ async fn leases_kept_alive_through_a_follower_live_and_expire_everywhere() {
     }
 }
 
+/// A follower forwards the writes it receives concurrently in batches; each
+/// client must still get its own write's answer, errors included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writes_through_a_follower_each_get_their_own_answer() {
+    let cluster = tokio::task::spawn_blocking(|| Cluster::start(Kind::Ferrocd, 3, &[]))
+        .await
+        .unwrap();
+    let mut clients = connect_all(&cluster).await;
+    let leader = leader_index(&mut clients).await;
+    let follower = (leader + 1) % 3;
+    let writes = (0..300u32).map(|i| {
+        let mut kv = clients[follower].kv.clone();
+        async move {
+            let put = PutRequest {
+                key: format!("k{i:03}").into_bytes(),
+                value: i.to_be_bytes().to_vec(),
+                // Every tenth names a lease that does not exist.
+                lease: if i % 10 == 9 { 77 } else { 0 },
+                prev_kv: true,
+                ..Default::default()
+            };
+            (i, kv.put(put).await)
+        }
+    });
+    let answers = futures::future::join_all(writes).await;
+    let mut revisions = Vec::new();
+    for (i, answer) in answers {
+        if i % 10 == 9 {
+            let err = answer.expect_err("a put with an unknown lease succeeded");
+            assert_eq!(
+                err.message(),
+                "etcdserver: requested lease not found",
+                "put {i}"
+            );
+        } else {
+            let r = answer
+                .unwrap_or_else(|e| panic!("put {i}: {e}"))
+                .into_inner();
+            assert!(r.prev_kv.is_none(), "put {i} of a new key has a prev_kv");
+            revisions.push(r.header.unwrap().revision);
+        }
+    }
+    revisions.sort();
+    let expected: Vec<i64> = (2..2 + 270).collect();
+    assert_eq!(revisions, expected, "every write its own revision");
+    // The follower answers after applying: its own read sees every write.
+    let r = clients[follower]
+        .kv
+        .range(RangeRequest {
+            key: b"k".to_vec(),
+            range_end: b"l".to_vec(),
+            serializable: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.count, 270);
+    for kv in r.kvs {
+        let i: u32 = std::str::from_utf8(&kv.key[1..]).unwrap().parse().unwrap();
+        assert_eq!(kv.value, i.to_be_bytes(), "key {i}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killing_the_leader_under_writes_loses_no_acknowledged_write() {
     let mut cluster = tokio::task::spawn_blocking(|| Cluster::start(Kind::Ferrocd, 3, &[]))

@@ -1,0 +1,96 @@
+//! Group forwarding: the writes a follower receives while its earlier
+//! forwards are in flight go to the leader together, in one peer call,
+//! instead of one call per client write.
+
+use crate::peer::client::Forwarder;
+use crate::proto::ferrocdpb::{ApplyResult, InternalRequest};
+use prost::Message;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+/// Calls to the leader in flight at once; further writes queue and go in
+/// the next call that a finished one makes room for.
+const MAX_IN_FLIGHT: usize = 4;
+/// Upper bounds of one call.
+const MAX_REQUESTS: usize = 1024;
+const MAX_BYTES: usize = 4 << 20;
+
+type Outcome = Result<ApplyResult, tonic::Status>;
+
+struct Forward {
+    leader_url: String,
+    request: InternalRequest,
+    done: oneshot::Sender<Outcome>,
+}
+
+pub(super) struct ForwardBatcher {
+    tx: mpsc::Sender<Forward>,
+}
+
+impl ForwardBatcher {
+    pub fn spawn(forwarder: Arc<Forwarder>) -> ForwardBatcher {
+        let (tx, rx) = mpsc::channel(8192);
+        tokio::spawn(run(forwarder, rx));
+        ForwardBatcher { tx }
+    }
+
+    /// Proposes `request` on the leader at `leader_url`; its outcome there.
+    pub async fn forward(&self, leader_url: String, request: InternalRequest) -> Outcome {
+        let stopped = || tonic::Status::unavailable("etcdserver: server stopped");
+        let (done, rx) = oneshot::channel();
+        let f = Forward {
+            leader_url,
+            request,
+            done,
+        };
+        self.tx.send(f).await.map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
+    }
+}
+
+async fn run(forwarder: Arc<Forwarder>, mut rx: mpsc::Receiver<Forward>) {
+    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    while let Some(first) = rx.recv().await {
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        // Whatever queued while the calls in flight ran goes in this one.
+        let mut bytes = first.request.encoded_len();
+        let mut queued = vec![first];
+        while queued.len() < MAX_REQUESTS && bytes < MAX_BYTES {
+            match rx.try_recv() {
+                Ok(f) => {
+                    bytes += f.request.encoded_len();
+                    queued.push(f);
+                }
+                Err(_) => break,
+            }
+        }
+        // Normally all for one leader; around an election, maybe not.
+        let mut by_leader: HashMap<String, Vec<Forward>> = HashMap::new();
+        for f in queued {
+            by_leader.entry(f.leader_url.clone()).or_default().push(f);
+        }
+        let forwarder = forwarder.clone();
+        tokio::spawn(async move {
+            for (url, forwards) in by_leader {
+                let (requests, waiters): (Vec<_>, Vec<_>) =
+                    forwards.into_iter().map(|f| (f.request, f.done)).unzip();
+                match forwarder.propose_batch(&url, requests).await {
+                    Ok(outcomes) => {
+                        for (w, o) in waiters.into_iter().zip(outcomes) {
+                            let _ = w.send(o);
+                        }
+                    }
+                    Err(status) => {
+                        for w in waiters {
+                            let _ = w.send(Err(status.clone()));
+                        }
+                    }
+                }
+            }
+            drop(permit);
+        });
+    }
+}
