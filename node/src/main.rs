@@ -4,6 +4,12 @@ use ferrocd::config::Fallback;
 use ferrocd::config::{self, Command};
 use ferrocd::server::{Server, ServerError};
 
+// jemalloc instead of glibc's malloc: under 1000 clients glibc spent ~19% of
+// the member's CPU in malloc/free (perf); jemalloc gave +14% put throughput
+// (3-member cluster, 3 alternating runs) for a few MiB more resident memory.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let command = match config::parse_command_line(&args, &|k| std::env::var(k).ok()) {
