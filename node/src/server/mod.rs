@@ -518,7 +518,7 @@ impl Server {
 
     /// The leader's peer URL, when there is a leader.
     /// The leader's peer URL when another member leads.
-    fn leader_elsewhere(&self) -> Option<String> {
+    pub(super) fn leader_elsewhere(&self) -> Option<String> {
         if self.is_leader() {
             return None;
         }

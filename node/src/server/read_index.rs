@@ -58,15 +58,19 @@ pub(super) async fn run(
 
 /// One round: confirm leadership with a quorum, or ask the leader.
 async fn round(s: &Server) -> RoundResult {
-    let err = match s.confirm_leadership().await {
-        // openraft has applied up to the read log id before answering.
-        Ok(read) => return Ok(read.map_or(0, |l| l.index)),
-        Err(e) => e,
+    // A follower that knows the leader asks it at once; otherwise raft
+    // decides whether this member leads.
+    let leader_url = match s.leader_elsewhere() {
+        Some(url) => Some(url),
+        None => match s.confirm_leadership().await {
+            // openraft has applied up to the read log id before answering.
+            Ok(read) => return Ok(read.map_or(0, |l| l.index)),
+            Err(e) => e
+                .forward_to_leader::<crate::raft::MemberInfo>()
+                .and_then(|f| f.leader_node.as_ref())
+                .and_then(|n| n.peer_urls.first().cloned()),
+        },
     };
-    let leader_url = err
-        .forward_to_leader::<crate::raft::MemberInfo>()
-        .and_then(|f| f.leader_node.as_ref())
-        .and_then(|n| n.peer_urls.first().cloned());
     match leader_url {
         Some(url) => s.forwarder.read_index(&url).await.map_err(|st| {
             tracing::debug!(leader = %url, error = %st, "read index from the leader failed");
