@@ -9,6 +9,7 @@
 //! their view's revision.
 
 use super::range::KeyRange;
+use crate::proto::mvccpb::KeyValue;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -48,9 +49,33 @@ impl SharedIndex {
     }
 }
 
+/// What a write needs of a key's newest version without reading it from
+/// the database: the fields the next version derives from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Live {
+    pub create_revision: i64,
+    pub version: i64,
+    pub lease: i64,
+}
+
+#[derive(Debug)]
+struct History {
+    versions: Vec<Version>,
+    /// The newest version's fields (stale when it is a tombstone).
+    newest: Live,
+}
+
+impl History {
+    /// The newest version's fields if it is live.
+    fn live(&self) -> Option<Live> {
+        let newest = self.versions.last()?;
+        (!newest.tombstone).then_some(self.newest)
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct KeyIndex {
-    keys: BTreeMap<Box<[u8]>, Vec<Version>>,
+    keys: BTreeMap<Box<[u8]>, History>,
     /// Versions superseded at or below this revision are gone.
     compact_rev: i64,
     /// Bumped when the whole content is replaced (a snapshot install), so a
@@ -64,6 +89,16 @@ pub struct KeyIndex {
 pub struct Found {
     pub revisions: Vec<Revision>,
     pub count: i64,
+}
+
+fn new_version(revision: Revision, tombstone: bool) -> Result<Version, String> {
+    let sub = u32::try_from(revision.1)
+        .map_err(|_| format!("revision {} has too many changes", revision.0))?;
+    Ok(Version {
+        main: revision.0,
+        sub,
+        tombstone,
+    })
 }
 
 /// The version live at `rev`: the newest at or below it, unless a tombstone.
@@ -83,16 +118,16 @@ impl KeyIndex {
 
     /// The revision of `key`'s version live at `rev`.
     pub fn get(&self, key: &[u8], rev: u64) -> Option<Revision> {
-        let versions = self.keys.get(key)?;
-        live_at(versions, rev).map(Version::revision)
+        let history = self.keys.get(key)?;
+        live_at(&history.versions, rev).map(Version::revision)
     }
 
     /// The versions live at `rev` in `range`, in key order; at most `limit`
     /// revisions (0: all, `count_only`: none) while `count` counts them all.
     pub fn range(&self, range: &KeyRange, rev: u64, limit: usize, count_only: bool) -> Found {
         let mut found = Found::default();
-        let mut visit = |versions: &Vec<Version>| {
-            if let Some(v) = live_at(versions, rev) {
+        let mut visit = |history: &History| {
+            if let Some(v) = live_at(&history.versions, rev) {
                 found.count += 1;
                 if !count_only && (limit == 0 || found.revisions.len() < limit) {
                     found.revisions.push(v.revision());
@@ -101,8 +136,8 @@ impl KeyIndex {
         };
         match range {
             KeyRange::Single(k) => {
-                if let Some(versions) = self.keys.get(k.as_slice()) {
-                    visit(versions);
+                if let Some(history) = self.keys.get(k.as_slice()) {
+                    visit(history);
                 }
             }
             // An empty or inverted range would make BTreeMap::range panic.
@@ -123,26 +158,83 @@ impl KeyIndex {
         found
     }
 
-    /// Records a version written at `revision` (revisions only grow).
-    pub fn record(
+    /// Records a put of `key` at `revision` (revisions only grow). Returns
+    /// the new version's fields and those of the live version it replaces.
+    pub fn put(
         &mut self,
         key: &[u8],
         revision: Revision,
-        tombstone: bool,
-    ) -> Result<(), String> {
-        let sub = u32::try_from(revision.1)
-            .map_err(|_| format!("revision {} has too many changes", revision.0))?;
-        let version = Version {
-            main: revision.0,
-            sub,
-            tombstone,
+        lease: i64,
+    ) -> Result<(Live, Option<Live>), String> {
+        let version = new_version(revision, false)?;
+        let first = Live {
+            create_revision: revision.0 as i64,
+            version: 1,
+            lease,
         };
-        match self.keys.get_mut(key) {
-            Some(versions) => versions.push(version),
-            None => {
+        let Some(history) = self.keys.get_mut(key) else {
+            let history = History {
                 // Most keys have one version: no room reserved for more.
-                self.keys.insert(key.into(), vec![version]);
+                versions: vec![version],
+                newest: first,
+            };
+            self.keys.insert(key.into(), history);
+            return Ok((first, None));
+        };
+        let replaced = history.live();
+        let new = match replaced {
+            Some(prev) => Live {
+                create_revision: prev.create_revision,
+                version: prev.version + 1,
+                lease,
+            },
+            None => first,
+        };
+        history.versions.push(version);
+        history.newest = new;
+        Ok((new, replaced))
+    }
+
+    /// Records a delete of `key` at `revision`.
+    pub fn delete(&mut self, key: &[u8], revision: Revision) -> Result<(), String> {
+        let version = new_version(revision, true)?;
+        match self.keys.get_mut(key) {
+            Some(history) => history.versions.push(version),
+            None => return Err(format!("delete of a key never written at {}", revision.0)),
+        }
+        Ok(())
+    }
+
+    /// Records a stored version while loading, in revision order.
+    pub fn load(
+        &mut self,
+        revision: Revision,
+        tombstone: bool,
+        kv: &KeyValue,
+    ) -> Result<(), String> {
+        if tombstone {
+            // Compaction may have removed every version the tombstone ends.
+            if !self.keys.contains_key(kv.key.as_slice()) {
+                let stale = Live {
+                    create_revision: 0,
+                    version: 0,
+                    lease: 0,
+                };
+                let history = History {
+                    versions: Vec::with_capacity(1),
+                    newest: stale,
+                };
+                self.keys.insert(kv.key.as_slice().into(), history);
             }
+            return self.delete(&kv.key, revision);
+        }
+        self.put(&kv.key, revision, kv.lease)?;
+        if let Some(history) = self.keys.get_mut(kv.key.as_slice()) {
+            history.newest = Live {
+                create_revision: kv.create_revision,
+                version: kv.version,
+                lease: kv.lease,
+            };
         }
         Ok(())
     }
@@ -154,7 +246,8 @@ impl KeyIndex {
     pub fn compact(&mut self, rev: i64) -> Vec<Revision> {
         let mut removed = Vec::new();
         let at = rev.max(0) as u64;
-        self.keys.retain(|_, versions| {
+        self.keys.retain(|_, history| {
+            let versions = &mut history.versions;
             let n = versions.partition_point(|v| v.main <= at);
             let drop = match versions[..n].last() {
                 Some(v) if v.tombstone => n,
@@ -194,7 +287,11 @@ mod tests {
     fn index(history: &[(&str, u64, bool)]) -> KeyIndex {
         let mut idx = KeyIndex::default();
         for &(k, main, tomb) in history {
-            idx.record(k.as_bytes(), (main, 0), tomb).unwrap();
+            if tomb {
+                idx.delete(k.as_bytes(), (main, 0)).unwrap();
+            } else {
+                idx.put(k.as_bytes(), (main, 0), 0).unwrap();
+            }
         }
         idx
     }

@@ -95,7 +95,7 @@ impl Store {
             let (k, v) = item?;
             let rec = decode_record(v.value())?;
             index
-                .record(&rec.kv.key, k.value(), rec.tombstone)
+                .load(k.value(), rec.tombstone, &rec.kv)
                 .map_err(MvccError::Storage)?;
         }
         Ok(())

@@ -2,7 +2,8 @@
 //! write transaction gets the same main revision and its own sub revision.
 
 use super::codec::encode_record;
-use super::range::{fetch, KeyRange, RangeOptions, RangeResult};
+use super::index::Live;
+use super::range::{KeyRange, RangeOptions, RangeResult};
 use super::store::WriteTables;
 use super::MvccError;
 use crate::proto::mvccpb::{event::EventType, Event, KeyValue};
@@ -59,38 +60,29 @@ impl<'a, 't> TxnWrite<'a, 't> {
         (self.begin_rev + 1) as u64
     }
 
-    /// Puts a key; returns its previous live version, if any.
-    pub fn put(
-        &mut self,
-        key: &[u8],
-        value: &[u8],
-        lease: i64,
-    ) -> Result<Option<KeyValue>, MvccError> {
+    /// Puts a key; returns what the index knew of the live version it
+    /// replaces, if any (the index, not the database: no read per put).
+    pub fn put(&mut self, key: &[u8], value: &[u8], lease: i64) -> Result<Option<Live>, MvccError> {
         let main = self.main();
         let sub = self.sub;
         self.sub += 1;
-        // The newest version, including this transaction's own writes.
-        let newest = self.tables.index.read().get(key, u64::MAX);
-        let prev = match newest {
-            Some(at) => Some(fetch(&self.tables.events, at)?.kv),
-            None => None,
-        };
+        let (new, prev) = self
+            .tables
+            .index
+            .write()
+            .put(key, (main, sub), lease)
+            .map_err(MvccError::Storage)?;
         let kv = KeyValue {
             key: key.to_vec(),
-            create_revision: prev.as_ref().map_or(main as i64, |p| p.create_revision),
+            create_revision: new.create_revision,
             mod_revision: main as i64,
-            version: prev.as_ref().map_or(1, |p| p.version + 1),
+            version: new.version,
             value: value.to_vec(),
             lease,
         };
         self.tables
             .events
             .insert((main, sub), encode_record(false, &kv).as_slice())?;
-        self.tables
-            .index
-            .write()
-            .record(key, (main, sub), false)
-            .map_err(MvccError::Storage)?;
         self.changes.push(Event {
             r#type: EventType::Put as i32,
             kv: Some(kv),
@@ -112,13 +104,13 @@ impl<'a, 't> TxnWrite<'a, 't> {
                 ..Default::default()
             };
             self.tables
-                .events
-                .insert((main, sub), encode_record(true, &tomb).as_slice())?;
-            self.tables
                 .index
                 .write()
-                .record(&kv.key, (main, sub), true)
+                .delete(&kv.key, (main, sub))
                 .map_err(MvccError::Storage)?;
+            self.tables
+                .events
+                .insert((main, sub), encode_record(true, &tomb).as_slice())?;
             self.changes.push(Event {
                 r#type: EventType::Delete as i32,
                 kv: Some(tomb),
@@ -260,6 +252,23 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let after: Vec<_> = (10..=rev).map(|r| everything_at(&store, r)).collect();
         assert_eq!(before, after);
+        // The reloaded index carries on each key's generation: a put after
+        // the restart continues the live key's version, a deleted key starts over.
+        let live = everything_at(&store, 0).unwrap().kvs;
+        for i in 0..7u8 {
+            let key = [b'k', i];
+            step(&store, &mut rev, |w| w.put(&key, b"again", 0).map(|_| ())).unwrap();
+            let now = everything_at(&store, 0).unwrap().kvs;
+            let kv = now.iter().find(|kv| kv.key == key).unwrap();
+            match live.iter().find(|kv| kv.key == key) {
+                Some(old) => assert_eq!(
+                    (kv.create_revision, kv.version),
+                    (old.create_revision, old.version + 1)
+                ),
+                None => assert_eq!((kv.create_revision, kv.version), (rev, 1)),
+            }
+        }
+        assert!(live.len() < 7, "the history deletes some keys");
     }
 
     #[test]
@@ -285,10 +294,12 @@ mod tests {
             Ok(())
         })
         .unwrap();
-        assert_eq!(
-            prev.map(|kv| (kv.value, kv.version)),
-            Some((b"1".to_vec(), 1))
-        );
+        let committed = Live {
+            create_revision: 2,
+            version: 1,
+            lease: 0,
+        };
+        assert_eq!(prev, Some(committed));
     }
 
     #[test]
