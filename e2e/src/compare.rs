@@ -2,6 +2,9 @@
 //! and a 3-member ferrocd started on this machine in turn (same addresses
 //! scheme, same durability), then single members; one table with both
 //! results and the ratio ferrocd/etcd, the disk's fsync latency on top.
+//! With several rounds (etcd then ferrocd, repeated) each value is the
+//! median and every round's ratio is listed: on a small shared machine one
+//! run moves by tens of percent.
 
 use crate::cluster::{fsync_latency, Cluster};
 use crate::load::{self, Target, Workload};
@@ -15,8 +18,32 @@ pub struct Measured {
     pub scenario: String,
     /// Higher is better for every metric here except latency and memory.
     pub metric: &'static str,
+    /// The median over the rounds.
     pub value: f64,
+    /// Every round's value, in round order.
+    pub rounds: Vec<f64>,
+    /// The load summary of the round whose value is the median.
     pub summary: Option<Summary>,
+}
+
+/// One row per scenario: the median of each scenario's values over rounds.
+fn median_of(rounds: Vec<Vec<Measured>>) -> Vec<Measured> {
+    let Some(first) = rounds.first() else {
+        return Vec::new();
+    };
+    (0..first.len())
+        .map(|i| {
+            let mut of_scenario: Vec<&Measured> = rounds.iter().map(|r| &r[i]).collect();
+            let values: Vec<f64> = of_scenario.iter().map(|m| m.value).collect();
+            of_scenario.sort_by(|a, b| a.value.total_cmp(&b.value));
+            let median = of_scenario[of_scenario.len() / 2];
+            Measured {
+                value: median.value,
+                rounds: values,
+                ..median.clone()
+            }
+        })
+        .collect()
 }
 
 struct Scenario {
@@ -179,6 +206,7 @@ async fn measure(s: &Scenario, cluster: &Cluster) -> Result<Measured, String> {
             let summary = samples.summary();
             Ok(Measured {
                 scenario: s.name.into(),
+                rounds: Vec::new(),
                 metric: if *latency { "p99 ms" } else { "req/s" },
                 value: if *latency {
                     summary.p99_secs * 1000.0
@@ -201,6 +229,7 @@ async fn measure(s: &Scenario, cluster: &Cluster) -> Result<Measured, String> {
             let summary = samples.summary();
             Ok(Measured {
                 scenario: s.name.into(),
+                rounds: Vec::new(),
                 metric: "p99 ms",
                 value: summary.p99_secs * 1000.0,
                 summary: Some(summary),
@@ -219,6 +248,7 @@ async fn measure(s: &Scenario, cluster: &Cluster) -> Result<Measured, String> {
             let avg = rss.iter().sum::<u64>() as f64 / rss.len().max(1) as f64;
             Ok(Measured {
                 scenario: s.name.into(),
+                rounds: Vec::new(),
                 metric: "RSS MiB",
                 value: avg / (1024.0 * 1024.0),
                 summary: None,
@@ -259,28 +289,34 @@ pub struct Report {
     pub ferrocd: Vec<Measured>,
 }
 
-/// `only`: run just the scenarios whose name contains it.
+/// `only`: run just the scenarios whose name contains it; `rounds`: how
+/// many times to run everything (etcd, then ferrocd, each round).
 pub async fn compare(
     etcd: &Path,
     ferrocd: &Path,
     quick: bool,
     only: Option<&str>,
+    rounds: usize,
 ) -> Result<Report, String> {
     let fsync = fsync_latency(if quick { 10 } else { 200 });
     eprintln!("fsync latency: {:.3} ms", fsync.as_secs_f64() * 1000.0);
-    let etcd_results = run_system("etcd", etcd, quick, only).await?;
-    let ferrocd_results = run_system("ferrocd", ferrocd, quick, only).await?;
+    let (mut etcd_rounds, mut ferrocd_rounds) = (Vec::new(), Vec::new());
+    for round in 1..=rounds.max(1) {
+        eprintln!("round {round} of {}", rounds.max(1));
+        etcd_rounds.push(run_system("etcd", etcd, quick, only).await?);
+        ferrocd_rounds.push(run_system("ferrocd", ferrocd, quick, only).await?);
+    }
     Ok(Report {
         fsync_latency_ms: fsync.as_secs_f64() * 1000.0,
-        etcd: etcd_results,
-        ferrocd: ferrocd_results,
+        etcd: median_of(etcd_rounds),
+        ferrocd: median_of(ferrocd_rounds),
     })
 }
 
 impl Report {
     pub fn table(&self) -> String {
         let mut s = format!(
-            "disk fsync latency (4 KiB write + fdatasync): {:.3} ms\n\n| scenario | metric | etcd 3.5 | ferrocd | ferrocd/etcd |\n| --- | --- | --- | --- | --- |\n",
+            "disk fsync latency (4 KiB write + fdatasync): {:.3} ms\n\n| scenario | metric | etcd 3.5 | ferrocd | ferrocd/etcd | per round |\n| --- | --- | --- | --- | --- | --- |\n",
             self.fsync_latency_ms
         );
         for (e, f) in self.etcd.iter().zip(&self.ferrocd) {
@@ -289,9 +325,20 @@ impl Report {
             } else {
                 0.0
             };
+            let per_round: Vec<String> = e
+                .rounds
+                .iter()
+                .zip(&f.rounds)
+                .map(|(e, f)| format!("{:.2}", if *e > 0.0 { f / e } else { 0.0 }))
+                .collect();
             s.push_str(&format!(
-                "| {} | {} | {:.2} | {:.2} | {:.2} |\n",
-                e.scenario, e.metric, e.value, f.value, ratio
+                "| {} | {} | {:.2} | {:.2} | {:.2} | {} |\n",
+                e.scenario,
+                e.metric,
+                e.value,
+                f.value,
+                ratio,
+                per_round.join(" ")
             ));
         }
         s

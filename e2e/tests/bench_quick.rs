@@ -14,7 +14,7 @@ fn compare_quick_measures_every_scenario_on_both_systems() {
         ferrocd.display()
     );
     let out = Command::new(&bench)
-        .args(["compare", "--quick", "--json", "--ferrocd"])
+        .args(["compare", "--quick", "--json", "--rounds", "2", "--ferrocd"])
         .arg(&ferrocd)
         .output()
         .expect("run ferrocd-bench");
@@ -30,6 +30,11 @@ fn compare_quick_measures_every_scenario_on_both_systems() {
         assert_eq!(rows.len(), 9, "{system}: {rows:?}");
         for r in rows {
             assert!(r["value"].as_f64().unwrap() > 0.0, "{system}: {r}");
+            let rounds = r["rounds"].as_array().unwrap();
+            assert_eq!(rounds.len(), 2, "{system}: {r}");
+            let (lo, hi) = (rounds[0].as_f64().unwrap(), rounds[1].as_f64().unwrap());
+            // The median of two rounds is the higher one (index len/2 of the sorted pair).
+            assert_eq!(r["value"].as_f64().unwrap(), lo.max(hi), "{system}: {r}");
             if let Some(s) = r["summary"].as_object() {
                 assert_eq!(s["errors"], 0, "{system}: {r}");
             }

@@ -110,6 +110,10 @@ enum Cmd {
         /// Only the scenarios whose name contains this text.
         #[arg(long)]
         only: Option<String>,
+        /// Run everything this many times; the table shows medians and
+        /// every round's ratio.
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
     },
 }
 
@@ -135,10 +139,11 @@ async fn run(cli: Cli) -> Result<(), String> {
             etcd,
             ferrocd,
             only,
+            rounds,
         } => {
             let etcd = ferrocd_e2e::cluster::find_etcd(etcd)?;
             let ferrocd = ferrocd_e2e::cluster::find_ferrocd(ferrocd)?;
-            let report = compare::compare(&etcd, &ferrocd, quick, only.as_deref()).await?;
+            let report = compare::compare(&etcd, &ferrocd, quick, only.as_deref(), rounds).await?;
             if cli.json {
                 println!(
                     "{}",
