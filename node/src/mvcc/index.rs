@@ -116,12 +116,6 @@ impl KeyIndex {
         self.epoch
     }
 
-    /// The revision of `key`'s version live at `rev`.
-    pub fn get(&self, key: &[u8], rev: u64) -> Option<Revision> {
-        let history = self.keys.get(key)?;
-        live_at(&history.versions, rev).map(Version::revision)
-    }
-
     /// The versions live at `rev` in `range`, in key order; at most `limit`
     /// revisions (0: all, `count_only`: none) while `count` counts them all.
     pub fn range(&self, range: &KeyRange, rev: u64, limit: usize, count_only: bool) -> Found {
@@ -213,7 +207,8 @@ impl KeyIndex {
         kv: &KeyValue,
     ) -> Result<(), String> {
         if tombstone {
-            // Compaction may have removed every version the tombstone ends.
+            // Compaction keeps the put a tombstone ends; a database without
+            // it still loads, the tombstone then ending a key with no past.
             if !self.keys.contains_key(kv.key.as_slice()) {
                 let stale = Live {
                     create_revision: 0,
@@ -275,7 +270,8 @@ impl KeyIndex {
     }
 
     /// Keys with at least one version kept.
-    pub fn key_count(&self) -> usize {
+    #[cfg(test)]
+    fn key_count(&self) -> usize {
         self.keys.len()
     }
 }
@@ -283,6 +279,12 @@ impl KeyIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The revision of `key`'s version live at `rev`.
+    fn get(idx: &KeyIndex, key: &[u8], rev: u64) -> Option<Revision> {
+        let single = KeyRange::Single(key.to_vec());
+        idx.range(&single, rev, 0, false).revisions.pop()
+    }
 
     fn index(history: &[(&str, u64, bool)]) -> KeyIndex {
         let mut idx = KeyIndex::default();
@@ -306,12 +308,12 @@ mod tests {
             ("b", 5, false),
             ("a", 6, false),
         ]);
-        assert_eq!(idx.get(b"a", 1), None);
-        assert_eq!(idx.get(b"a", 2), Some((2, 0)));
-        assert_eq!(idx.get(b"a", 3), Some((3, 0)));
-        assert_eq!(idx.get(b"a", 4), None, "deleted at 4");
-        assert_eq!(idx.get(b"a", 5), None);
-        assert_eq!(idx.get(b"a", u64::MAX), Some((6, 0)));
+        assert_eq!(get(&idx, b"a", 1), None);
+        assert_eq!(get(&idx, b"a", 2), Some((2, 0)));
+        assert_eq!(get(&idx, b"a", 3), Some((3, 0)));
+        assert_eq!(get(&idx, b"a", 4), None, "deleted at 4");
+        assert_eq!(get(&idx, b"a", 5), None);
+        assert_eq!(get(&idx, b"a", u64::MAX), Some((6, 0)));
         let all = KeyRange::From(b"".to_vec());
         let at5 = idx.range(&all, 5, 0, false);
         assert_eq!((at5.revisions, at5.count), (vec![(5, 0)], 1));
@@ -338,8 +340,8 @@ mod tests {
         let mut removed = idx.compact(5);
         removed.sort();
         assert_eq!(removed, vec![(2, 0), (3, 0), (4, 0)]);
-        assert_eq!(idx.get(b"a", 6), Some((6, 0)));
-        assert_eq!(idx.get(b"b", 5), Some((5, 0)));
+        assert_eq!(get(&idx, b"a", 6), Some((6, 0)));
+        assert_eq!(get(&idx, b"b", 5), Some((5, 0)));
         // At 8: c is gone entirely, a and b keep their live versions.
         let mut removed = idx.compact(8);
         removed.sort();
