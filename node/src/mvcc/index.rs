@@ -199,37 +199,36 @@ impl KeyIndex {
         Ok(())
     }
 
-    /// Records a stored version while loading, in revision order.
+    /// Records a stored version while loading, in revision order; the
+    /// record carries the fields a put would have derived.
     pub fn load(
         &mut self,
         revision: Revision,
         tombstone: bool,
         kv: &KeyValue,
     ) -> Result<(), String> {
-        if tombstone {
-            // Compaction keeps the put a tombstone ends; a database without
-            // it still loads, the tombstone then ending a key with no past.
-            if !self.keys.contains_key(kv.key.as_slice()) {
-                let stale = Live {
-                    create_revision: 0,
-                    version: 0,
-                    lease: 0,
-                };
+        let version = new_version(revision, tombstone)?;
+        let newest = Live {
+            create_revision: kv.create_revision,
+            version: kv.version,
+            lease: kv.lease,
+        };
+        match self.keys.get_mut(kv.key.as_slice()) {
+            Some(history) => {
+                history.versions.push(version);
+                if !tombstone {
+                    history.newest = newest;
+                }
+            }
+            // A tombstone first only if the put it ended is missing
+            // (compaction keeps that put); it then ends a key with no past.
+            None => {
                 let history = History {
-                    versions: Vec::with_capacity(1),
-                    newest: stale,
+                    versions: vec![version],
+                    newest,
                 };
                 self.keys.insert(kv.key.as_slice().into(), history);
             }
-            return self.delete(&kv.key, revision);
-        }
-        self.put(&kv.key, revision, kv.lease)?;
-        if let Some(history) = self.keys.get_mut(kv.key.as_slice()) {
-            history.newest = Live {
-                create_revision: kv.create_revision,
-                version: kv.version,
-                lease: kv.lease,
-            };
         }
         Ok(())
     }

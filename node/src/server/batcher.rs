@@ -41,19 +41,34 @@ impl Batcher {
     }
 }
 
+/// `first` and whatever else is queued already, up to `max_items` items or
+/// `max_bytes` as `size` counts them: one group's worth.
+pub(super) fn drain_queued<T>(
+    rx: &mut mpsc::Receiver<T>,
+    first: T,
+    max_items: usize,
+    max_bytes: usize,
+    size: impl Fn(&T) -> usize,
+) -> Vec<T> {
+    let mut bytes = size(&first);
+    let mut group = vec![first];
+    while group.len() < max_items && bytes < max_bytes {
+        match rx.try_recv() {
+            Ok(item) => {
+                bytes += size(&item);
+                group.push(item);
+            }
+            Err(_) => break,
+        }
+    }
+    group
+}
+
 async fn run(raft: Raft<TypeConfig>, gate: Arc<LeaderGate>, mut rx: mpsc::Receiver<Pending>) {
     while let Some(first) = rx.recv().await {
-        let mut bytes = first.command.entry.len();
-        let mut batch = vec![first];
-        while batch.len() < MAX_COMMANDS && bytes < MAX_BYTES {
-            match rx.try_recv() {
-                Ok(p) => {
-                    bytes += p.command.entry.len();
-                    batch.push(p);
-                }
-                Err(_) => break,
-            }
-        }
+        let batch = drain_queued(&mut rx, first, MAX_COMMANDS, MAX_BYTES, |p| {
+            p.command.entry.len()
+        });
         let (commands, waiters): (Vec<Command>, Vec<_>) =
             batch.into_iter().map(|p| (p.command, p.done)).unzip();
         let pass = gate.pass().await;

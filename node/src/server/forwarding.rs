@@ -2,6 +2,7 @@
 //! forwards are in flight go to the leader together, in one peer call,
 //! instead of one call per client write.
 
+use super::batcher::drain_queued;
 use crate::peer::client::Forwarder;
 use crate::proto::ferrocdpb::{ApplyResult, InternalRequest};
 use prost::Message;
@@ -56,27 +57,19 @@ async fn run(forwarder: Arc<Forwarder>, mut rx: mpsc::Receiver<Forward>) {
             return;
         };
         // Whatever queued while the calls in flight ran goes in this one.
-        let mut bytes = first.request.encoded_len();
-        let mut queued = vec![first];
-        while queued.len() < MAX_REQUESTS && bytes < MAX_BYTES {
-            match rx.try_recv() {
-                Ok(f) => {
-                    bytes += f.request.encoded_len();
-                    queued.push(f);
-                }
-                Err(_) => break,
-            }
-        }
+        let queued = drain_queued(&mut rx, first, MAX_REQUESTS, MAX_BYTES, |f| {
+            f.request.encoded_len()
+        });
         // Normally all for one leader; around an election, maybe not.
-        let mut by_leader: HashMap<String, Vec<Forward>> = HashMap::new();
+        let mut by_leader: HashMap<String, (Vec<InternalRequest>, Vec<_>)> = HashMap::new();
         for f in queued {
-            by_leader.entry(f.leader_url.clone()).or_default().push(f);
+            let (requests, waiters) = by_leader.entry(f.leader_url).or_default();
+            requests.push(f.request);
+            waiters.push(f.done);
         }
         let forwarder = forwarder.clone();
         tokio::spawn(async move {
-            for (url, forwards) in by_leader {
-                let (requests, waiters): (Vec<_>, Vec<_>) =
-                    forwards.into_iter().map(|f| (f.request, f.done)).unzip();
+            for (url, (requests, waiters)) in by_leader {
                 match forwarder.propose_batch(&url, requests).await {
                     Ok(outcomes) => {
                         for (w, o) in waiters.into_iter().zip(outcomes) {

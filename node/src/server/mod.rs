@@ -516,20 +516,26 @@ impl Server {
         }
     }
 
-    /// The leader's peer URL, when there is a leader.
-    /// The leader's peer URL when another member leads.
+    /// The leader's peer URL when another member leads. Raft's own view,
+    /// not `is_leader`: a leader waiting to hear from its quorum must not
+    /// forward to itself.
     pub(super) fn leader_elsewhere(&self) -> Option<String> {
-        if self.is_leader() {
-            return None;
-        }
-        self.leader_url()
+        self.leader_peer_url(Some(self.identity.member_id))
     }
 
+    /// The leader's peer URL, when there is a leader.
     pub fn leader_url(&self) -> Option<String> {
-        let metrics = self.raft.metrics().borrow().clone();
-        let leader = metrics.current_leader?;
-        let membership = metrics.membership_config.membership();
-        membership
+        self.leader_peer_url(None)
+    }
+
+    /// Read under the metrics lock (called per forwarded request: no copy
+    /// of the metrics and their membership).
+    fn leader_peer_url(&self, except: Option<u64>) -> Option<String> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        let leader = m.current_leader.filter(|id| Some(*id) != except)?;
+        m.membership_config
+            .membership()
             .get_node(&leader)
             .and_then(|n| n.peer_urls.first().cloned())
     }
