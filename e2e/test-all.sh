@@ -35,6 +35,12 @@ say "Kubernetes control plane (1.20.2)"
 FERROCD_K8S_BIN=$(bash e2e/k8s/build-control-plane.sh)
 export FERROCD_K8S_BIN
 
+# CI builds in a fresh clone once: incremental caches would only cost disk.
+if [ "${CI:-}" = true ]; then
+  export CARGO_INCREMENTAL=0
+fi
+say "disk: $(df -h --output=avail . | tail -1 | tr -d ' ') free"
+
 if ! cargo nextest --version >/dev/null 2>&1; then
   say "installing cargo-nextest"
   cargo install --locked cargo-nextest
