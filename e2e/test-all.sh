@@ -51,6 +51,6 @@ cargo fmt --all -- --check
 say "shellcheck"
 shellcheck .ci/run e2e/*.sh e2e/k8s/*.sh
 say "cargo clippy"
-cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy --workspace --all-targets --all-features -- -D warnings
 say "cargo nextest run (unit, integration, differential against etcd 3.5)"
 cargo nextest run --workspace --no-fail-fast

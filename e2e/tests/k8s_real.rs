@@ -1,8 +1,8 @@
 //! The operator's scenarios (ferrocd_e2e::scenarios) on the real cluster
 //! `KUBECONFIG` names, with the chart already installed (`e2e/kind.sh`
 //! makes a kind cluster, loads the image, installs the chart and runs
-//! these). Without `KUBECONFIG` each test says it was skipped and passes:
-//! the same scenarios run on the local cluster in k8s_local.
+//! these with `--features real-cluster`; without the feature this file is
+//! not built). The same scenarios run on the local cluster in k8s_local.
 
 use ferrocd_e2e::scenarios::{self, real::run};
 
