@@ -43,10 +43,15 @@ fn main() {
         Command::Run(cfg) => *cfg,
     };
     ferrocd::logging::init(&cfg.log_level, &cfg.logger, &cfg.log_outputs);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    // The raft log's fsync blocks the worker it runs on (raft waits for it
+    // anyway): keep a second worker for everything else on one-core hosts.
+    if std::env::var_os("TOKIO_WORKER_THREADS").is_none()
+        && std::thread::available_parallelism().map_or(1, |n| n.get()) < 2
     {
+        builder.worker_threads(2);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("ferrocd: cannot start the runtime: {e}");

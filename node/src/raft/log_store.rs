@@ -224,16 +224,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: Send,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
-        let s = self.clone();
-        // One write and one data sync for the whole batch.
-        let result = tokio::task::spawn_blocking(move || {
-            let started = std::time::Instant::now();
-            let r = s.lock().wal.append(&entries);
-            s.metrics.wal_fsync.observe(started.elapsed().as_secs_f64());
-            r
-        })
-        .await
-        .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+        // One write and one data sync for the whole batch, on this thread:
+        // openraft's core waits for the flush before it does anything else,
+        // and handing the sync to the blocking pool cost two thread
+        // switches per append (single-client puts on 3 members: 842 -> 998
+        // req/s without them). The runtime's other workers keep serving.
+        let started = std::time::Instant::now();
+        let result = self.lock().wal.append(&entries);
+        self.metrics
+            .wal_fsync
+            .observe(started.elapsed().as_secs_f64());
         let result = result.map_err(err(ErrorSubject::Logs, ErrorVerb::Write));
         callback.log_io_completed(result.clone().map_err(std::io::Error::other));
         result
