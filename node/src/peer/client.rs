@@ -111,6 +111,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
                         .max_decoding_message_size(usize::MAX)
                         .max_encoding_message_size(usize::MAX)
                 }),
+            replication: None,
         }
     }
 }
@@ -120,6 +121,35 @@ pub struct PeerConnection {
     cluster_id: u64,
     refusals: std::sync::Arc<Refusals>,
     client: Option<PeerClient<Channel>>,
+    /// The AppendEntries stream to the target, opened on first use and
+    /// dropped after any failure or timeout (a late answer must never be
+    /// taken for the next request's).
+    replication: Option<ReplicationStream>,
+}
+
+/// openraft replicates to one follower one request at a time, so answers
+/// pair with requests by order. A stream saves a unary call's per-request
+/// HTTP/2 stream, headers and task hops.
+struct ReplicationStream {
+    requests: tokio::sync::mpsc::Sender<RaftMessage>,
+    answers: tonic::Streaming<RaftMessage>,
+}
+
+impl ReplicationStream {
+    async fn open(client: &mut PeerClient<Channel>) -> Result<ReplicationStream, tonic::Status> {
+        let (requests, rx) = tokio::sync::mpsc::channel(1);
+        let answers = client
+            .append_entries(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await?
+            .into_inner();
+        Ok(ReplicationStream { requests, answers })
+    }
+
+    async fn exchange(&mut self, msg: RaftMessage) -> Result<RaftMessage, tonic::Status> {
+        let closed = || tonic::Status::unavailable("the replication stream closed");
+        self.requests.send(msg).await.map_err(|_| closed())?;
+        self.answers.message().await?.ok_or_else(closed)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -151,17 +181,31 @@ impl PeerConnection {
             cluster_id: self.cluster_id,
             payload,
         };
+        let replication = &mut self.replication;
         let call = async {
             match method {
-                Method::AppendEntries => client.append_entries(msg).await,
-                Method::Vote => client.vote(msg).await,
-                Method::InstallSnapshot => client.install_snapshot(msg).await,
+                Method::AppendEntries => {
+                    let stream = match replication {
+                        Some(s) => s,
+                        None => replication.insert(ReplicationStream::open(client).await?),
+                    };
+                    stream.exchange(msg).await
+                }
+                Method::Vote => client.vote(msg).await.map(tonic::Response::into_inner),
+                Method::InstallSnapshot => client
+                    .install_snapshot(msg)
+                    .await
+                    .map(tonic::Response::into_inner),
             }
         };
-        let reply = match tokio::time::timeout(option.hard_ttl(), call).await {
+        let reply = tokio::time::timeout(option.hard_ttl(), call).await;
+        if !matches!(reply, Ok(Ok(_))) {
+            self.replication = None;
+        }
+        let reply = match reply {
             Ok(Ok(r)) => {
                 self.refusals.accepted(self.target);
-                r.into_inner()
+                r
             }
             Ok(Err(status)) => {
                 self.refusals.record(self.target, &status);

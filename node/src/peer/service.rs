@@ -43,25 +43,42 @@ pub struct PeerService {
     pub server: Weak<Server>,
 }
 
-impl PeerService {
-    fn check(&self, cluster_id: u64, remote: Option<std::net::SocketAddr>) -> Result<(), Status> {
-        if cluster_id == self.cluster_id {
-            return Ok(());
-        }
-        tracing::warn!(
-            remote = ?remote,
-            local_cluster = %format!("{:x}", self.cluster_id),
-            remote_cluster = %format!("{cluster_id:x}"),
-            "rejected peer message from a member of another cluster"
-        );
-        Err(cluster_mismatch(self.cluster_id, cluster_id))
+/// A message from a member of `local`'s cluster, or its refusal (logged).
+fn check_cluster(
+    local: u64,
+    cluster_id: u64,
+    remote: Option<std::net::SocketAddr>,
+) -> Result<(), Status> {
+    if cluster_id == local {
+        return Ok(());
     }
+    tracing::warn!(
+        remote = ?remote,
+        local_cluster = %format!("{local:x}"),
+        remote_cluster = %format!("{cluster_id:x}"),
+        "rejected peer message from a member of another cluster"
+    );
+    Err(cluster_mismatch(local, cluster_id))
+}
 
+/// A raft answer as it goes on the wire.
+fn raft_message<T: serde::Serialize>(cluster_id: u64, v: &T) -> Result<RaftMessage, Status> {
+    let payload = bincode::serialize(v).map_err(|e| Status::internal(e.to_string()))?;
+    Ok(RaftMessage {
+        cluster_id,
+        payload,
+    })
+}
+
+type AnswerStream =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<RaftMessage, Status>> + Send>>;
+
+impl PeerService {
     /// A peer request from this cluster, or its refusal (logged).
     fn accept<M: ClusterScoped>(&self, req: Request<M>) -> Result<M, Status> {
         let remote = req.remote_addr();
         let msg = req.into_inner();
-        self.check(msg.cluster_id(), remote)?;
+        check_cluster(self.cluster_id, msg.cluster_id(), remote)?;
         Ok(msg)
     }
 
@@ -85,11 +102,7 @@ impl PeerService {
     }
 
     fn encode<T: serde::Serialize>(&self, v: &T) -> Result<Response<RaftMessage>, Status> {
-        let payload = bincode::serialize(v).map_err(|e| Status::internal(e.to_string()))?;
-        Ok(Response::new(RaftMessage {
-            cluster_id: self.cluster_id,
-            payload,
-        }))
+        raft_message(self.cluster_id, v).map(Response::new)
     }
 
     fn server(&self) -> Result<std::sync::Arc<Server>, Status> {
@@ -101,12 +114,28 @@ impl PeerService {
 
 #[tonic::async_trait]
 impl Peer for PeerService {
+    type AppendEntriesStream = AnswerStream;
+
+    /// Answers each request of the leader's replication stream as it
+    /// arrives, in order; a request from another cluster ends the stream
+    /// with the refusal.
     async fn append_entries(
         &self,
-        req: Request<RaftMessage>,
-    ) -> Result<Response<RaftMessage>, Status> {
-        let rpc = self.open(req)?;
-        self.encode(&self.raft.append_entries(rpc).await)
+        req: Request<tonic::Streaming<RaftMessage>>,
+    ) -> Result<Response<AnswerStream>, Status> {
+        use futures::StreamExt;
+        let remote = req.remote_addr();
+        let (raft, local) = (self.raft.clone(), self.cluster_id);
+        let answers = req.into_inner().then(move |msg| {
+            let raft = raft.clone();
+            async move {
+                let msg = msg?;
+                check_cluster(local, msg.cluster_id, remote)?;
+                let rpc = Self::decode(&msg)?;
+                raft_message(local, &raft.append_entries(rpc).await)
+            }
+        });
+        Ok(Response::new(Box::pin(answers)))
     }
 
     async fn vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {

@@ -539,6 +539,54 @@ async fn a_member_with_another_token_cannot_join_or_disturb() {
 }
 
 /// Starts a member the way `etcdctl member add` tells you to: its `ETCD_*` lines as environment.
+/// A follower replaced at its address by a member of another cluster (same
+/// name, another token, empty data dir): the leader keeps replicating to
+/// that address, and the newcomer refuses every replication message (they
+/// arrive on the leader's AppendEntries stream) while the cluster serves on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replacement_from_another_cluster_refuses_the_leaders_replication() {
+    let mut cluster = tokio::task::spawn_blocking(|| Cluster::start(Kind::Ferrocd, 3, &[]))
+        .await
+        .unwrap();
+    let mut clients = connect_all(&cluster).await;
+    let leader = leader_index(&mut clients).await;
+    let before = status_of(&mut clients[leader]).await.unwrap();
+    let follower = (leader + 1) % 3;
+    let old = cluster.members.remove(follower);
+    let (ip, mut flags) = (old.ip, old.args());
+    drop(old); // killed, reaped, its data dir removed
+    flags.push("--initial-cluster-token=another-token".into());
+    let newcomer = crate::support::Member::spawn_with(Kind::Ferrocd, ip, flags);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let refusal = "rejected peer message from a member of another cluster";
+    while !std::fs::read_to_string(newcomer.log_path())
+        .unwrap_or_default()
+        .contains(refusal)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the newcomer never refused the leader's replication:\n{}",
+            newcomer.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let put = clients[leader]
+        .kv
+        .put(PutRequest {
+            key: b"after-the-replacement".to_vec(),
+            value: b"v".to_vec(),
+            ..Default::default()
+        })
+        .await;
+    assert!(put.is_ok(), "the cluster stopped serving: {put:?}");
+    let after = status_of(&mut clients[leader]).await.unwrap();
+    assert_eq!(
+        (after.leader, after.raft_term),
+        (before.leader, before.raft_term),
+        "the newcomer disturbed the cluster"
+    );
+}
+
 fn start_added_member(ip: std::net::Ipv4Addr, add_output: &str) -> crate::support::Member {
     let mut flags = vec![
         format!("--listen-peer-urls=http://{ip}:2380"),
