@@ -5,10 +5,12 @@
 // openraft's storage traits require its (large) StorageError; the helpers share it.
 #![allow(clippy::result_large_err)]
 
+pub mod applied;
 pub mod log_store;
 pub mod state_machine;
 pub mod wal;
 
+pub use applied::AppliedIndex;
 pub use log_store::LogStore;
 pub use state_machine::StateMachine;
 
@@ -74,7 +76,6 @@ mod tests {
     use crate::mvcc::Store;
     use crate::watch::WatchHub;
     use openraft::testing::{StoreBuilder, Suite};
-    use std::sync::atomic::AtomicU64;
     use std::sync::Arc;
 
     struct Builder;
@@ -95,7 +96,7 @@ mod tests {
                 Arc::new(Lessor::new(2)),
                 hub,
                 Arc::default(),
-                Arc::new(AtomicU64::new(0)),
+                Arc::default(),
                 metrics,
                 dir.path().to_path_buf(),
             )?;

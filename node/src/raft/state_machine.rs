@@ -5,7 +5,8 @@
 //! of the store's database.
 
 use super::{
-    io_error, Batch, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+    io_error, AppliedIndex, Batch, Entry, LogId, SnapshotMeta, StorageError, StoredMembership,
+    TypeConfig,
 };
 use crate::apply::{Applier, ApplyError, LogEntry, Response};
 use crate::lease::Lessor;
@@ -18,7 +19,7 @@ use prost::Message;
 use std::collections::HashMap;
 use std::io::Cursor;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 
@@ -67,7 +68,7 @@ pub struct StateMachine {
     lessor: Arc<Lessor>,
     hub: Arc<WatchHub>,
     waiters: Arc<Waiters>,
-    applied_index: Arc<AtomicU64>,
+    applied_index: Arc<AppliedIndex>,
     metrics: Arc<crate::metrics::Metrics>,
     last_applied: Option<LogId>,
     membership: StoredMembership,
@@ -105,14 +106,14 @@ impl StateMachine {
         lessor: Arc<Lessor>,
         hub: Arc<WatchHub>,
         waiters: Arc<Waiters>,
-        applied_index: Arc<AtomicU64>,
+        applied_index: Arc<AppliedIndex>,
         metrics: Arc<crate::metrics::Metrics>,
         scratch: PathBuf,
     ) -> Result<StateMachine, StorageError> {
         let applier =
             Applier::open(store.clone(), lessor.clone()).map_err(sm_err(ErrorVerb::Read))?;
         let (last_applied, membership) = read_raft_state(&store)?;
-        applied_index.store(applier.applied_index(), Ordering::Release);
+        applied_index.advance(applier.applied_index());
         Ok(StateMachine {
             store,
             applier,
@@ -211,8 +212,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.metrics
             .proposals_applied
             .fetch_add(requests, Ordering::Relaxed);
-        self.applied_index
-            .store(self.applier.applied_index(), Ordering::Release);
+        self.applied_index.advance(self.applier.applied_index());
         self.hub.notify(&applied.events);
         for (id, result) in ids.into_iter().zip(applied.results) {
             if let (Some(id), Some(result)) = (id, result) {
@@ -274,8 +274,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 t.set_state(MEMBERSHIP, &membership)
             })
             .map_err(sm_err(ErrorVerb::Write))?;
-        self.applied_index
-            .store(self.applier.applied_index(), Ordering::Release);
+        self.applied_index.advance(self.applier.applied_index());
         self.hub.reset(self.applier.rev());
         tracing::info!(
             snapshot = %meta.snapshot_id,

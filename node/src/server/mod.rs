@@ -94,7 +94,7 @@ pub struct Server {
     gate: Arc<transfer::LeaderGate>,
     pub(crate) forwarder: Arc<Forwarder>,
     forward_batcher: forwarding::ForwardBatcher,
-    applied_index: Arc<AtomicU64>,
+    applied_index: Arc<crate::raft::AppliedIndex>,
     lease_ids: AtomicU64,
     request_ids: AtomicU64,
     /// Peers refusing this member's cluster ID.
@@ -132,7 +132,7 @@ impl Server {
             tokio::runtime::Handle::current(),
         );
         let waiters: Arc<Waiters> = Arc::default();
-        let applied_index = Arc::new(AtomicU64::new(0));
+        let applied_index: Arc<crate::raft::AppliedIndex> = Arc::default();
         let sm = StateMachine::open(
             store.clone(),
             lessor.clone(),
@@ -337,7 +337,7 @@ impl Server {
     }
 
     pub fn applied_index(&self) -> u64 {
-        self.applied_index.load(Ordering::Acquire)
+        self.applied_index.get()
     }
 
     /// A consistent snapshot for serializable reads.
@@ -361,14 +361,9 @@ impl Server {
                 _ => return Err(ServerError::Timeout),
             };
             let left = deadline.saturating_duration_since(Instant::now());
-            return match self
-                .raft
-                .wait(Some(left))
-                .applied_index_at_least(Some(index), "read index")
-                .await
-            {
-                Ok(_) => Ok(()),
-                Err(_) => Err(ServerError::Timeout),
+            return match self.applied_index.reached(index, left).await {
+                true => Ok(()),
+                false => Err(ServerError::Timeout),
             };
         }
     }
@@ -420,12 +415,7 @@ impl Server {
                     Ok(r) => {
                         // As etcd: answer only once this member applied the write too.
                         let left = deadline.saturating_duration_since(Instant::now());
-                        let applied = self
-                            .raft
-                            .wait(Some(left))
-                            .applied_index_at_least(Some(r.applied_index), "forwarded write")
-                            .await;
-                        if applied.is_err() {
+                        if !self.applied_index.reached(r.applied_index, left).await {
                             return Err(ServerError::Timeout);
                         }
                         return Response::from_wire(r).ok_or(ServerError::Stopped);
