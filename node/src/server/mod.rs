@@ -361,9 +361,10 @@ impl Server {
                 _ => return Err(ServerError::Timeout),
             };
             let left = deadline.saturating_duration_since(Instant::now());
-            return match self.applied_index.reached(index, left).await {
-                true => Ok(()),
-                false => Err(ServerError::Timeout),
+            return if self.applied_index.reached(index, left).await {
+                Ok(())
+            } else {
+                Err(ServerError::Timeout)
             };
         }
     }
