@@ -25,8 +25,7 @@ impl AppliedIndex {
     /// Everything up to `index` is applied (and readable): wakes whoever
     /// waited for it.
     pub fn advance(&self, index: u64) {
-        self.index.fetch_max(index, Ordering::AcqRel);
-        let index = self.get();
+        let index = self.index.fetch_max(index, Ordering::AcqRel).max(index);
         let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
         if waiting.first_key_value().is_none_or(|(&k, _)| k > index) {
             return;

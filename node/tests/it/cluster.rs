@@ -166,6 +166,16 @@ pub(crate) async fn status_of(
 }
 
 /// The index of the member that leads, as the members report it.
+/// A fresh 3-member ferrocd cluster, a client per member, and which one leads.
+async fn three_members_with_a_leader() -> (Cluster, Vec<Client>, usize) {
+    let cluster = tokio::task::spawn_blocking(|| Cluster::start(Kind::Ferrocd, 3, &[]))
+        .await
+        .unwrap();
+    let mut clients = connect_all(&cluster).await;
+    let leader = leader_index(&mut clients).await;
+    (cluster, clients, leader)
+}
+
 pub(crate) async fn leader_index(clients: &mut [Client]) -> usize {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -187,11 +197,7 @@ async fn leases_kept_alive_through_a_follower_live_and_expire_everywhere() {
         LeaseGrantRequest, LeaseKeepAliveRequest, LeaseTimeToLiveRequest,
     };
     use futures::StreamExt;
-    let cluster = tokio::task::spawn_blocking(|| Cluster::start(Kind::Ferrocd, 3, &[]))
-        .await
-        .unwrap();
-    let mut clients = connect_all(&cluster).await;
-    let leader = leader_index(&mut clients).await;
+    let (_cluster, mut clients, leader) = three_members_with_a_leader().await;
     let follower = (leader + 1) % 3;
     let c = &mut clients[follower];
     c.lease
@@ -256,11 +262,7 @@ async fn leases_kept_alive_through_a_follower_live_and_expire_everywhere() {
 /// client must still get its own write's answer, errors included.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_writes_through_a_follower_each_get_their_own_answer() {
-    let cluster = tokio::task::spawn_blocking(|| Cluster::start(Kind::Ferrocd, 3, &[]))
-        .await
-        .unwrap();
-    let mut clients = connect_all(&cluster).await;
-    let leader = leader_index(&mut clients).await;
+    let (_cluster, mut clients, leader) = three_members_with_a_leader().await;
     let follower = (leader + 1) % 3;
     let writes = (0..300u32).map(|i| {
         let mut kv = clients[follower].kv.clone();
@@ -318,11 +320,7 @@ async fn concurrent_writes_through_a_follower_each_get_their_own_answer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killing_the_leader_under_writes_loses_no_acknowledged_write() {
-    let mut cluster = tokio::task::spawn_blocking(|| Cluster::start(Kind::Ferrocd, 3, &[]))
-        .await
-        .unwrap();
-    let mut clients = connect_all(&cluster).await;
-    let leader = leader_index(&mut clients).await;
+    let (mut cluster, mut clients, leader) = three_members_with_a_leader().await;
     let old_term = status_of(&mut clients[leader]).await.unwrap().raft_term;
     let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -466,11 +464,7 @@ async fn killing_the_leader_under_writes_loses_no_acknowledged_write() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_member_with_another_token_cannot_join_or_disturb() {
-    let cluster = tokio::task::spawn_blocking(|| Cluster::start(Kind::Ferrocd, 3, &[]))
-        .await
-        .unwrap();
-    let mut clients = connect_all(&cluster).await;
-    let leader = leader_index(&mut clients).await;
+    let (cluster, mut clients, leader) = three_members_with_a_leader().await;
     let before = status_of(&mut clients[leader]).await.unwrap();
     // An intruder on a fourth address that believes it bootstraps a cluster with the three.
     let ip = crate::support::unique_ip();
@@ -545,11 +539,7 @@ async fn a_member_with_another_token_cannot_join_or_disturb() {
 /// arrive on the leader's AppendEntries stream) while the cluster serves on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_replacement_from_another_cluster_refuses_the_leaders_replication() {
-    let mut cluster = tokio::task::spawn_blocking(|| Cluster::start(Kind::Ferrocd, 3, &[]))
-        .await
-        .unwrap();
-    let mut clients = connect_all(&cluster).await;
-    let leader = leader_index(&mut clients).await;
+    let (mut cluster, mut clients, leader) = three_members_with_a_leader().await;
     let before = status_of(&mut clients[leader]).await.unwrap();
     let follower = (leader + 1) % 3;
     let old = cluster.members.remove(follower);
