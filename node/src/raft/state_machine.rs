@@ -212,8 +212,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.metrics
             .proposals_applied
             .fetch_add(requests, Ordering::Relaxed);
-        self.applied_index.advance(self.applier.applied_index());
+        // Watchers learn the new revision first: a forwarded write or a read
+        // released by the index may open a watch at once.
         self.hub.notify(&applied.events);
+        self.applied_index.advance(self.applier.applied_index());
         for (id, result) in ids.into_iter().zip(applied.results) {
             if let (Some(id), Some(result)) = (id, result) {
                 if let Some(w) = self.waiters.take(id) {
@@ -274,8 +276,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 t.set_state(MEMBERSHIP, &membership)
             })
             .map_err(sm_err(ErrorVerb::Write))?;
-        self.applied_index.advance(self.applier.applied_index());
         self.hub.reset(self.applier.rev());
+        self.applied_index.advance(self.applier.applied_index());
         tracing::info!(
             snapshot = %meta.snapshot_id,
             last_log_index = meta.last_log_id.map_or(0, |l| l.index),
