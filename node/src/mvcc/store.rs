@@ -6,7 +6,10 @@ use super::index::{KeyIndex, SharedIndex};
 use super::range::{self, EventKey, KeyRange, RangeOptions, RangeResult};
 use super::MvccError;
 use crate::proto::mvccpb::{event::EventType, Event, KeyValue};
-use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTable, Table, TableDefinition};
+use redb::{
+    Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable, Table,
+    TableDefinition,
+};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -130,13 +133,10 @@ impl Store {
         };
         let applied_index = get_meta(&meta, META_APPLIED_INDEX)?;
         Ok(ReadView {
-            meta,
             index: self.index.clone(),
             epoch,
             events: tx.open_table(EVENTS)?,
-            leases: tx.open_table(LEASES)?,
-            alarms: tx.open_table(ALARMS)?,
-            state: tx.open_table(STATE)?,
+            tx,
             rev,
             compact_rev,
             applied_index,
@@ -258,10 +258,10 @@ impl Store {
         let tx = out.begin_write()?;
         {
             copy_table(&view.events, &mut tx.open_table(EVENTS)?)?;
-            copy_table(&view.meta, &mut tx.open_table(META)?)?;
-            copy_table(&view.leases, &mut tx.open_table(LEASES)?)?;
-            copy_table(&view.alarms, &mut tx.open_table(ALARMS)?)?;
-            copy_table(&view.state, &mut tx.open_table(STATE)?)?;
+            copy_table(&view.tx.open_table(META)?, &mut tx.open_table(META)?)?;
+            copy_table(&view.tx.open_table(LEASES)?, &mut tx.open_table(LEASES)?)?;
+            copy_table(&view.tx.open_table(ALARMS)?, &mut tx.open_table(ALARMS)?)?;
+            copy_table(&view.tx.open_table(STATE)?, &mut tx.open_table(STATE)?)?;
         }
         tx.commit()?;
         Ok(view)
@@ -325,15 +325,14 @@ pub(crate) fn get_meta<T: ReadableTable<&'static str, u64>>(
 }
 
 /// A consistent read-only view: one redb read transaction plus the counters
-/// that were committed with it.
+/// that were committed with it. Only `events` is opened up front: every
+/// range reads it, while the other tables serve rare calls, and opening a
+/// table costs about as much as the point read itself.
 pub struct ReadView {
     index: Arc<SharedIndex>,
     epoch: u64,
     events: ReadOnlyTable<EventKey, &'static [u8]>,
-    leases: ReadOnlyTable<i64, &'static [u8]>,
-    alarms: ReadOnlyTable<(u64, i32), ()>,
-    state: ReadOnlyTable<&'static str, &'static [u8]>,
-    meta: ReadOnlyTable<&'static str, u64>,
+    tx: ReadTransaction,
     /// The current revision in this view.
     pub rev: i64,
     /// The compacted revision in this view.
@@ -417,13 +416,17 @@ impl ReadView {
 
     /// A value the layers above stored with [`WriteTables::set_state`].
     pub fn state(&self, key: &str) -> Result<Option<Vec<u8>>, MvccError> {
-        Ok(self.state.get(key)?.map(|v| v.value().to_vec()))
+        Ok(self
+            .tx
+            .open_table(STATE)?
+            .get(key)?
+            .map(|v| v.value().to_vec()))
     }
 
     /// Every value whose state key starts with `prefix`.
     pub fn state_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, MvccError> {
         let mut out = Vec::new();
-        for item in self.state.range::<&str>(prefix..)? {
+        for item in self.tx.open_table(STATE)?.range::<&str>(prefix..)? {
             let (k, v) = item?;
             if !k.value().starts_with(prefix) {
                 break;
@@ -436,7 +439,7 @@ impl ReadView {
     /// Every lease record (ID, encoded record).
     pub fn leases(&self) -> Result<Vec<(i64, Vec<u8>)>, MvccError> {
         let mut out = Vec::new();
-        for item in self.leases.iter()? {
+        for item in self.tx.open_table(LEASES)?.iter()? {
             let (k, v) = item?;
             out.push((k.value(), v.value().to_vec()));
         }
@@ -446,7 +449,7 @@ impl ReadView {
     /// Every raised alarm: (member ID, alarm type).
     pub fn alarms(&self) -> Result<Vec<(u64, i32)>, MvccError> {
         let mut out = Vec::new();
-        for item in self.alarms.iter()? {
+        for item in self.tx.open_table(ALARMS)?.iter()? {
             let (k, _) = item?;
             out.push(k.value());
         }
@@ -491,7 +494,7 @@ impl ReadView {
     /// CRC-32C over all data (etcd's Hash).
     pub fn hash_all(&self) -> Result<u32, MvccError> {
         let mut h = self.hash_kv(self.rev)?;
-        for item in self.leases.iter()? {
+        for item in self.tx.open_table(LEASES)?.iter()? {
             let (k, v) = item?;
             h = crc32c_append(h, &k.value().to_be_bytes());
             h = crc32c_append(h, v.value());
