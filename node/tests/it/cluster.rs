@@ -165,7 +165,6 @@ pub(crate) async fn status_of(
     .map(|r| r.into_inner())
 }
 
-/// The index of the member that leads, as the members report it.
 /// A fresh 3-member ferrocd cluster, a client per member, and which one leads.
 async fn three_members_with_a_leader() -> (Cluster, Vec<Client>, usize) {
     let cluster = tokio::task::spawn_blocking(|| Cluster::start(Kind::Ferrocd, 3, &[]))
@@ -176,6 +175,7 @@ async fn three_members_with_a_leader() -> (Cluster, Vec<Client>, usize) {
     (cluster, clients, leader)
 }
 
+/// The index of the member that leads, as the members report it.
 pub(crate) async fn leader_index(clients: &mut [Client]) -> usize {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -532,7 +532,6 @@ async fn a_member_with_another_token_cannot_join_or_disturb() {
     );
 }
 
-/// Starts a member the way `etcdctl member add` tells you to: its `ETCD_*` lines as environment.
 /// A follower replaced at its address by a member of another cluster (same
 /// name, another token, empty data dir): the leader keeps replicating to
 /// that address, and the newcomer refuses every replication message (they
@@ -577,6 +576,7 @@ async fn a_replacement_from_another_cluster_refuses_the_leaders_replication() {
     );
 }
 
+/// Starts a member the way `etcdctl member add` tells you to: its `ETCD_*` lines as environment.
 fn start_added_member(ip: std::net::Ipv4Addr, add_output: &str) -> crate::support::Member {
     let mut flags = vec![
         format!("--listen-peer-urls=http://{ip}:2380"),
