@@ -1047,3 +1047,53 @@ async fn the_raft_log_stays_bounded_under_an_endless_write_stream() {
         "the raft log keeps growing: {sizes:?} (bound {bound})"
     );
 }
+
+/// A write through a follower is answered only once the follower applied
+/// it, and a watch the client opens right after on that follower starts
+/// after it: the created answer's header revision is at least the write's
+/// (etcd's behaviour; a follower that released the write before its watch
+/// side knew the revision answered the one before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_watch_opened_after_a_write_through_a_follower_starts_after_it() {
+    use ferrocd::proto::etcdserverpb::{watch_request, WatchCreateRequest, WatchRequest};
+    use futures::StreamExt;
+    let (_cluster, mut clients, leader) = three_members_with_a_leader().await;
+    let c = &mut clients[(leader + 1) % 3];
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let mut watch = c
+        .watch
+        .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    // The window is a few microseconds per write: many writes find it.
+    for i in 0..1500 {
+        let key = format!("read-your-write-{i}").into_bytes();
+        let put =
+            c.kv.put(PutRequest {
+                key: key.clone(),
+                value: b"v".to_vec(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let written = put.header.unwrap().revision;
+        let create = WatchCreateRequest {
+            key,
+            ..Default::default()
+        };
+        tx.send(WatchRequest {
+            request_union: Some(watch_request::RequestUnion::CreateRequest(create)),
+        })
+        .await
+        .unwrap();
+        let created = watch.next().await.unwrap().unwrap();
+        assert!(created.created, "{created:?}");
+        let at = created.header.unwrap().revision;
+        assert!(
+            at >= written,
+            "write {i} answered at revision {written}, a watch opened after it at {at}"
+        );
+    }
+}
