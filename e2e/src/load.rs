@@ -3,7 +3,7 @@
 //! requests between them, each request's latency recorded.
 
 use crate::stats::Samples;
-use ferrocd::proto::etcdserverpb::{
+use ferrocd_proto::etcdserverpb::{
     kv_client::KvClient, lease_client::LeaseClient, maintenance_client::MaintenanceClient,
     request_op::Request as Op, watch_client::WatchClient, watch_request::RequestUnion,
     LeaseGrantRequest, LeaseKeepAliveRequest, PutRequest, RangeRequest, RequestOp, StatusRequest,
@@ -206,7 +206,7 @@ struct Client {
     kv: KvClient<Channel>,
     keepalive: Option<(
         tokio::sync::mpsc::Sender<LeaseKeepAliveRequest>,
-        tonic::Streaming<ferrocd::proto::etcdserverpb::LeaseKeepAliveResponse>,
+        tonic::Streaming<ferrocd_proto::etcdserverpb::LeaseKeepAliveResponse>,
         i64,
     )>,
 }

@@ -6,8 +6,8 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use ferrocd::apply::{Applier, LogEntry};
 use ferrocd::lease::Lessor;
 use ferrocd::mvcc::{KeyRange, RangeOptions, Store};
-use ferrocd::proto::etcdserverpb::PutRequest;
-use ferrocd::proto::ferrocdpb::{internal_request::Request, InternalRequest};
+use ferrocd_proto::etcdserverpb::PutRequest;
+use ferrocd_proto::ferrocdpb::{internal_request::Request, InternalRequest};
 use std::sync::Arc;
 
 /// A 256-byte put to key `key-<k>`, k < 100k.

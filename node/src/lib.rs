@@ -1,26 +1,34 @@
 //! ferrocd: an etcd-compatible key-value store.
 //!
-//! The request path is one-way: `api` (gRPC + HTTP) validates a request and
-//! hands writes to `server`, which proposes them as log entries; `apply`
-//! executes each entry deterministically against the `mvcc` store and the
+//! The request path is one-way (README "Architecture"; `tests/it/layers.rs`
+//! fails on a back edge): `api` (gRPC + HTTP) validates a request and hands
+//! it to the `member`'s handles, which propose writes as raft log entries
+//! (`raft`, with `peer` carrying them between members); `apply` executes
+//! each committed entry deterministically against the `mvcc` store and the
 //! `lease` table, then the `watch` hub fans the resulting events out.
 
+// Clients and servers.
 pub mod api;
-pub mod apply;
-pub mod config;
-pub mod discovery;
 pub mod gateway;
-pub mod ids;
+// The member core.
+pub mod member;
+// Replication and member-to-member traffic.
+pub mod peer;
+pub mod raft;
+// Bootstrap by discovery.
+pub mod discovery;
+// The deterministic store.
+pub mod apply;
 pub mod lease;
+pub mod mvcc;
+pub mod watch;
+// Leaves.
+pub mod config;
+pub mod ids;
+pub mod listen;
 pub mod logging;
 pub mod metrics;
-pub mod mvcc;
-pub mod peer;
-pub mod proto;
-pub mod raft;
-pub mod server;
 pub mod tls;
-pub mod watch;
 
 /// The etcd version ferrocd reports (Status.version, /version). kube-apiserver
 /// enables watch progress requests from 3.5.13 on.

@@ -2,7 +2,7 @@
 
 use ferrocd::config::Fallback;
 use ferrocd::config::{self, Command};
-use ferrocd::server::{Server, ServerError};
+use ferrocd::member::{Member, StartError};
 
 // jemalloc instead of glibc's malloc: under 1000 clients glibc spent ~19% of
 // the member's CPU in malloc/free (perf); jemalloc gave +14% put throughput
@@ -68,10 +68,10 @@ fn main() {
 async fn run(cfg: config::Config) -> Result<(), Box<dyn std::error::Error>> {
     let fallback = cfg.discovery_fallback;
     let listen = cfg.listen_client_urls.clone();
-    let server = match Server::start(cfg).await {
+    let server = match Member::start(cfg).await {
         Ok(s) => s,
-        Err(ServerError::ClusterFull(peers)) if fallback == Fallback::Proxy => {
-            ferrocd::gateway::serve_as_proxy(&listen, peers, shutdown_signal()).await?;
+        Err(StartError::ClusterFull(peers, dialer)) if fallback == Fallback::Proxy => {
+            ferrocd::gateway::serve_as_proxy(&listen, peers, dialer, shutdown_signal()).await?;
             return Ok(());
         }
         Err(e) => return Err(e.into()),

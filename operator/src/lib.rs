@@ -14,6 +14,5 @@ pub mod membership;
 pub mod metrics;
 pub mod names;
 pub mod pki;
-pub mod proto;
 pub mod render;
 pub mod tls;

@@ -9,7 +9,7 @@
 
 use ferrocd_operator::membership::{next_step, ClientTls, EtcdMembers, Observed, Placement, Step};
 use ferrocd_operator::pki::Ca;
-use ferrocd_operator::proto::etcdserverpb::{kv_client::KvClient, PutRequest, RangeRequest};
+use ferrocd_proto::etcdserverpb::{kv_client::KvClient, PutRequest, RangeRequest};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;

@@ -11,7 +11,7 @@
 pub mod local;
 pub mod real;
 
-use ferrocd::proto::etcdserverpb as pb;
+use ferrocd_proto::etcdserverpb as pb;
 use ferrocd_operator::crd::{EtcdCluster, EtcdClusterStatus, Phase};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};

@@ -1,14 +1,25 @@
 //! The Auth service. Authentication is not implemented yet: AuthStatus
 //! reports it disabled (which is true), every other RPC answers Unimplemented.
 
-use super::error;
-use crate::proto::etcdserverpb::{auth_server::Auth, *};
-use crate::server::Server;
+use crate::member::{Leadership, Member};
+use crate::watch::WatchHub;
+use ferrocd_proto::errors;
+use ferrocd_proto::etcdserverpb::{auth_server::Auth, *};
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 pub struct AuthService {
-    pub server: Arc<Server>,
+    leadership: Arc<Leadership>,
+    hub: Arc<WatchHub>,
+}
+
+impl AuthService {
+    pub fn new(m: &Member) -> AuthService {
+        AuthService {
+            leadership: m.leadership.clone(),
+            hub: m.hub.clone(),
+        }
+    }
 }
 
 const NOT_YET: &str = "authentication (users, roles, tokens) is not supported yet";
@@ -20,7 +31,7 @@ impl Auth for AuthService {
         _req: Request<AuthStatusRequest>,
     ) -> Result<Response<AuthStatusResponse>, Status> {
         Ok(Response::new(AuthStatusResponse {
-            header: Some(self.server.header(self.server.hub.rev())),
+            header: Some(self.leadership.header(self.hub.rev())),
             enabled: false,
             auth_revision: 0,
         }))
@@ -30,111 +41,111 @@ impl Auth for AuthService {
         &self,
         _req: Request<AuthEnableRequest>,
     ) -> Result<Response<AuthEnableResponse>, Status> {
-        Err(error::unimplemented(NOT_YET))
+        Err(errors::unimplemented(NOT_YET))
     }
 
     async fn auth_disable(
         &self,
         _req: Request<AuthDisableRequest>,
     ) -> Result<Response<AuthDisableResponse>, Status> {
-        Err(error::unimplemented(NOT_YET))
+        Err(errors::unimplemented(NOT_YET))
     }
 
     async fn authenticate(
         &self,
         _req: Request<AuthenticateRequest>,
     ) -> Result<Response<AuthenticateResponse>, Status> {
-        Err(error::unimplemented(NOT_YET))
+        Err(errors::unimplemented(NOT_YET))
     }
 
     async fn user_add(
         &self,
         _req: Request<AuthUserAddRequest>,
     ) -> Result<Response<AuthUserAddResponse>, Status> {
-        Err(error::unimplemented(NOT_YET))
+        Err(errors::unimplemented(NOT_YET))
     }
 
     async fn user_get(
         &self,
         _req: Request<AuthUserGetRequest>,
     ) -> Result<Response<AuthUserGetResponse>, Status> {
-        Err(error::unimplemented(NOT_YET))
+        Err(errors::unimplemented(NOT_YET))
     }
 
     async fn user_list(
         &self,
         _req: Request<AuthUserListRequest>,
     ) -> Result<Response<AuthUserListResponse>, Status> {
-        Err(error::unimplemented(NOT_YET))
+        Err(errors::unimplemented(NOT_YET))
     }
 
     async fn user_delete(
         &self,
         _req: Request<AuthUserDeleteRequest>,
     ) -> Result<Response<AuthUserDeleteResponse>, Status> {
-        Err(error::unimplemented(NOT_YET))
+        Err(errors::unimplemented(NOT_YET))
     }
 
     async fn user_change_password(
         &self,
         _req: Request<AuthUserChangePasswordRequest>,
     ) -> Result<Response<AuthUserChangePasswordResponse>, Status> {
-        Err(error::unimplemented(NOT_YET))
+        Err(errors::unimplemented(NOT_YET))
     }
 
     async fn user_grant_role(
         &self,
         _req: Request<AuthUserGrantRoleRequest>,
     ) -> Result<Response<AuthUserGrantRoleResponse>, Status> {
-        Err(error::unimplemented(NOT_YET))
+        Err(errors::unimplemented(NOT_YET))
     }
 
     async fn user_revoke_role(
         &self,
         _req: Request<AuthUserRevokeRoleRequest>,
     ) -> Result<Response<AuthUserRevokeRoleResponse>, Status> {
-        Err(error::unimplemented(NOT_YET))
+        Err(errors::unimplemented(NOT_YET))
     }
 
     async fn role_add(
         &self,
         _req: Request<AuthRoleAddRequest>,
     ) -> Result<Response<AuthRoleAddResponse>, Status> {
-        Err(error::unimplemented(NOT_YET))
+        Err(errors::unimplemented(NOT_YET))
     }
 
     async fn role_get(
         &self,
         _req: Request<AuthRoleGetRequest>,
     ) -> Result<Response<AuthRoleGetResponse>, Status> {
-        Err(error::unimplemented(NOT_YET))
+        Err(errors::unimplemented(NOT_YET))
     }
 
     async fn role_list(
         &self,
         _req: Request<AuthRoleListRequest>,
     ) -> Result<Response<AuthRoleListResponse>, Status> {
-        Err(error::unimplemented(NOT_YET))
+        Err(errors::unimplemented(NOT_YET))
     }
 
     async fn role_delete(
         &self,
         _req: Request<AuthRoleDeleteRequest>,
     ) -> Result<Response<AuthRoleDeleteResponse>, Status> {
-        Err(error::unimplemented(NOT_YET))
+        Err(errors::unimplemented(NOT_YET))
     }
 
     async fn role_grant_permission(
         &self,
         _req: Request<AuthRoleGrantPermissionRequest>,
     ) -> Result<Response<AuthRoleGrantPermissionResponse>, Status> {
-        Err(error::unimplemented(NOT_YET))
+        Err(errors::unimplemented(NOT_YET))
     }
 
     async fn role_revoke_permission(
         &self,
         _req: Request<AuthRoleRevokePermissionRequest>,
     ) -> Result<Response<AuthRoleRevokePermissionResponse>, Status> {
-        Err(error::unimplemented(NOT_YET))
+        Err(errors::unimplemented(NOT_YET))
     }
 }

@@ -1,20 +1,33 @@
 //! The Cluster service: the raft membership with the attributes members
-//! published; membership changes run on the leader (see server::membership).
+//! published; membership changes run on the leader (see member::membership).
 
 use super::error::status;
 use super::require_leader;
-use crate::proto::etcdserverpb::{
+use ferrocd_proto::etcdserverpb::{
     cluster_server::Cluster, MemberAddRequest, MemberAddResponse, MemberListRequest,
     MemberListResponse, MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest,
     MemberRemoveResponse, MemberUpdateRequest, MemberUpdateResponse,
 };
-use crate::proto::ferrocdpb::member_change_request::Change;
-use crate::server::{member_to_proto, Server};
+use ferrocd_proto::ferrocdpb::member_change_request::Change;
+use crate::member::membership::to_proto;
+use crate::member::{Leadership, Member, Membership, Reader};
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 pub struct ClusterService {
-    pub server: Arc<Server>,
+    leadership: Arc<Leadership>,
+    membership: Arc<Membership>,
+    reader: Arc<Reader>,
+}
+
+impl ClusterService {
+    pub fn new(m: &Member) -> ClusterService {
+        ClusterService {
+            leadership: m.leadership.clone(),
+            membership: m.membership.clone(),
+            reader: m.reader.clone(),
+        }
+    }
 }
 
 #[tonic::async_trait]
@@ -23,14 +36,14 @@ impl Cluster for ClusterService {
         &self,
         req: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
-        require_leader(&req, &self.server)?;
+        require_leader(&req, &self.leadership)?;
         let r = self
-            .server
+            .membership
             .change_members(Change::Add(req.into_inner()))
             .await
             .map_err(status)?;
         Ok(Response::new(MemberAddResponse {
-            header: Some(self.server.header(0)),
+            header: Some(self.leadership.header(0)),
             member: r.added,
             members: r.members,
         }))
@@ -40,14 +53,14 @@ impl Cluster for ClusterService {
         &self,
         req: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
-        require_leader(&req, &self.server)?;
+        require_leader(&req, &self.leadership)?;
         let r = self
-            .server
+            .membership
             .change_members(Change::Remove(req.into_inner()))
             .await
             .map_err(status)?;
         Ok(Response::new(MemberRemoveResponse {
-            header: Some(self.server.header(0)),
+            header: Some(self.leadership.header(0)),
             members: r.members,
         }))
     }
@@ -56,14 +69,14 @@ impl Cluster for ClusterService {
         &self,
         req: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
-        require_leader(&req, &self.server)?;
+        require_leader(&req, &self.leadership)?;
         let r = self
-            .server
+            .membership
             .change_members(Change::Update(req.into_inner()))
             .await
             .map_err(status)?;
         Ok(Response::new(MemberUpdateResponse {
-            header: Some(self.server.header(0)),
+            header: Some(self.leadership.header(0)),
             members: r.members,
         }))
     }
@@ -72,18 +85,18 @@ impl Cluster for ClusterService {
         &self,
         req: Request<MemberListRequest>,
     ) -> Result<Response<MemberListResponse>, Status> {
-        require_leader(&req, &self.server)?;
+        require_leader(&req, &self.leadership)?;
         if req.get_ref().linearizable {
-            self.server.linearizable_read().await?;
+            self.reader.linearizable_read().await?;
         }
         Ok(Response::new(MemberListResponse {
             // etcd's Cluster service headers carry no revision.
-            header: Some(self.server.header(0)),
+            header: Some(self.leadership.header(0)),
             members: self
-                .server
+                .membership
                 .members()
                 .into_iter()
-                .map(member_to_proto)
+                .map(to_proto)
                 .collect(),
         }))
     }
@@ -92,14 +105,14 @@ impl Cluster for ClusterService {
         &self,
         req: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
-        require_leader(&req, &self.server)?;
+        require_leader(&req, &self.leadership)?;
         let r = self
-            .server
+            .membership
             .change_members(Change::Promote(req.into_inner()))
             .await
             .map_err(status)?;
         Ok(Response::new(MemberPromoteResponse {
-            header: Some(self.server.header(0)),
+            header: Some(self.leadership.header(0)),
             members: r.members,
         }))
     }

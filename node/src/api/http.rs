@@ -2,8 +2,8 @@
 //! /metrics, with etcd's bodies and status codes.
 
 use crate::metrics::Gauges;
-use crate::proto::etcdserverpb::AlarmType;
-use crate::server::Server;
+use ferrocd_proto::etcdserverpb::AlarmType;
+use crate::member::Member;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -12,7 +12,7 @@ use axum::Router;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-pub fn router(server: Arc<Server>) -> Router {
+pub fn router(server: Arc<Member>) -> Router {
     probes()
         .route("/version", get(version))
         .merge(super::v2keys::router())
@@ -20,11 +20,11 @@ pub fn router(server: Arc<Server>) -> Router {
 }
 
 /// What `--listen-metrics-urls` serves: health, probes and metrics.
-pub fn probes_router(server: Arc<Server>) -> Router {
+pub fn probes_router(server: Arc<Member>) -> Router {
     probes().with_state(server)
 }
 
-fn probes() -> Router<Arc<Server>> {
+fn probes() -> Router<Arc<Member>> {
     Router::new()
         .route("/health", get(health))
         .route("/livez", get(livez))
@@ -38,7 +38,7 @@ fn json(code: StatusCode, body: String) -> Response {
     (code, [("content-type", "application/json")], body).into_response()
 }
 
-async fn health(State(s): State<Arc<Server>>, Query(q): Params) -> Response {
+async fn health(State(s): State<Arc<Member>>, Query(q): Params) -> Response {
     let excluded: Vec<String> = q
         .get("exclude")
         .map(|e| vec![e.clone()])
@@ -54,8 +54,8 @@ async fn health(State(s): State<Arc<Server>>, Query(q): Params) -> Response {
     }
 }
 
-fn check_health(s: &Server, excluded_alarms: &[String], serializable: bool) -> (bool, String) {
-    let view = match s.read() {
+fn check_health(s: &Member, excluded_alarms: &[String], serializable: bool) -> (bool, String) {
+    let view = match s.reader.read() {
         Ok(v) => v,
         Err(e) => return (false, format!("READ ERROR: {e}")),
     };
@@ -66,28 +66,29 @@ fn check_health(s: &Server, excluded_alarms: &[String], serializable: bool) -> (
         }
         return (false, format!("ALARM {name}"));
     }
-    if !serializable && !s.has_leader() {
+    if !serializable && !s.leadership.has_leader() {
         return (false, "RAFT NO LEADER".into());
     }
     (true, String::new())
 }
 
 /// One named check of /livez or /readyz.
-type Check = (&'static str, fn(&Server) -> Result<(), String>);
+type Check = (&'static str, fn(&Member) -> Result<(), String>);
 
-fn serializable_read(s: &Server) -> Result<(), String> {
-    s.read().map(|_| ()).map_err(|e| e.to_string())
+fn serializable_read(s: &Member) -> Result<(), String> {
+    s.reader.read().map(|_| ()).map_err(|e| e.to_string())
 }
 
-fn linearizable_read(s: &Server) -> Result<(), String> {
-    if !s.has_leader() {
-        return Err("etcdserver: no leader".into());
+fn linearizable_read(s: &Member) -> Result<(), String> {
+    if !s.leadership.has_leader() {
+        return Err(ferrocd_proto::errors::NO_LEADER.message().into());
     }
     serializable_read(s)
 }
 
-fn data_corruption(s: &Server) -> Result<(), String> {
+fn data_corruption(s: &Member) -> Result<(), String> {
     let alarms = s
+        .reader
         .read()
         .map_err(|e| e.to_string())?
         .alarms()
@@ -98,11 +99,11 @@ fn data_corruption(s: &Server) -> Result<(), String> {
     Ok(())
 }
 
-async fn livez(State(s): State<Arc<Server>>, Query(q): Params) -> Response {
+async fn livez(State(s): State<Arc<Member>>, Query(q): Params) -> Response {
     probe(&s, "livez", &[("serializable_read", serializable_read)], &q)
 }
 
-async fn readyz(State(s): State<Arc<Server>>, Query(q): Params) -> Response {
+async fn readyz(State(s): State<Arc<Member>>, Query(q): Params) -> Response {
     let checks: [Check; 3] = [
         ("data_corruption", data_corruption),
         ("serializable_read", serializable_read),
@@ -113,7 +114,7 @@ async fn readyz(State(s): State<Arc<Server>>, Query(q): Params) -> Response {
 
 /// etcd's (and Kubernetes') probe format: `ok`, or with `?verbose` one
 /// `[+]name ok` / `[-]name failed: reason` line per check; `?exclude=name`.
-fn probe(s: &Server, what: &str, checks: &[Check], q: &HashMap<String, String>) -> Response {
+fn probe(s: &Member, what: &str, checks: &[Check], q: &HashMap<String, String>) -> Response {
     let verbose = q.contains_key("verbose");
     let excluded: Vec<&str> = q
         .get("exclude")
@@ -155,14 +156,14 @@ async fn version() -> Response {
     json(StatusCode::OK, body)
 }
 
-async fn metrics(State(s): State<Arc<Server>>) -> Response {
+async fn metrics(State(s): State<Arc<Member>>) -> Response {
     let store = s.store.clone();
     let in_use = tokio::task::spawn_blocking(move || store.size_in_use().unwrap_or(0))
         .await
         .unwrap_or(0);
     let g = Gauges {
-        has_leader: s.has_leader(),
-        is_leader: s.leader_id() == s.identity.member_id,
+        has_leader: s.leadership.has_leader(),
+        is_leader: s.leadership.is_leader(),
         db_size: s.store.file_size(),
         db_size_in_use: in_use,
         quota_bytes: s.config.quota_backend_bytes.unwrap_or(0),

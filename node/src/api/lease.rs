@@ -3,14 +3,15 @@
 
 use super::error::status;
 use super::{require_leader, unexpected};
-use crate::apply::Response as Applied;
-use crate::proto::etcdserverpb::{
+use crate::apply::EntryResponse;
+use crate::member::{Leadership, Leases, Member, Proposer};
+use ferrocd_proto::etcdserverpb::{
     lease_server::Lease, LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest,
     LeaseKeepAliveResponse, LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest,
     LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
-use crate::proto::ferrocdpb::internal_request::Request as Entry;
-use crate::server::Server;
+use ferrocd_proto::ferrocdpb::internal_request::Request as Entry;
+use crate::watch::WatchHub;
 use std::pin::Pin;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -22,7 +23,21 @@ use tonic::{Request, Response, Status, Streaming};
 const LEASE_GRANT_COST: u64 = 64;
 
 pub struct LeaseService {
-    pub server: Arc<Server>,
+    leadership: Arc<Leadership>,
+    proposer: Arc<Proposer>,
+    leases: Arc<Leases>,
+    hub: Arc<WatchHub>,
+}
+
+impl LeaseService {
+    pub fn new(m: &Member) -> LeaseService {
+        LeaseService {
+            leadership: m.leadership.clone(),
+            proposer: m.proposer.clone(),
+            leases: m.leases.clone(),
+            hub: m.hub.clone(),
+        }
+    }
 }
 
 type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send>>;
@@ -33,20 +48,20 @@ impl Lease for LeaseService {
         &self,
         req: Request<LeaseGrantRequest>,
     ) -> Result<Response<LeaseGrantResponse>, Status> {
-        require_leader(&req, &self.server)?;
+        require_leader(&req, &self.leadership)?;
         let mut r = req.into_inner();
         if r.id == 0 {
-            r.id = self.server.next_lease_id();
+            r.id = self.leases.next_lease_id();
         }
-        self.server.check_quota(LEASE_GRANT_COST).await?;
+        self.proposer.check_quota(LEASE_GRANT_COST).await?;
         match self
-            .server
+            .proposer
             .propose(Entry::LeaseGrant(r))
             .await
             .map_err(status)?
         {
-            Applied::LeaseGrant(mut resp) => {
-                self.server.fill(&mut resp.header);
+            EntryResponse::LeaseGrant(mut resp) => {
+                self.leadership.fill(&mut resp.header);
                 Ok(Response::new(resp))
             }
             other => Err(unexpected(other)),
@@ -57,16 +72,16 @@ impl Lease for LeaseService {
         &self,
         req: Request<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
-        require_leader(&req, &self.server)?;
+        require_leader(&req, &self.leadership)?;
         let r = req.into_inner();
         match self
-            .server
+            .proposer
             .propose(Entry::LeaseRevoke(r))
             .await
             .map_err(status)?
         {
-            Applied::LeaseRevoke(mut resp) => {
-                self.server.fill(&mut resp.header);
+            EntryResponse::LeaseRevoke(mut resp) => {
+                self.leadership.fill(&mut resp.header);
                 Ok(Response::new(resp))
             }
             other => Err(unexpected(other)),
@@ -79,14 +94,14 @@ impl Lease for LeaseService {
         &self,
         req: Request<Streaming<LeaseKeepAliveRequest>>,
     ) -> Result<Response<KeepAliveStream>, Status> {
-        require_leader(&req, &self.server)?;
+        require_leader(&req, &self.leadership)?;
         let mut inbound = req.into_inner();
         let (tx, rx) = mpsc::channel(16);
-        let server = self.server.clone();
+        let leases = self.leases.clone();
         tokio::spawn(async move {
             while let Ok(Some(r)) = inbound.message().await {
                 // Keep-alives go to the leader; an unknown lease answers TTL 0, as etcd does.
-                let resp = server.lease_renew(r.id).await.map_err(status);
+                let resp = leases.renew(r.id).await.map_err(status);
                 if tx.send(resp).await.is_err() {
                     break;
                 }
@@ -99,9 +114,9 @@ impl Lease for LeaseService {
         &self,
         req: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
-        require_leader(&req, &self.server)?;
+        require_leader(&req, &self.leadership)?;
         let r = req.into_inner();
-        let resp = self.server.lease_time_to_live(r).await.map_err(status)?;
+        let resp = self.leases.time_to_live(r).await.map_err(status)?;
         Ok(Response::new(resp))
     }
 
@@ -109,16 +124,15 @@ impl Lease for LeaseService {
         &self,
         req: Request<LeaseLeasesRequest>,
     ) -> Result<Response<LeaseLeasesResponse>, Status> {
-        require_leader(&req, &self.server)?;
+        require_leader(&req, &self.leadership)?;
         let leases = self
-            .server
-            .lessor
+            .leases
             .ids()
             .into_iter()
             .map(|id| LeaseStatus { id })
             .collect();
         Ok(Response::new(LeaseLeasesResponse {
-            header: Some(self.server.header(self.server.hub.rev())),
+            header: Some(self.leadership.header(self.hub.rev())),
             leases,
         }))
     }

@@ -1,17 +1,19 @@
 //! The Maintenance service: status, hashes, alarms, defragment, snapshot.
 
-use super::error::{self, status};
+use super::error::status;
 use super::{require_leader, unexpected};
-use crate::apply::Response as Applied;
-use crate::mvcc::MvccError;
-use crate::proto::etcdserverpb::{
+use crate::apply::EntryResponse;
+use crate::member::{Leadership, Member, Membership, Proposer, Reader, Transfer};
+use crate::mvcc::{MvccError, Store};
+use crate::watch::WatchHub;
+use ferrocd_proto::errors;
+use ferrocd_proto::etcdserverpb::{
     alarm_request::AlarmAction, maintenance_server::Maintenance, AlarmMember, AlarmRequest,
     AlarmResponse, AlarmType, DefragmentRequest, DefragmentResponse, DowngradeRequest,
     DowngradeResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest,
     MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
 };
-use crate::proto::ferrocdpb::internal_request::Request as Entry;
-use crate::server::Server;
+use ferrocd_proto::ferrocdpb::internal_request::Request as Entry;
 use sha2::{Digest, Sha256};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -24,7 +26,30 @@ use tonic::{Request, Response, Status};
 const SNAPSHOT_CHUNK: usize = 32 * 1024;
 
 pub struct MaintenanceService {
-    pub server: Arc<Server>,
+    leadership: Arc<Leadership>,
+    proposer: Arc<Proposer>,
+    reader: Arc<Reader>,
+    membership: Arc<Membership>,
+    transfer: Arc<Transfer>,
+    store: Store,
+    hub: Arc<WatchHub>,
+    /// Where snapshots are staged.
+    scratch: std::path::PathBuf,
+}
+
+impl MaintenanceService {
+    pub fn new(m: &Member) -> MaintenanceService {
+        MaintenanceService {
+            leadership: m.leadership.clone(),
+            proposer: m.proposer.clone(),
+            reader: m.reader.clone(),
+            membership: m.membership.clone(),
+            transfer: m.transfer.clone(),
+            store: m.store.clone(),
+            hub: m.hub.clone(),
+            scratch: m.config.data_dir.join("member"),
+        }
+    }
 }
 
 type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send>>;
@@ -47,10 +72,10 @@ pub fn alarm_text(a: &AlarmMember) -> String {
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
     async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
-        require_leader(&req, &self.server)?;
+        require_leader(&req, &self.leadership)?;
         let r = req.into_inner();
         if r.action == AlarmAction::Get as i32 {
-            let view = self.server.read()?;
+            let view = self.reader.read()?;
             let alarms = view
                 .alarms()?
                 .into_iter()
@@ -58,13 +83,13 @@ impl Maintenance for MaintenanceService {
                 .map(|(member_id, alarm)| AlarmMember { member_id, alarm })
                 .collect();
             return Ok(Response::new(AlarmResponse {
-                header: Some(self.server.header(view.rev)),
+                header: Some(self.leadership.header(view.rev)),
                 alarms,
             }));
         }
-        match self.server.propose(Entry::Alarm(r)).await.map_err(status)? {
-            Applied::Alarm(mut resp) => {
-                self.server.fill(&mut resp.header);
+        match self.proposer.propose(Entry::Alarm(r)).await.map_err(status)? {
+            EntryResponse::Alarm(mut resp) => {
+                self.leadership.fill(&mut resp.header);
                 Ok(Response::new(resp))
             }
             other => Err(unexpected(other)),
@@ -75,33 +100,32 @@ impl Maintenance for MaintenanceService {
         &self,
         req: Request<StatusRequest>,
     ) -> Result<Response<StatusResponse>, Status> {
-        require_leader(&req, &self.server)?;
-        let s = self.server.clone();
+        require_leader(&req, &self.leadership)?;
+        let store = self.store.clone();
         let (view_rev, alarms, in_use) = blocking(move || {
-            let view = s.store.read()?;
-            Ok((view.rev, view.alarms()?, s.store.size_in_use()?))
+            let view = store.read()?;
+            Ok((view.rev, view.alarms()?, store.size_in_use()?))
         })
         .await?;
-        let errors = alarms
+        let mut errors: Vec<String> = alarms
             .into_iter()
             .map(|(member_id, alarm)| alarm_text(&AlarmMember { member_id, alarm }))
             .collect();
-        let s = &self.server;
-        let mut errors: Vec<String> = errors;
-        if !s.has_leader() {
-            errors.insert(0, "etcdserver: no leader".to_string());
+        let l = &self.leadership;
+        if !l.has_leader() {
+            errors.insert(0, errors::NO_LEADER.message().to_string());
         }
         Ok(Response::new(StatusResponse {
-            header: Some(s.header(view_rev)),
+            header: Some(l.header(view_rev)),
             version: crate::ETCD_VERSION.to_string(),
-            db_size: s.store.file_size() as i64,
-            leader: s.leader_id(),
-            raft_index: s.raft_index(),
-            raft_term: s.raft_term(),
-            raft_applied_index: s.applied_index(),
+            db_size: self.store.file_size() as i64,
+            leader: l.leader_id(),
+            raft_index: l.raft_index(),
+            raft_term: l.raft_term(),
+            raft_applied_index: self.reader.applied_index(),
             errors,
             db_size_in_use: in_use as i64,
-            is_learner: s.is_learner(),
+            is_learner: self.membership.is_learner(),
         }))
     }
 
@@ -109,24 +133,24 @@ impl Maintenance for MaintenanceService {
         &self,
         req: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
-        require_leader(&req, &self.server)?;
-        let store = self.server.store.clone();
+        require_leader(&req, &self.leadership)?;
+        let store = self.store.clone();
         blocking(move || store.defragment()).await?;
         Ok(Response::new(DefragmentResponse {
-            header: Some(self.server.header(self.server.hub.rev())),
+            header: Some(self.leadership.header(self.hub.rev())),
         }))
     }
 
     async fn hash(&self, req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
-        require_leader(&req, &self.server)?;
-        let store = self.server.store.clone();
+        require_leader(&req, &self.leadership)?;
+        let store = self.store.clone();
         let (rev, hash) = blocking(move || {
             let v = store.read()?;
             Ok((v.rev, v.hash_all()?))
         })
         .await?;
         Ok(Response::new(HashResponse {
-            header: Some(self.server.header(rev)),
+            header: Some(self.leadership.header(rev)),
             hash,
         }))
     }
@@ -135,9 +159,9 @@ impl Maintenance for MaintenanceService {
         &self,
         req: Request<HashKvRequest>,
     ) -> Result<Response<HashKvResponse>, Status> {
-        require_leader(&req, &self.server)?;
+        require_leader(&req, &self.leadership)?;
         let want = req.into_inner().revision;
-        let store = self.server.store.clone();
+        let store = self.store.clone();
         let (cur, compact, rev, hash) = blocking(move || {
             let v = store.read()?;
             let rev = if want <= 0 { v.rev } else { want };
@@ -152,7 +176,7 @@ impl Maintenance for MaintenanceService {
         })
         .await?;
         Ok(Response::new(HashKvResponse {
-            header: Some(self.server.header(cur)),
+            header: Some(self.leadership.header(cur)),
             hash,
             compact_revision: compact,
             hash_revision: rev,
@@ -165,9 +189,9 @@ impl Maintenance for MaintenanceService {
         &self,
         req: Request<SnapshotRequest>,
     ) -> Result<Response<SnapshotStream>, Status> {
-        require_leader(&req, &self.server)?;
-        let store = self.server.store.clone();
-        let dir = self.server.config.data_dir.join("member");
+        require_leader(&req, &self.leadership)?;
+        let store = self.store.clone();
+        let dir = self.scratch.clone();
         let (rev, body) = blocking(move || {
             let path = dir.join(format!("snapshot-{}.tmp", std::process::id()));
             let result = store
@@ -179,14 +203,14 @@ impl Maintenance for MaintenanceService {
         .await?;
         let body = seal_snapshot(body);
         let (tx, rx) = mpsc::channel(4);
-        let server = self.server.clone();
+        let leadership = self.leadership.clone();
         tokio::spawn(async move {
             let total = body.len();
             let mut sent = 0;
             for chunk in body.chunks(SNAPSHOT_CHUNK) {
                 sent += chunk.len();
                 let resp = SnapshotResponse {
-                    header: Some(server.header(rev)),
+                    header: Some(leadership.header(rev)),
                     remaining_bytes: (total - sent) as u64,
                     blob: chunk.to_vec(),
                 };
@@ -202,14 +226,11 @@ impl Maintenance for MaintenanceService {
         &self,
         req: Request<MoveLeaderRequest>,
     ) -> Result<Response<MoveLeaderResponse>, Status> {
-        require_leader(&req, &self.server)?;
+        require_leader(&req, &self.leadership)?;
         let target = req.into_inner().target_id;
-        self.server
-            .move_leader(target)
-            .await
-            .map_err(error::status)?;
+        self.transfer.move_leader(target).await.map_err(status)?;
         Ok(Response::new(MoveLeaderResponse {
-            header: Some(self.server.header(self.server.hub.rev())),
+            header: Some(self.leadership.header(self.hub.rev())),
         }))
     }
 
@@ -217,7 +238,7 @@ impl Maintenance for MaintenanceService {
         &self,
         _req: Request<DowngradeRequest>,
     ) -> Result<Response<DowngradeResponse>, Status> {
-        Err(error::unimplemented("cluster downgrade is not supported"))
+        Err(errors::unimplemented("cluster downgrade is not supported"))
     }
 }
 

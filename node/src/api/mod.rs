@@ -11,13 +11,14 @@ pub mod maintenance;
 pub mod v2keys;
 pub mod watch;
 
-use crate::apply::Response as Applied;
-use crate::proto::etcdserverpb::{
+use crate::apply::EntryResponse;
+use crate::listen::{bind_url, ListenError};
+use crate::member::{Leadership, Member};
+use ferrocd_proto::errors;
+use ferrocd_proto::etcdserverpb::{
     auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer,
     lease_server::LeaseServer, maintenance_server::MaintenanceServer, watch_server::WatchServer,
 };
-use crate::server::Server;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
@@ -27,68 +28,53 @@ use tonic::Status;
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
 /// `hasleader=true` metadata: refuse when the cluster has no leader.
-pub(crate) fn require_leader<T>(req: &tonic::Request<T>, s: &Server) -> Result<(), Status> {
+pub(crate) fn require_leader<T>(req: &tonic::Request<T>, l: &Leadership) -> Result<(), Status> {
     let wants = req
         .metadata()
         .get("hasleader")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v == "true");
-    if wants && !s.has_leader() {
-        return Err(error::no_leader());
+    if wants && !l.has_leader() {
+        return Err(errors::NO_LEADER.status());
     }
     Ok(())
 }
 
-pub(crate) fn unexpected(r: Applied) -> Status {
-    Status::internal(format!("ferrocd: unexpected apply result {r:?}"))
-}
-
-/// Binding a listen URL failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    #[error("listen tcp {addr}: {source}")]
-    Bind {
-        addr: String,
-        source: std::io::Error,
-    },
-    #[error("cannot resolve {0}")]
-    Resolve(String),
-    #[error("unsupported listen URL {0}: only http:// is served by this build")]
-    Scheme(String),
+pub(crate) fn unexpected(r: EntryResponse) -> Status {
+    errors::internal(format_args!("unexpected apply result {r:?}"))
 }
 
 /// The gRPC services and HTTP endpoints as one router.
-pub fn routes(server: &Arc<Server>) -> Routes {
-    let limit = server.config.max_request_bytes + GRPC_OVERHEAD_BYTES;
-    let s = || server.clone();
+pub fn routes(m: &Arc<Member>) -> Routes {
+    let limit = m.config.max_request_bytes + GRPC_OVERHEAD_BYTES;
     let grpc = Routes::new(
-        KvServer::new(kv::KvService { server: s() })
+        KvServer::new(kv::KvService::new(m))
             .max_decoding_message_size(limit)
             .max_encoding_message_size(usize::MAX),
     )
     .add_service(
-        WatchServer::new(watch::WatchService { server: s() })
+        WatchServer::new(watch::WatchService::new(m))
             .max_decoding_message_size(limit)
             .max_encoding_message_size(usize::MAX),
     )
     .add_service(
-        LeaseServer::new(lease::LeaseService { server: s() })
+        LeaseServer::new(lease::LeaseService::new(m))
             .max_decoding_message_size(limit)
             .max_encoding_message_size(usize::MAX),
     )
     .add_service(
-        ClusterServer::new(cluster::ClusterService { server: s() })
+        ClusterServer::new(cluster::ClusterService::new(m))
             .max_decoding_message_size(limit),
     )
     .add_service(
-        MaintenanceServer::new(maintenance::MaintenanceService { server: s() })
+        MaintenanceServer::new(maintenance::MaintenanceService::new(m))
             .max_decoding_message_size(limit)
             .max_encoding_message_size(usize::MAX),
     )
     .add_service(
-        AuthServer::new(auth::AuthService { server: s() }).max_decoding_message_size(limit),
+        AuthServer::new(auth::AuthService::new(m)).max_decoding_message_size(limit),
     );
-    Routes::from(grpc.into_axum_router().merge(http::router(s())))
+    Routes::from(grpc.into_axum_router().merge(http::router(m.clone())))
 }
 
 /// A bound client URL, with its TLS when the URL is https.
@@ -106,7 +92,7 @@ pub struct Listeners {
 
 /// Binds every client and metrics URL (so bind errors surface before
 /// anything runs).
-pub async fn bind_listeners(server: &Server) -> Result<Listeners, ServeError> {
+pub async fn bind_listeners(server: &Member) -> Result<Listeners, ListenError> {
     let mut metrics = Vec::new();
     for url in &server.config.listen_metrics_urls {
         metrics.push(bind_url(url).await?);
@@ -117,7 +103,7 @@ pub async fn bind_listeners(server: &Server) -> Result<Listeners, ServeError> {
     })
 }
 
-async fn bind_client_urls(server: &Server) -> Result<Vec<ClientListener>, ServeError> {
+async fn bind_client_urls(server: &Member) -> Result<Vec<ClientListener>, ListenError> {
     let mut out = Vec::new();
     for url in &server.config.listen_client_urls {
         let tls = match url.scheme() {
@@ -125,7 +111,7 @@ async fn bind_client_urls(server: &Server) -> Result<Vec<ClientListener>, ServeE
                 server
                     .client_tls
                     .clone()
-                    .ok_or_else(|| ServeError::Scheme(url.to_string()))?,
+                    .ok_or_else(|| ListenError::Scheme(url.to_string()))?,
             ),
             _ => None,
         };
@@ -137,37 +123,9 @@ async fn bind_client_urls(server: &Server) -> Result<Vec<ClientListener>, ServeE
     Ok(out)
 }
 
-/// Binds a listen URL; a host name is resolved, preferring IPv4 as Go's net.Listen does.
-pub async fn bind_url(url: &url::Url) -> Result<TcpListener, ServeError> {
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(ServeError::Scheme(url.to_string()));
-    }
-    let host = url
-        .host_str()
-        .unwrap_or("localhost")
-        .trim_matches(['[', ']']);
-    let port = url.port_or_known_default().unwrap_or(2379);
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|_| ServeError::Resolve(url.to_string()))?
-        .collect();
-    let addr = addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or(addrs.first())
-        .copied()
-        .ok_or_else(|| ServeError::Resolve(url.to_string()))?;
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServeError::Bind {
-            addr: addr.to_string(),
-            source,
-        })
-}
-
 /// Serves the API on the listeners until `shutdown` resolves.
 pub async fn serve(
-    server: Arc<Server>,
+    server: Arc<Member>,
     listeners: Listeners,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {

@@ -7,16 +7,16 @@
 //! directory is every key below `path/`; indexes are revisions. Names
 //! starting with `_` are hidden from listings, as in etcd.
 
-use crate::apply::Response as Applied;
+use crate::apply::EntryResponse;
 use crate::mvcc::{KeyRange, RangeOptions};
-use crate::proto::etcdserverpb::{
+use ferrocd_proto::etcdserverpb::{
     compare::{CompareResult, CompareTarget, TargetUnion},
     request_op::Request as Op,
     Compare, DeleteRangeRequest, PutRequest, RequestOp, TxnRequest,
 };
-use crate::proto::ferrocdpb::internal_request::Request as Entry;
-use crate::proto::mvccpb::{event::EventType, KeyValue};
-use crate::server::Server;
+use ferrocd_proto::ferrocdpb::internal_request::Request as Entry;
+use ferrocd_proto::mvccpb::{event::EventType, KeyValue};
+use crate::member::Member;
 use crate::watch::{HubMsg, WatchSpec};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -27,7 +27,7 @@ use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-pub fn router() -> Router<Arc<Server>> {
+pub fn router() -> Router<Arc<Member>> {
     Router::new()
         .route("/v2/keys", get(get_root))
         .route("/v2/keys/", get(get_root))
@@ -107,7 +107,7 @@ fn answer(status: StatusCode, index: i64, a: &Answer) -> Response {
     reply(status, index, serde_json::to_string(a).unwrap_or_default())
 }
 
-fn internal(s: &Server, e: impl std::fmt::Display) -> Response {
+fn internal(s: &Member, e: impl std::fmt::Display) -> Response {
     error(
         StatusCode::INTERNAL_SERVER_ERROR,
         RAFT_INTERNAL,
@@ -201,24 +201,24 @@ fn directory(dir: &str, kvs: &[KeyValue], recursive: bool, top: bool) -> Node {
     }
 }
 
-async fn get_root(State(s): State<Arc<Server>>, q: Params) -> Response {
+async fn get_root(State(s): State<Arc<Member>>, q: Params) -> Response {
     read(s, "/".into(), q.0).await
 }
 
-async fn get_key(State(s): State<Arc<Server>>, Path(path): Path<String>, q: Params) -> Response {
+async fn get_key(State(s): State<Arc<Member>>, Path(path): Path<String>, q: Params) -> Response {
     read(s, clean(&path), q.0).await
 }
 
-async fn read(s: Arc<Server>, key: String, q: HashMap<String, String>) -> Response {
+async fn read(s: Arc<Member>, key: String, q: HashMap<String, String>) -> Response {
     let flag = |name: &str| q.get(name).is_some_and(|v| v == "true");
     if flag("wait") {
         let from = q.get("waitIndex").and_then(|v| v.parse::<i64>().ok());
         return wait(s, key, from, flag("recursive")).await;
     }
-    if let Err(e) = s.linearizable_read().await {
+    if let Err(e) = s.reader.linearizable_read().await {
         return internal(&s, e);
     }
-    let view = match s.read() {
+    let view = match s.reader.read() {
         Ok(v) => v,
         Err(e) => return internal(&s, e),
     };
@@ -258,7 +258,7 @@ async fn read(s: Arc<Server>, key: String, q: HashMap<String, String>) -> Respon
 }
 
 /// The first change at or after `from` to `key` (or below it, recursively).
-async fn wait(s: Arc<Server>, key: String, from: Option<i64>, recursive: bool) -> Response {
+async fn wait(s: Arc<Member>, key: String, from: Option<i64>, recursive: bool) -> Response {
     let start = from.unwrap_or_else(|| s.hub.rev() + 1);
     let range = if recursive {
         // The key itself and everything below it.
@@ -323,7 +323,7 @@ async fn wait(s: Arc<Server>, key: String, from: Option<i64>, recursive: bool) -
 }
 
 async fn put_key(
-    State(s): State<Arc<Server>>,
+    State(s): State<Arc<Member>>,
     Path(path): Path<String>,
     q: Params,
     body: String,
@@ -361,8 +361,8 @@ async fn put_key(
         success: vec![put],
         failure: Vec::new(),
     };
-    let r = match s.propose(Entry::Txn(txn)).await {
-        Ok(Applied::Txn(r)) => r,
+    let r = match s.proposer.propose(Entry::Txn(txn)).await {
+        Ok(EntryResponse::Txn(r)) => r,
         Ok(other) => return internal(&s, format!("unexpected {other:?}")),
         Err(e) => return internal(&s, e),
     };
@@ -386,7 +386,7 @@ async fn put_key(
         };
     }
     let prev = r.responses.first().and_then(|op| match &op.response {
-        Some(crate::proto::etcdserverpb::response_op::Response::ResponsePut(p)) => {
+        Some(ferrocd_proto::etcdserverpb::response_op::Response::ResponsePut(p)) => {
             p.prev_kv.clone()
         }
         _ => None,
@@ -399,7 +399,7 @@ async fn put_key(
         modified_index: index,
         created_index: prev.as_ref().map_or(index, |p| p.create_revision),
     };
-    let node = match s.read().ok().and_then(|v| {
+    let node = match s.reader.read().ok().and_then(|v| {
         v.range(
             &KeyRange::Single(key.clone().into_bytes()),
             RangeOptions {
@@ -426,15 +426,15 @@ async fn put_key(
     answer(status, index, &a)
 }
 
-async fn delete_key(State(s): State<Arc<Server>>, Path(path): Path<String>) -> Response {
+async fn delete_key(State(s): State<Arc<Member>>, Path(path): Path<String>) -> Response {
     let key = clean(&path);
     let req = DeleteRangeRequest {
         key: key.clone().into_bytes(),
         prev_kv: true,
         ..Default::default()
     };
-    let r = match s.propose(Entry::DeleteRange(req)).await {
-        Ok(Applied::DeleteRange(r)) => r,
+    let r = match s.proposer.propose(Entry::DeleteRange(req)).await {
+        Ok(EntryResponse::DeleteRange(r)) => r,
         Ok(other) => return internal(&s, format!("unexpected {other:?}")),
         Err(e) => return internal(&s, e),
     };

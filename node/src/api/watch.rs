@@ -3,14 +3,15 @@
 //! create/cancel/progress requests and sends periodic progress notifications.
 
 use super::require_leader;
+use crate::member::{Leadership, Member, Reader};
+use crate::metrics::Metrics;
 use crate::mvcc::KeyRange;
-use crate::proto::etcdserverpb::{
+use ferrocd_proto::etcdserverpb::{
     watch_create_request::FilterType, watch_request::RequestUnion, watch_server::Watch,
     WatchCreateRequest, WatchRequest, WatchResponse,
 };
-use crate::proto::mvccpb::{event::EventType, Event};
-use crate::server::Server;
-use crate::watch::{HubMsg, WatchHandle, WatchSpec};
+use ferrocd_proto::mvccpb::{event::EventType, Event};
+use crate::watch::{HubMsg, WatchHandle, WatchHub, WatchSpec};
 use prost::Message;
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -31,7 +32,32 @@ const STREAM_BUFFER: usize = 1024;
 const NO_WATCH_ID: i64 = -1;
 
 pub struct WatchService {
-    pub server: Arc<Server>,
+    ctx: Arc<WatchContext>,
+}
+
+/// What every watch stream of a member shares.
+struct WatchContext {
+    leadership: Arc<Leadership>,
+    reader: Arc<Reader>,
+    hub: Arc<WatchHub>,
+    metrics: Arc<Metrics>,
+    progress_interval: Duration,
+    max_request_bytes: usize,
+}
+
+impl WatchService {
+    pub fn new(m: &Member) -> WatchService {
+        WatchService {
+            ctx: Arc::new(WatchContext {
+                leadership: m.leadership.clone(),
+                reader: m.reader.clone(),
+                hub: m.hub.clone(),
+                metrics: m.metrics.clone(),
+                progress_interval: m.config.watch_progress_notify_interval,
+                max_request_bytes: m.config.max_request_bytes,
+            }),
+        }
+    }
 }
 
 type ResponseStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send>>;
@@ -44,11 +70,11 @@ impl Watch for WatchService {
         &self,
         req: Request<Streaming<WatchRequest>>,
     ) -> Result<Response<ResponseStream>, Status> {
-        require_leader(&req, &self.server)?;
+        require_leader(&req, &self.ctx.leadership)?;
         let inbound = req.into_inner();
         // Responses waiting for gRPC to take them.
         let (out, rx) = mpsc::channel(256);
-        let stream = WatchStream::new(self.server.clone(), out);
+        let stream = WatchStream::new(self.ctx.clone(), out);
         tokio::spawn(stream.run(inbound));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
@@ -64,7 +90,7 @@ struct Watcher {
 }
 
 struct WatchStream {
-    server: Arc<Server>,
+    ctx: Arc<WatchContext>,
     out: mpsc::Sender<Result<WatchResponse, Status>>,
     hub_tx: mpsc::Sender<HubMsg>,
     hub_rx: mpsc::Receiver<HubMsg>,
@@ -74,10 +100,10 @@ struct WatchStream {
 }
 
 impl WatchStream {
-    fn new(server: Arc<Server>, out: mpsc::Sender<Result<WatchResponse, Status>>) -> Self {
+    fn new(ctx: Arc<WatchContext>, out: mpsc::Sender<Result<WatchResponse, Status>>) -> Self {
         let (hub_tx, hub_rx) = mpsc::channel(STREAM_BUFFER);
         WatchStream {
-            server,
+            ctx,
             out,
             hub_tx,
             hub_rx,
@@ -88,7 +114,7 @@ impl WatchStream {
     }
 
     async fn run(mut self, mut inbound: Streaming<WatchRequest>) {
-        let interval = self.server.config.watch_progress_notify_interval;
+        let interval = self.ctx.progress_interval;
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         let mut retry = tokio::time::interval(Duration::from_millis(10));
         loop {
@@ -106,8 +132,8 @@ impl WatchStream {
             }
         }
         for (_, w) in self.watchers.drain() {
-            self.server.hub.cancel(&w.handle);
-            self.server.metrics.watchers.fetch_sub(1, Ordering::Relaxed);
+            self.ctx.hub.cancel(&w.handle);
+            self.ctx.metrics.watchers.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
@@ -122,9 +148,9 @@ impl WatchStream {
                 let Some(w) = self.watchers.remove(&c.watch_id) else {
                     return true;
                 };
-                self.server.hub.cancel(&w.handle);
-                self.server.metrics.watchers.fetch_sub(1, Ordering::Relaxed);
-                let header = Some(self.server.header(self.server.hub.rev()));
+                self.ctx.hub.cancel(&w.handle);
+                self.ctx.metrics.watchers.fetch_sub(1, Ordering::Relaxed);
+                let header = Some(self.ctx.leadership.header(self.ctx.hub.rev()));
                 self.send(WatchResponse {
                     header,
                     watch_id: c.watch_id,
@@ -144,8 +170,8 @@ impl WatchStream {
     async fn create(&mut self, c: WatchCreateRequest) -> bool {
         let key = if c.key.is_empty() { vec![0] } else { c.key };
         let range = KeyRange::new(&key, &c.range_end);
-        let rev = self.server.hub.rev();
-        let header = Some(self.server.header(rev));
+        let rev = self.ctx.hub.rev();
+        let header = Some(self.ctx.leadership.header(rev));
         let refuse = |reason: &str| WatchResponse {
             header,
             watch_id: NO_WATCH_ID,
@@ -193,8 +219,8 @@ impl WatchStream {
             no_put: c.filters.contains(&(FilterType::Noput as i32)),
             no_delete: c.filters.contains(&(FilterType::Nodelete as i32)),
         };
-        let handle = self.server.hub.watch(spec, start, self.hub_tx.clone());
-        self.server.metrics.watchers.fetch_add(1, Ordering::Relaxed);
+        let handle = self.ctx.hub.watch(spec, start, self.hub_tx.clone());
+        self.ctx.metrics.watchers.fetch_add(1, Ordering::Relaxed);
         self.watchers.insert(
             id,
             Watcher {
@@ -221,10 +247,10 @@ impl WatchStream {
                 w.active = true;
                 let (prev_kv, fragment) = (w.prev_kv, w.fragment);
                 if prev_kv {
-                    attach_prev_kvs(&self.server, &mut events);
+                    attach_prev_kvs(&self.ctx, &mut events);
                 }
                 let resp = WatchResponse {
-                    header: Some(self.server.header(revision)),
+                    header: Some(self.ctx.leadership.header(revision)),
                     watch_id,
                     events,
                     ..Default::default()
@@ -242,9 +268,9 @@ impl WatchStream {
                 if self.watchers.remove(&watch_id).is_none() {
                     return true;
                 }
-                self.server.metrics.watchers.fetch_sub(1, Ordering::Relaxed);
+                self.ctx.metrics.watchers.fetch_sub(1, Ordering::Relaxed);
                 self.send(WatchResponse {
-                    header: Some(self.server.header(0)),
+                    header: Some(self.ctx.leadership.header(0)),
                     watch_id,
                     canceled: true,
                     compact_revision: compact_rev,
@@ -258,7 +284,7 @@ impl WatchStream {
     /// etcd's sendFragments: split a response larger than the request limit
     /// into several, all but the last marked `fragment`.
     async fn send_fragments(&self, resp: WatchResponse) -> bool {
-        let limit = self.server.config.max_request_bytes;
+        let limit = self.ctx.max_request_bytes;
         if resp.encoded_len() < limit || resp.events.len() < 2 {
             return self.send(resp).await;
         }
@@ -299,7 +325,7 @@ impl WatchStream {
     fn all_synced(&self) -> bool {
         self.watchers
             .values()
-            .all(|w| self.server.hub.is_synced(&w.handle))
+            .all(|w| self.ctx.hub.is_synced(&w.handle))
     }
 
     /// Answers a progress request once every watcher of the stream is synced.
@@ -307,12 +333,12 @@ impl WatchStream {
         if !self.all_synced() {
             return true;
         }
-        let rev = self.server.hub.rev();
+        let rev = self.ctx.hub.rev();
         self.progress_pending = false;
         if !self.drain_hub().await {
             return false;
         }
-        let header = Some(self.server.header(rev));
+        let header = Some(self.ctx.leadership.header(rev));
         self.send(WatchResponse {
             header,
             watch_id: NO_WATCH_ID,
@@ -323,11 +349,11 @@ impl WatchStream {
 
     /// Periodic notifications for idle, synced watchers that asked for them.
     async fn progress_notify(&mut self) -> bool {
-        let rev = self.server.hub.rev();
+        let rev = self.ctx.hub.rev();
         let due: Vec<i64> = self
             .watchers
             .iter()
-            .filter(|(_, w)| w.progress_notify && !w.active && self.server.hub.is_synced(&w.handle))
+            .filter(|(_, w)| w.progress_notify && !w.active && self.ctx.hub.is_synced(&w.handle))
             .map(|(id, _)| *id)
             .collect();
         for w in self.watchers.values_mut() {
@@ -340,7 +366,7 @@ impl WatchStream {
             return false;
         }
         for id in due {
-            let header = Some(self.server.header(rev));
+            let header = Some(self.ctx.leadership.header(rev));
             if !self
                 .send(WatchResponse {
                     header,
@@ -358,8 +384,8 @@ impl WatchStream {
 
 /// prev_kv of every event that is not a key's creation: the key as of the
 /// revision before the event.
-fn attach_prev_kvs(server: &Server, events: &mut [Event]) {
-    let Ok(view) = server.read() else { return };
+fn attach_prev_kvs(ctx: &WatchContext, events: &mut [Event]) {
+    let Ok(view) = ctx.reader.read() else { return };
     for ev in events {
         let Some(kv) = &ev.kv else { continue };
         let created = ev.r#type == EventType::Put as i32 && kv.version == 1;

@@ -5,12 +5,12 @@
 use super::ApplyError;
 use crate::lease::Lessor;
 use crate::mvcc::{KeyRange, KvView, MvccError, RangeOptions, TxnWrite};
-use crate::proto::etcdserverpb::{
+use ferrocd_proto::etcdserverpb::{
     compare, range_request, request_op, response_op, Compare, DeleteRangeRequest,
     DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, RequestOp,
     ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
 };
-use crate::proto::mvccpb::KeyValue;
+use ferrocd_proto::mvccpb::KeyValue;
 use std::cmp::Ordering;
 
 pub(crate) fn header(revision: i64) -> Option<ResponseHeader> {

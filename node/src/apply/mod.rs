@@ -5,20 +5,21 @@
 //! with one fsync.
 
 pub mod kv;
+pub mod machine;
 
 use crate::lease::{Lessor, MAX_LEASE_TTL};
 use crate::mvcc::store::{META_APPLIED_INDEX, META_COMPACT_REV, META_REV};
 use crate::mvcc::{KeyRange, MvccError, Store, TxnWrite, WriteTables};
-use crate::proto::etcdserverpb::{
+use ferrocd_proto::etcdserverpb::{
     alarm_request::AlarmAction, AlarmMember, AlarmRequest, AlarmResponse, AlarmType,
     CompactionRequest, CompactionResponse, DeleteRangeResponse, LeaseGrantRequest,
     LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, PutResponse, TxnResponse,
 };
-use crate::proto::ferrocdpb::{
+use ferrocd_proto::ferrocdpb::{
     apply_result, internal_request::Request, ApplyResult, InternalRequest, LeaseRecord,
     MemberAttributes,
 };
-use crate::proto::mvccpb::Event;
+use ferrocd_proto::mvccpb::Event;
 use kv::header;
 use prost::Message;
 use std::sync::Arc;
@@ -42,7 +43,7 @@ pub enum ApplyError {
 
 /// The response to one applied entry.
 #[derive(Debug, Clone)]
-pub enum Response {
+pub enum EntryResponse {
     Put(PutResponse),
     DeleteRange(DeleteRangeResponse),
     Txn(TxnResponse),
@@ -53,18 +54,18 @@ pub enum Response {
     MemberAttributes(MemberAttributes),
 }
 
-impl From<Response> for ApplyResult {
-    fn from(r: Response) -> Self {
+impl From<EntryResponse> for ApplyResult {
+    fn from(r: EntryResponse) -> Self {
         use apply_result::Result as R;
         let result = match r {
-            Response::Put(x) => R::Put(x),
-            Response::DeleteRange(x) => R::DeleteRange(x),
-            Response::Txn(x) => R::Txn(x),
-            Response::Compaction(x) => R::Compaction(x),
-            Response::LeaseGrant(x) => R::LeaseGrant(x),
-            Response::LeaseRevoke(x) => R::LeaseRevoke(x),
-            Response::Alarm(x) => R::Alarm(x),
-            Response::MemberAttributes(x) => R::MemberAttributes(x),
+            EntryResponse::Put(x) => R::Put(x),
+            EntryResponse::DeleteRange(x) => R::DeleteRange(x),
+            EntryResponse::Txn(x) => R::Txn(x),
+            EntryResponse::Compaction(x) => R::Compaction(x),
+            EntryResponse::LeaseGrant(x) => R::LeaseGrant(x),
+            EntryResponse::LeaseRevoke(x) => R::LeaseRevoke(x),
+            EntryResponse::Alarm(x) => R::Alarm(x),
+            EntryResponse::MemberAttributes(x) => R::MemberAttributes(x),
         };
         ApplyResult {
             result: Some(result),
@@ -73,19 +74,19 @@ impl From<Response> for ApplyResult {
     }
 }
 
-impl Response {
+impl EntryResponse {
     /// The response a forwarded proposal's result stands for.
-    pub fn from_wire(r: ApplyResult) -> Option<Response> {
+    pub fn from_wire(r: ApplyResult) -> Option<EntryResponse> {
         use apply_result::Result as R;
         Some(match r.result? {
-            R::Put(x) => Response::Put(x),
-            R::DeleteRange(x) => Response::DeleteRange(x),
-            R::Txn(x) => Response::Txn(x),
-            R::Compaction(x) => Response::Compaction(x),
-            R::LeaseGrant(x) => Response::LeaseGrant(x),
-            R::LeaseRevoke(x) => Response::LeaseRevoke(x),
-            R::Alarm(x) => Response::Alarm(x),
-            R::MemberAttributes(x) => Response::MemberAttributes(x),
+            R::Put(x) => EntryResponse::Put(x),
+            R::DeleteRange(x) => EntryResponse::DeleteRange(x),
+            R::Txn(x) => EntryResponse::Txn(x),
+            R::Compaction(x) => EntryResponse::Compaction(x),
+            R::LeaseGrant(x) => EntryResponse::LeaseGrant(x),
+            R::LeaseRevoke(x) => EntryResponse::LeaseRevoke(x),
+            R::Alarm(x) => EntryResponse::Alarm(x),
+            R::MemberAttributes(x) => EntryResponse::MemberAttributes(x),
         })
     }
 }
@@ -106,8 +107,8 @@ pub struct LogEntry {
 /// What a batch produced: one result per entry (none where the entry held
 /// no request), and the events of each new revision in order.
 #[derive(Debug, Default)]
-pub struct Applied {
-    pub results: Vec<Option<Result<Response, ApplyError>>>,
+pub struct AppliedBatch {
+    pub results: Vec<Option<Result<EntryResponse, ApplyError>>>,
     pub events: Vec<(i64, Vec<Event>)>,
 }
 
@@ -163,11 +164,11 @@ impl Applier {
         &mut self,
         entries: &[LogEntry],
         also: impl FnOnce(&mut WriteTables<'_>) -> Result<(), MvccError>,
-    ) -> Result<Applied, MvccError> {
+    ) -> Result<AppliedBatch, MvccError> {
         let store = self.store.clone();
         let saved = (self.rev, self.compact_rev, self.applied_index, self.nospace);
         let result = store.write_lazy(|t| {
-            let mut out = Applied::default();
+            let mut out = AppliedBatch::default();
             for entry in entries {
                 self.applied_index = entry.index;
                 let Some(request) = &entry.request else {
@@ -197,7 +198,7 @@ impl Applier {
         t: &mut WriteTables<'_>,
         entry: &InternalRequest,
         events: &mut Vec<(i64, Vec<Event>)>,
-    ) -> Result<Response, ApplyError> {
+    ) -> Result<EntryResponse, ApplyError> {
         let Some(req) = &entry.request else {
             return Err(MvccError::Storage("empty log entry".into()).into());
         };
@@ -207,25 +208,25 @@ impl Applier {
                     return Err(ApplyError::NoSpace);
                 }
                 self.write(t, events, |w, l| kv::put_top(w, l, p))
-                    .map(Response::Put)
+                    .map(EntryResponse::Put)
             }
             Request::DeleteRange(d) => self
                 .write(t, events, |w, l| kv::delete_range(w, l, d))
-                .map(Response::DeleteRange),
+                .map(EntryResponse::DeleteRange),
             Request::Txn(x) => {
                 if self.nospace && kv::quota_cost_txn(x) > 0 {
                     return Err(ApplyError::NoSpace);
                 }
                 self.write(t, events, |w, l| kv::txn_write(w, l, x))
-                    .map(Response::Txn)
+                    .map(EntryResponse::Txn)
             }
-            Request::Compaction(c) => self.compact(t, c).map(Response::Compaction),
-            Request::LeaseGrant(g) => self.lease_grant(t, g).map(Response::LeaseGrant),
-            Request::LeaseRevoke(r) => self.lease_revoke(t, r, events).map(Response::LeaseRevoke),
-            Request::Alarm(a) => self.alarm(t, a).map(Response::Alarm),
+            Request::Compaction(c) => self.compact(t, c).map(EntryResponse::Compaction),
+            Request::LeaseGrant(g) => self.lease_grant(t, g).map(EntryResponse::LeaseGrant),
+            Request::LeaseRevoke(r) => self.lease_revoke(t, r, events).map(EntryResponse::LeaseRevoke),
+            Request::Alarm(a) => self.alarm(t, a).map(EntryResponse::Alarm),
             Request::MemberAttributes(m) => {
                 t.set_state(&member_attributes_key(m.id), &m.encode_to_vec())?;
-                Ok(Response::MemberAttributes(m.clone()))
+                Ok(EntryResponse::MemberAttributes(m.clone()))
             }
         }
     }

@@ -6,7 +6,7 @@
 //! form the cluster, later ones find it full.
 
 use super::v2::JoinError as DiscoveryError;
-use crate::proto::etcdserverpb::{
+use ferrocd_proto::etcdserverpb::{
     kv_client::KvClient, watch_client::WatchClient, watch_request::RequestUnion, PutRequest,
     RangeRequest, WatchCreateRequest, WatchRequest,
 };

@@ -119,6 +119,7 @@ pub async fn run(cfg: GatewayConfig) -> Result<(), String> {
 pub async fn serve_as_proxy(
     listen_client_urls: &[url::Url],
     cluster_peer_urls: Vec<String>,
+    dialer: crate::peer::PeerDialer,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), String> {
     tracing::warn!(peers = ?cluster_peer_urls, "discovery cluster is full, falling back to proxy");
@@ -126,7 +127,7 @@ pub async fn serve_as_proxy(
     let endpoints = loop {
         let mut found = Vec::new();
         for peer in &cluster_peer_urls {
-            if let Ok(info) = crate::peer::client::cluster_info(peer).await {
+            if let Ok(info) = dialer.cluster_info(peer).await {
                 found = info
                     .members
                     .iter()
@@ -146,7 +147,7 @@ pub async fn serve_as_proxy(
     };
     let proxy = TcpProxy::new(endpoints.clone(), Duration::from_secs(30));
     for url in listen_client_urls {
-        let listener = crate::api::bind_url(url).await.map_err(|e| e.to_string())?;
+        let listener = crate::listen::bind_url(url).await.map_err(|e| e.to_string())?;
         tracing::info!(address = %url, endpoints = ?endpoints, "proxying client requests to the cluster");
         tokio::spawn(proxy.clone().run(listener));
     }

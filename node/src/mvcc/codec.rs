@@ -1,6 +1,6 @@
 //! How versions are encoded in the `events` table.
 
-use crate::proto::mvccpb::KeyValue;
+use ferrocd_proto::mvccpb::KeyValue;
 use prost::Message;
 
 const PUT: u8 = 0;

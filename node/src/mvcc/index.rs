@@ -9,7 +9,7 @@
 //! their view's revision.
 
 use super::range::KeyRange;
-use crate::proto::mvccpb::KeyValue;
+use ferrocd_proto::mvccpb::KeyValue;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};

@@ -3,7 +3,7 @@
 use super::codec::{decode_record, Record};
 use super::index::{Revision, SharedIndex};
 use super::MvccError;
-use crate::proto::mvccpb::KeyValue;
+use ferrocd_proto::mvccpb::KeyValue;
 use redb::ReadableTable;
 
 /// A key interval as etcd's `key`/`range_end` pair describes it.

@@ -5,7 +5,7 @@ use super::codec::decode_record;
 use super::index::{KeyIndex, SharedIndex};
 use super::range::{self, EventKey, KeyRange, RangeOptions, RangeResult};
 use super::MvccError;
-use crate::proto::mvccpb::{event::EventType, Event, KeyValue};
+use ferrocd_proto::mvccpb::{event::EventType, Event, KeyValue};
 use redb::{
     Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable, Table,
     TableDefinition,

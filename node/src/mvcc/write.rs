@@ -6,7 +6,7 @@ use super::index::Live;
 use super::range::{KeyRange, RangeOptions, RangeResult};
 use super::store::WriteTables;
 use super::MvccError;
-use crate::proto::mvccpb::{event::EventType, Event, KeyValue};
+use ferrocd_proto::mvccpb::{event::EventType, Event, KeyValue};
 
 /// Something keys can be read from at a revision: a read view or a write in progress.
 pub trait KvView {

@@ -1,10 +1,10 @@
 //! The sending side: openraft's network (one lazily connected gRPC channel
 //! per target) and the forwarding client followers use to reach the leader.
 
-use crate::proto::etcdserverpb::{
+use ferrocd_proto::etcdserverpb::{
     LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
-use crate::proto::ferrocdpb::{
+use ferrocd_proto::ferrocdpb::{
     member_change_request::Change, peer_client::PeerClient, propose_outcome, ApplyResult,
     ClusterInfoRequest, ClusterInfoResponse, InternalRequest, LeaseForward, MemberChangeRequest,
     MemberChangeResponse, ProposeBatchRequest, RaftMessage, ReadIndexRequest, TimeoutNowRequest,
@@ -20,46 +20,75 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
 
-/// This process's identity toward https peer URLs (`--peer-*` TLS flags),
-/// set once at start-up; without it https peers cannot be dialed.
-static PEER_TLS: OnceLock<Arc<ClientTls>> = OnceLock::new();
-
-pub fn use_peer_tls(tls: Arc<ClientTls>) {
-    let _ = PEER_TLS.set(tls);
+/// How this member dials its peers: with its identity toward https peer
+/// URLs (`--peer-*` TLS flags) when it has one; without, https peers
+/// cannot be dialed. Each member owns its own.
+#[derive(Clone, Default)]
+pub struct PeerDialer {
+    tls: Option<Arc<ClientTls>>,
 }
 
-/// The peers were found through `_etcd-server-ssl` records of `domain`.
-pub fn verify_peers_for_domain(domain: &str) -> Result<(), crate::tls::TlsError> {
-    match PEER_TLS.get() {
-        Some(tls) => tls.verify_peers_for_domain(domain),
-        None => Ok(()),
+impl std::fmt::Debug for PeerDialer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerDialer")
+            .field("tls", &self.tls.is_some())
+            .finish()
     }
 }
 
-/// A gRPC channel to a peer URL; connects on first use and reconnects by itself.
-pub fn channel(url: &str) -> Result<Channel, tonic::transport::Error> {
-    if let Some(rest) = url.strip_prefix("https://") {
-        if let Some(tls) = PEER_TLS.get() {
+impl PeerDialer {
+    pub fn new(tls: Option<Arc<ClientTls>>) -> PeerDialer {
+        PeerDialer { tls }
+    }
+
+    /// The peers were found through `_etcd-server-ssl` records of `domain`.
+    pub fn verify_peers_for_domain(&self, domain: &str) -> Result<(), crate::tls::TlsError> {
+        match &self.tls {
+            Some(tls) => tls.verify_peers_for_domain(domain),
+            None => Ok(()),
+        }
+    }
+
+    /// A gRPC channel to a peer URL; connects on first use and reconnects by itself.
+    pub fn channel(&self, url: &str) -> Result<Channel, tonic::transport::Error> {
+        if let (Some(rest), Some(tls)) = (url.strip_prefix("https://"), &self.tls) {
             // The connector does TLS; the endpoint's scheme only names the origin.
             let endpoint = Endpoint::from_shared(format!("http://{rest}"))?
                 .connect_timeout(Duration::from_secs(1));
             return Ok(endpoint.connect_with_connector_lazy(TlsConnector { tls: tls.clone() }));
         }
+        Ok(Endpoint::from_shared(url.to_string())?
+            .connect_timeout(Duration::from_secs(1))
+            .tcp_nodelay(true)
+            .connect_lazy())
     }
-    Ok(Endpoint::from_shared(url.to_string())?
-        .connect_timeout(Duration::from_secs(1))
-        .tcp_nodelay(true)
-        .connect_lazy())
+
+    /// Asks a member of a running cluster who is in it (a joining member
+    /// does not know the cluster ID yet).
+    pub async fn cluster_info(&self, peer_url: &str) -> Result<ClusterInfoResponse, tonic::Status> {
+        let ch = self
+            .channel(peer_url)
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        let mut c = PeerClient::new(ch);
+        let r = tokio::time::timeout(
+            Duration::from_secs(2),
+            c.cluster_info(ClusterInfoRequest {}),
+        )
+        .await
+        .map_err(|_| tonic::Status::unavailable("timed out"))??;
+        Ok(r.into_inner())
+    }
 }
 
 /// openraft's view of the network.
 #[derive(Clone)]
 pub struct PeerNetwork {
     pub cluster_id: u64,
+    pub dialer: PeerDialer,
     /// Peers that refused us as a member of another cluster.
     pub refusals: std::sync::Arc<Refusals>,
 }
@@ -73,7 +102,7 @@ pub struct Refusals {
 impl Refusals {
     fn record(&self, target: u64, status: &tonic::Status) {
         let mut m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if status.message().starts_with(super::CLUSTER_MISMATCH) {
+        if ferrocd_proto::errors::is_cluster_mismatch(status) {
             m.insert(target, status.message().to_string());
         } else {
             m.remove(&target);
@@ -105,7 +134,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
             client: node
                 .peer_urls
                 .first()
-                .and_then(|u| channel(u).ok())
+                .and_then(|u| self.dialer.channel(u).ok())
                 .map(|c| {
                     PeerClient::new(c)
                         .max_decoding_message_size(usize::MAX)
@@ -261,13 +290,15 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
 /// Followers' client to the leader: forwarded writes and read-index requests.
 pub struct Forwarder {
     cluster_id: u64,
+    dialer: PeerDialer,
     clients: Mutex<HashMap<String, PeerClient<Channel>>>,
 }
 
 impl Forwarder {
-    pub fn new(cluster_id: u64) -> Forwarder {
+    pub fn new(cluster_id: u64, dialer: PeerDialer) -> Forwarder {
         Forwarder {
             cluster_id,
+            dialer,
             clients: Mutex::default(),
         }
     }
@@ -277,7 +308,10 @@ impl Forwarder {
         if let Some(c) = clients.get(url) {
             return Ok(c.clone());
         }
-        let ch = channel(url).map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        let ch = self
+            .dialer
+            .channel(url)
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
         let c = PeerClient::new(ch)
             .max_decoding_message_size(usize::MAX)
             .max_encoding_message_size(usize::MAX);
@@ -372,18 +406,4 @@ impl Forwarder {
         c.timeout_now(req).await?;
         Ok(())
     }
-}
-
-/// Asks a member of a running cluster who is in it (a joining member does
-/// not know the cluster ID yet).
-pub async fn cluster_info(peer_url: &str) -> Result<ClusterInfoResponse, tonic::Status> {
-    let ch = channel(peer_url).map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-    let mut c = PeerClient::new(ch);
-    let r = tokio::time::timeout(
-        Duration::from_secs(2),
-        c.cluster_info(ClusterInfoRequest {}),
-    )
-    .await
-    .map_err(|_| tonic::Status::unavailable("timed out"))??;
-    Ok(r.into_inner())
 }

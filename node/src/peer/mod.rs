@@ -1,19 +1,54 @@
 //! Member-to-member traffic on `--listen-peer-urls`: raft messages, and
 //! followers forwarding writes and read-index requests to the leader. Every
 //! message carries the cluster ID; a member of another cluster is refused.
+//! The serving side reaches the member it serves only through
+//! [`LocalMember`].
 
 pub mod client;
 pub mod service;
 
-pub use client::{Forwarder, PeerNetwork, Refusals};
+pub use client::{Forwarder, PeerDialer, PeerNetwork, Refusals};
 pub use service::PeerService;
 
-/// How a refusal for a foreign cluster ID starts.
-pub const CLUSTER_MISMATCH: &str = "ferrocd: cluster ID mismatch";
+use ferrocd_proto::etcdserverpb::{
+    LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, Member,
+};
+use ferrocd_proto::ferrocdpb::{
+    member_change_request::Change, ApplyResult, InternalRequest, MemberChangeResponse,
+};
+use std::future::Future;
 
-/// The refusal a member of another cluster gets.
-pub fn cluster_mismatch(ours: u64, theirs: u64) -> tonic::Status {
-    tonic::Status::failed_precondition(format!(
-        "{CLUSTER_MISMATCH}: this member belongs to cluster {ours:x}, the sender to {theirs:x}"
-    ))
+/// What peers ask of the member this service runs in.
+pub trait LocalMember: Send + Sync + 'static {
+    /// A refusal, as the asking peer gets it.
+    type Error: Into<tonic::Status> + Send;
+
+    /// Proposes on this member only (it must lead); the apply result.
+    fn propose_here(
+        &self,
+        request: &InternalRequest,
+    ) -> impl Future<Output = Result<ApplyResult, Self::Error>> + Send;
+
+    /// This member's applied index.
+    fn applied_index(&self) -> u64;
+
+    fn is_leader(&self) -> bool;
+
+    /// A keep-alive, answered here (this member leads).
+    fn lease_renew(&self, id: i64) -> LeaseKeepAliveResponse;
+
+    /// A lease's TTL, answered here (this member leads).
+    fn lease_time_to_live(&self, r: &LeaseTimeToLiveRequest) -> LeaseTimeToLiveResponse;
+
+    /// A membership change, run here (this member must lead).
+    fn change_members(
+        &self,
+        change: Change,
+    ) -> impl Future<Output = Result<MemberChangeResponse, Self::Error>> + Send;
+
+    /// Every member as this member knows them.
+    fn members(&self) -> Vec<Member>;
+
+    /// A read index for a follower (this member must lead).
+    fn read_index(&self) -> impl Future<Output = Result<u64, Self::Error>> + Send;
 }

@@ -1,17 +1,17 @@
 //! The receiving side of peer traffic.
 
-use super::cluster_mismatch;
-use crate::proto::etcdserverpb::{LeaseKeepAliveResponse, LeaseTimeToLiveResponse};
-use crate::proto::ferrocdpb::{
-    peer_server::Peer, propose_outcome, ApplyResult, ClusterInfoRequest, ClusterInfoResponse,
+use super::LocalMember;
+use ferrocd_proto::errors;
+use ferrocd_proto::etcdserverpb::{LeaseKeepAliveResponse, LeaseTimeToLiveResponse};
+use ferrocd_proto::ferrocdpb::{
+    peer_server::Peer, propose_outcome, ClusterInfoRequest, ClusterInfoResponse,
     LeaseForward, MemberChangeRequest, MemberChangeResponse, ProposeBatchRequest,
     ProposeBatchResponse, ProposeError, ProposeOutcome, RaftMessage, ReadIndexRequest,
     ReadIndexResponse, TimeoutNowRequest, TimeoutNowResponse,
 };
 use crate::raft::TypeConfig;
-use crate::server::Server;
 use openraft::Raft;
-use std::sync::Weak;
+use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 /// A peer request that names the sender's cluster.
@@ -37,10 +37,10 @@ cluster_scoped!(
     TimeoutNowRequest
 );
 
-pub struct PeerService {
+pub struct PeerService<M> {
     pub cluster_id: u64,
     pub raft: Raft<TypeConfig>,
-    pub server: Weak<Server>,
+    pub member: Arc<M>,
 }
 
 /// A message from a member of `local`'s cluster, or its refusal (logged).
@@ -58,7 +58,7 @@ fn check_cluster(
         remote_cluster = %format!("{cluster_id:x}"),
         "rejected peer message from a member of another cluster"
     );
-    Err(cluster_mismatch(local, cluster_id))
+    Err(errors::cluster_mismatch(local, cluster_id))
 }
 
 /// A raft answer as it goes on the wire.
@@ -73,9 +73,9 @@ fn raft_message<T: serde::Serialize>(cluster_id: u64, v: &T) -> Result<RaftMessa
 type AnswerStream =
     std::pin::Pin<Box<dyn futures::Stream<Item = Result<RaftMessage, Status>> + Send>>;
 
-impl PeerService {
+impl<M: LocalMember> PeerService<M> {
     /// A peer request from this cluster, or its refusal (logged).
-    fn accept<M: ClusterScoped>(&self, req: Request<M>) -> Result<M, Status> {
+    fn accept<Msg: ClusterScoped>(&self, req: Request<Msg>) -> Result<Msg, Status> {
         let remote = req.remote_addr();
         let msg = req.into_inner();
         check_cluster(self.cluster_id, msg.cluster_id(), remote)?;
@@ -87,13 +87,12 @@ impl PeerService {
         Self::decode(&self.accept(req)?)
     }
 
-    /// The server, if this member leads (lease requests are answered by the leader only).
-    fn leader(&self) -> Result<std::sync::Arc<Server>, Status> {
-        let server = self.server()?;
-        if !server.is_leader() {
-            return Err(crate::api::error::not_leader());
+    /// The member, if it leads (lease requests are answered by the leader only).
+    fn leader(&self) -> Result<&M, Status> {
+        if !self.member.is_leader() {
+            return Err(errors::NOT_LEADER.status());
         }
-        Ok(server)
+        Ok(&self.member)
     }
 
     fn decode<T: serde::de::DeserializeOwned>(msg: &RaftMessage) -> Result<T, Status> {
@@ -104,16 +103,10 @@ impl PeerService {
     fn encode<T: serde::Serialize>(&self, v: &T) -> Result<Response<RaftMessage>, Status> {
         raft_message(self.cluster_id, v).map(Response::new)
     }
-
-    fn server(&self) -> Result<std::sync::Arc<Server>, Status> {
-        self.server
-            .upgrade()
-            .ok_or_else(|| Status::unavailable("etcdserver: server stopped"))
-    }
 }
 
 #[tonic::async_trait]
-impl Peer for PeerService {
+impl<M: LocalMember> Peer for PeerService<M> {
     type AppendEntriesStream = AnswerStream;
 
     /// Answers each request of the leader's replication stream as it
@@ -156,7 +149,7 @@ impl Peer for PeerService {
         req: Request<ProposeBatchRequest>,
     ) -> Result<Response<ProposeBatchResponse>, Status> {
         let batch = self.accept(req)?;
-        let server = self.server()?;
+        let member = &self.member;
         // Proposed here only: a member that is no longer leader says so, and
         // the follower retries, so proposals never bounce between members.
         // Proposed together, the requests share the leader's next entries.
@@ -164,21 +157,20 @@ impl Peer for PeerService {
             batch
                 .requests
                 .iter()
-                .map(|request| server.propose_here(request)),
+                .map(|request| member.propose_here(request)),
         )
         .await;
-        let applied_index = server.applied_index();
+        let applied_index = member.applied_index();
         let outcomes = outcomes
             .into_iter()
             .map(|r| {
                 let outcome = match r {
-                    Ok(r) => {
-                        let mut applied: ApplyResult = r.into();
+                    Ok(mut applied) => {
                         applied.applied_index = applied_index;
                         propose_outcome::Outcome::Applied(applied)
                     }
                     Err(e) => {
-                        let status = crate::api::error::status(e);
+                        let status: Status = e.into();
                         propose_outcome::Outcome::Error(ProposeError {
                             code: status.code() as i32,
                             message: status.message().to_string(),
@@ -198,9 +190,9 @@ impl Peer for PeerService {
         req: Request<LeaseForward>,
     ) -> Result<Response<LeaseKeepAliveResponse>, Status> {
         let f = self.accept(req)?;
-        let server = self.leader()?;
+        let member = self.leader()?;
         let id = f.request.map_or(0, |r| r.id);
-        Ok(Response::new(server.lease_renew_here(id)))
+        Ok(Response::new(member.lease_renew(id)))
     }
 
     async fn lease_time_to_live(
@@ -208,9 +200,9 @@ impl Peer for PeerService {
         req: Request<LeaseForward>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
         let f = self.accept(req)?;
-        let server = self.leader()?;
+        let member = self.leader()?;
         Ok(Response::new(
-            server.lease_time_to_live_here(&f.request.unwrap_or_default()),
+            member.lease_time_to_live(&f.request.unwrap_or_default()),
         ))
     }
 
@@ -222,11 +214,11 @@ impl Peer for PeerService {
         let change = r
             .change
             .ok_or_else(|| Status::invalid_argument("empty membership change"))?;
-        let server = self.server()?;
-        let resp = server
-            .change_members_here(change)
+        let resp = self
+            .member
+            .change_members(change)
             .await
-            .map_err(crate::api::error::status)?;
+            .map_err(Into::into)?;
         Ok(Response::new(resp))
     }
 
@@ -234,8 +226,7 @@ impl Peer for PeerService {
         &self,
         _req: Request<ClusterInfoRequest>,
     ) -> Result<Response<ClusterInfoResponse>, Status> {
-        let server = self.server()?;
-        let members = server.members();
+        let members = self.member.members();
         // Started but not yet bootstrapped (or not yet reached by the
         // cluster it joins): it cannot say who is in the cluster.
         if members.is_empty() {
@@ -243,10 +234,7 @@ impl Peer for PeerService {
         }
         Ok(Response::new(ClusterInfoResponse {
             cluster_id: self.cluster_id,
-            members: members
-                .into_iter()
-                .map(crate::server::member_to_proto)
-                .collect(),
+            members,
         }))
     }
 
@@ -255,10 +243,7 @@ impl Peer for PeerService {
         req: Request<ReadIndexRequest>,
     ) -> Result<Response<ReadIndexResponse>, Status> {
         self.accept(req)?;
-        let index = self.server()?.read_index().await.map_err(|e| match e {
-            crate::server::ServerError::NotLeader(_) => crate::api::error::not_leader(),
-            other => Status::unavailable(other.to_string()),
-        })?;
+        let index = self.member.read_index().await.map_err(Into::into)?;
         Ok(Response::new(ReadIndexResponse { index }))
     }
 

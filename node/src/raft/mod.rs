@@ -1,6 +1,7 @@
 //! Replication with openraft: the type configuration, the raft log kept in
 //! append-only segment files (etcd's WAL, `member/wal/`), and the state
-//! machine that feeds committed entries to [`crate::apply::Applier`].
+//! machine that feeds committed entries to the store's state-machine
+//! interface, [`crate::apply::machine::Machine`].
 
 // openraft's storage traits require its (large) StorageError; the helpers share it.
 #![allow(clippy::result_large_err)]
@@ -72,6 +73,7 @@ pub(crate) fn io_error(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::apply::machine::Machine;
     use crate::lease::Lessor;
     use crate::mvcc::Store;
     use crate::watch::WatchHub;
@@ -91,10 +93,11 @@ mod tests {
             let metrics = Arc::new(crate::metrics::Metrics::default());
             let log = LogStore::open(dir.path(), metrics.clone())?;
             let hub = WatchHub::new(store.clone(), 1, tokio::runtime::Handle::current());
+            let machine = Machine::open(store, Arc::new(Lessor::new(2)), hub).map_err(|e| {
+                io_error(openraft::ErrorSubject::Store, openraft::ErrorVerb::Read, e)
+            })?;
             let sm = StateMachine::open(
-                store,
-                Arc::new(Lessor::new(2)),
-                hub,
+                machine,
                 Arc::default(),
                 Arc::default(),
                 metrics,

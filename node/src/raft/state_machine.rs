@@ -1,18 +1,16 @@
-//! The raft state machine: committed entries go to the [`Applier`] (MVCC
-//! store, leases, alarms) in one transaction per batch together with the
-//! last applied log ID and membership; results reach the member that proposed
-//! them through [`Waiters`]; events go to the watch hub. Snapshots are copies
-//! of the store's database.
+//! The raft state machine: committed entries go to the store's
+//! [`Machine`] (MVCC store, leases, alarms, then the watch hub) in one
+//! transaction per batch together with the last applied log ID and
+//! membership; results reach the member that proposed them through
+//! [`Waiters`]. Snapshots are copies of the store's database.
 
 use super::{
     io_error, AppliedIndex, Batch, Entry, LogId, SnapshotMeta, StorageError, StoredMembership,
     TypeConfig,
 };
-use crate::apply::{Applier, ApplyError, LogEntry, Response};
-use crate::lease::Lessor;
-use crate::mvcc::Store;
-use crate::proto::ferrocdpb::InternalRequest;
-use crate::watch::WatchHub;
+use crate::apply::machine::{Machine, Snapshotter};
+use crate::apply::{ApplyError, EntryResponse as Response, LogEntry};
+use ferrocd_proto::ferrocdpb::InternalRequest;
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder};
 use prost::Message;
@@ -63,10 +61,7 @@ struct StoredSnapshot {
 }
 
 pub struct StateMachine {
-    store: Store,
-    applier: Applier,
-    lessor: Arc<Lessor>,
-    hub: Arc<WatchHub>,
+    machine: Machine,
     waiters: Arc<Waiters>,
     applied_index: Arc<AppliedIndex>,
     metrics: Arc<crate::metrics::Metrics>,
@@ -80,20 +75,17 @@ fn sm_err(verb: ErrorVerb) -> impl Fn(crate::mvcc::MvccError) -> StorageError {
     move |e| io_error(ErrorSubject::StateMachine, verb, e)
 }
 
-fn read_raft_state(store: &Store) -> Result<(Option<LogId>, StoredMembership), StorageError> {
-    raft_state_in(&store.read().map_err(sm_err(ErrorVerb::Read))?)
-}
-
-/// The last applied log ID and membership recorded in a view of the store.
-fn raft_state_in(
-    view: &crate::mvcc::ReadView,
+/// The last applied log ID and membership from raft's records.
+fn raft_state(
+    last_applied: Option<Vec<u8>>,
+    membership: Option<Vec<u8>>,
 ) -> Result<(Option<LogId>, StoredMembership), StorageError> {
     let decode_err = |e| io_error(ErrorSubject::StateMachine, ErrorVerb::Read, e);
-    let last_applied = match view.state(LAST_APPLIED).map_err(sm_err(ErrorVerb::Read))? {
+    let last_applied = match last_applied {
         Some(b) => bincode::deserialize(&b).map_err(decode_err)?,
         None => None,
     };
-    let membership = match view.state(MEMBERSHIP).map_err(sm_err(ErrorVerb::Read))? {
+    let membership = match membership {
         Some(b) => bincode::deserialize(&b).map_err(decode_err)?,
         None => StoredMembership::default(),
     };
@@ -102,23 +94,20 @@ fn raft_state_in(
 
 impl StateMachine {
     pub fn open(
-        store: Store,
-        lessor: Arc<Lessor>,
-        hub: Arc<WatchHub>,
+        machine: Machine,
         waiters: Arc<Waiters>,
         applied_index: Arc<AppliedIndex>,
         metrics: Arc<crate::metrics::Metrics>,
         scratch: PathBuf,
     ) -> Result<StateMachine, StorageError> {
-        let applier =
-            Applier::open(store.clone(), lessor.clone()).map_err(sm_err(ErrorVerb::Read))?;
-        let (last_applied, membership) = read_raft_state(&store)?;
-        applied_index.advance(applier.applied_index());
+        let read = sm_err(ErrorVerb::Read);
+        let (last_applied, membership) = raft_state(
+            machine.record(LAST_APPLIED).map_err(&read)?,
+            machine.record(MEMBERSHIP).map_err(&read)?,
+        )?;
+        applied_index.advance(machine.applied_index());
         Ok(StateMachine {
-            store,
-            applier,
-            lessor,
-            hub,
+            machine,
             waiters,
             applied_index,
             metrics,
@@ -195,12 +184,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let last = encode_state(&self.last_applied)?;
         let membership = encode_state(&self.membership)?;
         let started = std::time::Instant::now();
-        let applied = self
-            .applier
-            .apply_batch(&log, |t| {
-                t.set_state(LAST_APPLIED, &last)?;
-                t.set_state(MEMBERSHIP, &membership)
-            })
+        let records: &[(&str, &[u8])] = &[(LAST_APPLIED, &last), (MEMBERSHIP, &membership)];
+        // Watchers learn the new revision before the applied index moves: a
+        // forwarded write or a read released by the index may open a watch at once.
+        let results = self
+            .machine
+            .apply(&log, records)
             .map_err(sm_err(ErrorVerb::Write))?;
         self.metrics
             .backend_commit
@@ -212,11 +201,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.metrics
             .proposals_applied
             .fetch_add(requests, Ordering::Relaxed);
-        // Watchers learn the new revision first: a forwarded write or a read
-        // released by the index may open a watch at once.
-        self.hub.notify(&applied.events);
-        self.applied_index.advance(self.applier.applied_index());
-        for (id, result) in ids.into_iter().zip(applied.results) {
+        self.applied_index.advance(self.machine.applied_index());
+        for (id, result) in ids.into_iter().zip(results) {
             if let (Some(id), Some(result)) = (id, result) {
                 if let Some(w) = self.waiters.take(id) {
                     let _ = w.send(result);
@@ -228,7 +214,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
         SnapshotBuilder {
-            store: self.store.clone(),
+            snapshotter: self.machine.snapshotter(),
             path: self.snapshot_path("build"),
             current: self.current.clone(),
         }
@@ -253,31 +239,22 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             )
         };
         std::fs::write(&path, &data).map_err(snap_err)?;
-        let restored = self.store.restore_from(&path);
+        // The snapshot's own record of the applied state may lag its meta; write the meta's.
+        let last = encode_state(&meta.last_log_id)?;
+        let membership = encode_state(&meta.last_membership)?;
+        let records: &[(&str, &[u8])] = &[(LAST_APPLIED, &last), (MEMBERSHIP, &membership)];
+        let installed = self.machine.install(&path, records);
         let _ = std::fs::remove_file(&path);
-        restored.map_err(|e| {
+        installed.map_err(|e| {
             io_error(
                 ErrorSubject::Snapshot(Some(meta.signature())),
                 ErrorVerb::Write,
                 e,
             )
         })?;
-        self.lessor.clear();
-        self.applier = Applier::open(self.store.clone(), self.lessor.clone())
-            .map_err(sm_err(ErrorVerb::Read))?;
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
-        // The snapshot's own record of the applied state may lag its meta; write the meta's.
-        let last = encode_state(&self.last_applied)?;
-        let membership = encode_state(&self.membership)?;
-        self.store
-            .write(|t| {
-                t.set_state(LAST_APPLIED, &last)?;
-                t.set_state(MEMBERSHIP, &membership)
-            })
-            .map_err(sm_err(ErrorVerb::Write))?;
-        self.hub.reset(self.applier.rev());
-        self.applied_index.advance(self.applier.applied_index());
+        self.applied_index.advance(self.machine.applied_index());
         tracing::info!(
             snapshot = %meta.snapshot_id,
             last_log_index = meta.last_log_id.map_or(0, |l| l.index),
@@ -306,22 +283,28 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
 /// Builds a snapshot from a consistent copy of the store.
 pub struct SnapshotBuilder {
-    store: Store,
+    snapshotter: Snapshotter,
     path: PathBuf,
     current: Arc<Mutex<Option<StoredSnapshot>>>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        let store = self.store.clone();
+        let snapshotter = Snapshotter::clone(&self.snapshotter);
         let path = self.path.clone();
         let built = tokio::task::spawn_blocking(
             move || -> Result<(Vec<u8>, Option<LogId>, StoredMembership), StorageError> {
-                let view = store.snapshot_to(&path).map_err(sm_err(ErrorVerb::Read))?;
+                let records = snapshotter
+                    .write_to(&path, &[LAST_APPLIED, MEMBERSHIP])
+                    .map_err(sm_err(ErrorVerb::Read))?;
                 let data = std::fs::read(&path)
                     .map_err(|e| io_error(ErrorSubject::Snapshot(None), ErrorVerb::Read, e));
                 let _ = std::fs::remove_file(&path);
-                let (last, membership) = raft_state_in(&view)?;
+                let mut records = records.into_iter();
+                let (last, membership) = raft_state(
+                    records.next().flatten(),
+                    records.next().flatten(),
+                )?;
                 Ok((data?, last, membership))
             },
         )

@@ -7,7 +7,7 @@
 //! watchers (etcd's synced/unsynced groups).
 
 use crate::mvcc::{KeyRange, Store};
-use crate::proto::mvccpb::{event::EventType, Event};
+use ferrocd_proto::mvccpb::{event::EventType, Event};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

@@ -3,7 +3,7 @@
 
 use crate::support::client::Client;
 use crate::support::{etcdctl35, run, Cluster, Kind};
-use ferrocd::proto::etcdserverpb::{MemberListRequest, PutRequest, RangeRequest, StatusRequest};
+use ferrocd_proto::etcdserverpb::{MemberListRequest, PutRequest, RangeRequest, StatusRequest};
 use std::time::{Duration, Instant};
 
 pub(crate) fn ctl(endpoints: &str, args: &[&str]) -> String {
@@ -154,7 +154,7 @@ async fn three_members_bootstrap_statically_and_serve_the_same_data() {
 
 pub(crate) async fn status_of(
     c: &mut Client,
-) -> Option<ferrocd::proto::etcdserverpb::StatusResponse> {
+) -> Option<ferrocd_proto::etcdserverpb::StatusResponse> {
     tokio::time::timeout(
         Duration::from_secs(2),
         c.maintenance.status(StatusRequest {}),
@@ -193,7 +193,7 @@ pub(crate) async fn leader_index(clients: &mut [Client]) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn leases_kept_alive_through_a_follower_live_and_expire_everywhere() {
-    use ferrocd::proto::etcdserverpb::{
+    use ferrocd_proto::etcdserverpb::{
         LeaseGrantRequest, LeaseKeepAliveRequest, LeaseTimeToLiveRequest,
     };
     use futures::StreamExt;
@@ -446,7 +446,7 @@ async fn killing_the_leader_under_writes_loses_no_acknowledged_write() {
         for c in clients.iter_mut() {
             let h = c
                 .maintenance
-                .hash_kv(ferrocd::proto::etcdserverpb::HashKvRequest { revision: rev })
+                .hash_kv(ferrocd_proto::etcdserverpb::HashKvRequest { revision: rev })
                 .await;
             hashes.push(h.map(|h| h.into_inner().hash).ok());
         }
@@ -835,14 +835,14 @@ async fn a_member_far_behind_catches_up_from_a_snapshot() {
     loop {
         let a = clients[writer]
             .maintenance
-            .hash_kv(ferrocd::proto::etcdserverpb::HashKvRequest { revision: rev })
+            .hash_kv(ferrocd_proto::etcdserverpb::HashKvRequest { revision: rev })
             .await
             .unwrap()
             .into_inner()
             .hash;
         let b = c
             .maintenance
-            .hash_kv(ferrocd::proto::etcdserverpb::HashKvRequest { revision: rev })
+            .hash_kv(ferrocd_proto::etcdserverpb::HashKvRequest { revision: rev })
             .await
             .map(|r| r.into_inner().hash);
         if b.as_ref().ok() == Some(&a) {
@@ -867,7 +867,7 @@ async fn a_member_far_behind_catches_up_from_a_snapshot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn watches_on_every_member_see_the_same_events() {
-    use ferrocd::proto::etcdserverpb::{watch_request, WatchCreateRequest, WatchRequest};
+    use ferrocd_proto::etcdserverpb::{watch_request, WatchCreateRequest, WatchRequest};
     use futures::StreamExt;
     let cluster = tokio::task::spawn_blocking(|| Cluster::start(Kind::Ferrocd, 3, &[]))
         .await
@@ -1055,7 +1055,7 @@ async fn the_raft_log_stays_bounded_under_an_endless_write_stream() {
 /// side knew the revision answered the one before).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_watch_opened_after_a_write_through_a_follower_starts_after_it() {
-    use ferrocd::proto::etcdserverpb::{watch_request, WatchCreateRequest, WatchRequest};
+    use ferrocd_proto::etcdserverpb::{watch_request, WatchCreateRequest, WatchRequest};
     use futures::StreamExt;
     let (_cluster, mut clients, leader) = three_members_with_a_leader().await;
     let c = &mut clients[(leader + 1) % 3];

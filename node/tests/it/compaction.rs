@@ -2,7 +2,7 @@
 
 use crate::support::client::Client;
 use crate::support::{Kind, Member};
-use ferrocd::proto::etcdserverpb::{PutRequest, RangeRequest};
+use ferrocd_proto::etcdserverpb::{PutRequest, RangeRequest};
 use std::time::{Duration, Instant};
 
 #[tokio::test]

@@ -4,7 +4,7 @@
 
 use crate::support::client::Client;
 use crate::support::{Kind, Member};
-use ferrocd::proto::etcdserverpb::{
+use ferrocd_proto::etcdserverpb::{
     LeaseGrantRequest, LeaseTimeToLiveRequest, PutRequest, RangeRequest,
 };
 use std::sync::{Arc, Mutex};

@@ -3,7 +3,7 @@
 
 use crate::support::client::Client;
 use crate::support::{http_get, Kind, Member};
-use ferrocd::proto::etcdserverpb::{
+use ferrocd_proto::etcdserverpb::{
     alarm_request::AlarmAction, AlarmRequest, AlarmType, PutRequest, RangeRequest, StatusRequest,
 };
 
@@ -151,7 +151,7 @@ async fn quota_raises_nospace_and_writes_resume_after_compact_defrag_disarm() {
         "etcdserver: mvcc: database space exceeded"
     );
     let del =
-        c.kv.delete_range(ferrocd::proto::etcdserverpb::DeleteRangeRequest {
+        c.kv.delete_range(ferrocd_proto::etcdserverpb::DeleteRangeRequest {
             key: vec![0],
             range_end: vec![0],
             ..Default::default()
@@ -164,14 +164,14 @@ async fn quota_raises_nospace_and_writes_resume_after_compact_defrag_disarm() {
         "nothing written before the alarm was lost"
     );
     let rev = del.header.unwrap().revision;
-    c.kv.compact(ferrocd::proto::etcdserverpb::CompactionRequest {
+    c.kv.compact(ferrocd_proto::etcdserverpb::CompactionRequest {
         revision: rev,
         physical: true,
     })
     .await
     .unwrap();
     c.maintenance
-        .defragment(ferrocd::proto::etcdserverpb::DefragmentRequest {})
+        .defragment(ferrocd_proto::etcdserverpb::DefragmentRequest {})
         .await
         .unwrap();
     let alarms = c

@@ -5,7 +5,7 @@
 use crate::cluster::{connect_all, ctl, leader_index, status_of};
 use crate::support::client::Client;
 use crate::support::{Cluster, Kind};
-use ferrocd::proto::etcdserverpb::{
+use ferrocd_proto::etcdserverpb::{
     MemberAddRequest, MemberRemoveRequest, MoveLeaderRequest, PutRequest,
 };
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -2,7 +2,7 @@
 
 use crate::support::client::Client;
 use crate::support::{Kind, Member};
-use ferrocd::proto::etcdserverpb::{
+use ferrocd_proto::etcdserverpb::{
     watch_request, PutRequest, WatchCreateRequest, WatchRequest, WatchResponse,
 };
 use futures::StreamExt;

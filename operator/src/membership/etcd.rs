@@ -4,7 +4,7 @@
 //! carry out one membership step.
 
 use super::plan::Member;
-use crate::proto::etcdserverpb::{
+use ferrocd_proto::etcdserverpb::{
     cluster_client::ClusterClient, maintenance_client::MaintenanceClient, MemberAddRequest,
     MemberListRequest, MemberPromoteRequest, MemberRemoveRequest, MoveLeaderRequest, StatusRequest,
 };
@@ -173,7 +173,7 @@ impl EtcdMembers {
     async fn status_of(
         &self,
         client_urls: Vec<String>,
-    ) -> Option<crate::proto::etcdserverpb::StatusResponse> {
+    ) -> Option<ferrocd_proto::etcdserverpb::StatusResponse> {
         for url in client_urls {
             let Ok(ch) = self.channel(&url).await else {
                 continue;

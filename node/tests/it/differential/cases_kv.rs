@@ -1,8 +1,8 @@
 //! Differential cases for Range, Put, DeleteRange, Compact and HashKV.
 
 use super::dsl::*;
-use ferrocd::proto::etcdserverpb::range_request::{SortOrder, SortTarget};
-use ferrocd::proto::etcdserverpb::*;
+use ferrocd_proto::etcdserverpb::range_request::{SortOrder, SortTarget};
+use ferrocd_proto::etcdserverpb::*;
 
 /// A store with history: versions, a deleted key, a prefix family.
 /// Revisions: a=2, b=3, c=4, a=5, d=6, c deleted=7, e=8, foo=9, foo/bar=10, foo/baz=11, fop=12, b=13.

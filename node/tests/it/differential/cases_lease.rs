@@ -2,7 +2,7 @@
 //! expiry, and keys attached to leases.
 
 use super::dsl::*;
-use ferrocd::proto::etcdserverpb::*;
+use ferrocd_proto::etcdserverpb::*;
 
 fn put_lease(k: &str, v: &str, lease: i64) -> Step {
     Step::Put(PutRequest {

@@ -2,10 +2,10 @@
 //! nesting, etcd's duplicate-key rule, limits and errors.
 
 use super::dsl::*;
-use ferrocd::proto::etcdserverpb::compare::{
+use ferrocd_proto::etcdserverpb::compare::{
     CompareResult as R, CompareTarget as T, TargetUnion as U,
 };
-use ferrocd::proto::etcdserverpb::*;
+use ferrocd_proto::etcdserverpb::*;
 
 /// k1 (version 2, create 2, mod 3, value "v2", lease 0), k2 (version 1, create 4, value "b").
 fn seed() -> Vec<Step> {

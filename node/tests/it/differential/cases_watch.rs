@@ -2,8 +2,8 @@
 //! filters, prev_kv, compaction, IDs, cancel, progress and fragments.
 
 use super::dsl::*;
-use ferrocd::proto::etcdserverpb::watch_create_request::FilterType;
-use ferrocd::proto::etcdserverpb::*;
+use ferrocd_proto::etcdserverpb::watch_create_request::FilterType;
+use ferrocd_proto::etcdserverpb::*;
 
 fn history() -> Vec<Step> {
     vec![

@@ -1,6 +1,6 @@
 //! A small language for differential cases: steps and request builders.
 
-use ferrocd::proto::etcdserverpb::*;
+use ferrocd_proto::etcdserverpb::*;
 
 pub enum Step {
     Put(PutRequest),

@@ -11,7 +11,7 @@ pub mod dsl;
 use crate::support::client::Client;
 use crate::support::{Cluster, Kind, Member};
 use dsl::{Case, Step};
-use ferrocd::proto::etcdserverpb::*;
+use ferrocd_proto::etcdserverpb::*;
 use futures::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;

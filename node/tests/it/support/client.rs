@@ -1,7 +1,7 @@
 //! A raw etcd v3 gRPC client built from the project's own protos, so tests
 //! see every field exactly as the server sent it.
 
-use ferrocd::proto::etcdserverpb::{
+use ferrocd_proto::etcdserverpb::{
     cluster_client::ClusterClient, kv_client::KvClient, lease_client::LeaseClient,
     maintenance_client::MaintenanceClient, watch_client::WatchClient,
 };

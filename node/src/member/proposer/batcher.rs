@@ -2,8 +2,9 @@
 //! are collected into the next entry, so many client writes share one log
 //! append and one fsync.
 
-use super::transfer::LeaderGate;
-use super::ServerError;
+use crate::member::leadership::{forwarded_leader_url, Leadership};
+use crate::member::tasks::Tasks;
+use crate::member::RequestError;
 use crate::raft::{Batch, Command, MemberInfo, TypeConfig};
 use openraft::Raft;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ const MAX_BYTES: usize = 8 << 20;
 
 struct Pending {
     command: Command,
-    done: oneshot::Sender<Result<(), ServerError>>,
+    done: oneshot::Sender<Result<(), RequestError>>,
 }
 
 pub(super) struct Batcher {
@@ -23,21 +24,21 @@ pub(super) struct Batcher {
 }
 
 impl Batcher {
-    pub fn spawn(raft: Raft<TypeConfig>, gate: Arc<LeaderGate>) -> Batcher {
+    pub fn spawn(tasks: &Tasks, raft: Raft<TypeConfig>, leadership: Arc<Leadership>) -> Batcher {
         let (tx, rx) = mpsc::channel(8192);
-        tokio::spawn(run(raft, gate, rx));
+        tasks.spawn(run(raft, leadership, rx));
         Batcher { tx }
     }
 
     /// Resolves once the command is committed and applied on this member
     /// (its result then waits in the state machine's waiters).
-    pub async fn submit(&self, command: Command) -> Result<(), ServerError> {
+    pub async fn submit(&self, command: Command) -> Result<(), RequestError> {
         let (done, rx) = oneshot::channel();
         self.tx
             .send(Pending { command, done })
             .await
-            .map_err(|_| ServerError::Stopped)?;
-        rx.await.map_err(|_| ServerError::Stopped)?
+            .map_err(|_| RequestError::Stopped)?;
+        rx.await.map_err(|_| RequestError::Stopped)?
     }
 }
 
@@ -64,25 +65,25 @@ pub(super) fn drain_queued<T>(
     group
 }
 
-async fn run(raft: Raft<TypeConfig>, gate: Arc<LeaderGate>, mut rx: mpsc::Receiver<Pending>) {
+async fn run(
+    raft: Raft<TypeConfig>,
+    leadership: Arc<Leadership>,
+    mut rx: mpsc::Receiver<Pending>,
+) {
     while let Some(first) = rx.recv().await {
         let batch = drain_queued(&mut rx, first, MAX_COMMANDS, MAX_BYTES, |p| {
             p.command.entry.len()
         });
         let (commands, waiters): (Vec<Command>, Vec<_>) =
             batch.into_iter().map(|p| (p.command, p.done)).unzip();
-        let pass = gate.pass().await;
+        let pass = leadership.gate.pass().await;
         let written = raft.client_write(Batch { commands }).await;
         drop(pass);
         let outcome = match written {
             Ok(_) => Ok(()),
             Err(e) => Err(match e.forward_to_leader::<MemberInfo>() {
-                Some(f) => ServerError::NotLeader(
-                    f.leader_node
-                        .as_ref()
-                        .and_then(|n| n.peer_urls.first().cloned()),
-                ),
-                None => ServerError::Stopped,
+                Some(f) => RequestError::NotLeader(forwarded_leader_url(f.leader_node.as_ref())),
+                None => RequestError::Stopped,
             }),
         };
         for w in waiters {

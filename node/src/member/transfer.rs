@@ -10,7 +10,13 @@
 //! longest log and campaigns before any other follower's election timer
 //! (lease + election timeout) fires, so it wins.
 
-use super::{Server, ServerError};
+use super::leadership::Leadership;
+use super::membership::Membership;
+use super::RequestError;
+use crate::peer::Forwarder;
+use crate::raft::TypeConfig;
+use openraft::Raft;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{RwLock, RwLockReadGuard};
 
@@ -43,7 +49,7 @@ impl RaftTiming {
 /// Leader-initiated raft traffic holds a read guard; a transfer holds the
 /// write guard while the leader must stay silent.
 #[derive(Default)]
-pub(crate) struct LeaderGate(RwLock<()>);
+pub struct LeaderGate(RwLock<()>);
 
 impl LeaderGate {
     pub async fn pass(&self) -> RwLockReadGuard<'_, ()> {
@@ -51,43 +57,40 @@ impl LeaderGate {
     }
 }
 
-impl Server {
-    /// Confirms with a quorum that this member still leads (read index).
-    /// Waits while a leadership transfer keeps the leader quiet.
-    pub async fn confirm_leadership(
-        &self,
-    ) -> Result<
-        Option<openraft::LogId<u64>>,
-        openraft::error::RaftError<
-            u64,
-            openraft::error::CheckIsLeaderError<u64, crate::raft::MemberInfo>,
-        >,
-    > {
-        let _pass = self.gate.pass().await;
-        self.raft.ensure_linearizable().await
-    }
+/// Moves leadership away from this member.
+pub struct Transfer {
+    pub(super) raft: Raft<TypeConfig>,
+    pub(super) leadership: Arc<Leadership>,
+    pub(super) membership: Arc<Membership>,
+    pub(super) forwarder: Arc<Forwarder>,
+    pub(super) election_timeout: Duration,
+    pub(super) heartbeat_interval: Duration,
+    pub(super) request_timeout: Duration,
+}
 
+impl Transfer {
     /// etcd's MoveLeader: makes `target` (a voting member) the leader.
     /// Only the leader can do this; moving to itself succeeds at once.
-    pub async fn move_leader(&self, target: u64) -> Result<(), ServerError> {
-        if !self.is_leader() {
-            return Err(ServerError::NotLeader(self.leader_url()));
+    pub async fn move_leader(&self, target: u64) -> Result<(), RequestError> {
+        if !self.leadership.is_leader() {
+            return Err(self.leadership.not_leader());
         }
-        if target == self.identity.member_id {
+        if target == self.leadership.member_id() {
             return Ok(());
         }
         let url = self
+            .membership
             .members()
             .into_iter()
             .find(|m| m.id == target && !m.is_learner)
             .and_then(|m| m.peer_urls.first().cloned())
-            .ok_or(ServerError::BadLeaderTransferee)?;
-        let deadline = Instant::now() + self.config.request_timeout();
+            .ok_or(RequestError::BadLeaderTransferee)?;
+        let deadline = Instant::now() + self.request_timeout;
         let started = Instant::now();
         tracing::info!(transferee = %format!("{target:x}"), "leadership transfer starting");
-        let quiet = tokio::time::timeout_at(deadline.into(), self.gate.0.write())
+        let quiet = tokio::time::timeout_at(deadline.into(), self.leadership.gate.0.write())
             .await
-            .map_err(|_| ServerError::LeaderTransferTimeout)?;
+            .map_err(|_| RequestError::LeaderTransferTimeout)?;
         let outcome = self.hand_over(target, &url, deadline).await;
         self.raft.runtime_config().heartbeat(true);
         drop(quiet);
@@ -111,8 +114,8 @@ impl Server {
         target: u64,
         url: &str,
         deadline: Instant,
-    ) -> Result<(), ServerError> {
-        let timeout = |_| ServerError::LeaderTransferTimeout;
+    ) -> Result<(), RequestError> {
+        let timeout = |_| RequestError::LeaderTransferTimeout;
         let left = || Some(deadline.saturating_duration_since(Instant::now()));
         // With writes held at the gate the log stops growing; the
         // transferee must hold all of it to win the election.
@@ -133,15 +136,12 @@ impl Server {
         self.raft.runtime_config().heartbeat(false);
         // Past the lease, and a little more for messages still in flight;
         // well before any follower's own election timer (see RaftTiming).
-        let lease = RaftTiming::new(self.config.election_timeout).lease();
-        tokio::time::sleep(lease + self.config.heartbeat_interval / 2).await;
+        let lease = RaftTiming::new(self.election_timeout).lease();
+        tokio::time::sleep(lease + self.heartbeat_interval / 2).await;
         self.forwarder
             .timeout_now(url)
             .await
-            .map_err(|e| ServerError::Refused {
-                code: e.code() as i32,
-                message: e.message().to_string(),
-            })?;
+            .map_err(RequestError::Relayed)?;
         self.raft
             .wait(left())
             .current_leader(target, "transferee leads")
@@ -153,7 +153,7 @@ impl Server {
     /// On shutdown, a leader hands leadership to its most caught-up voter
     /// so that clients do not wait for an election.
     pub async fn hand_over_leadership(&self) {
-        if !self.is_leader() {
+        if !self.leadership.is_leader() {
             return;
         }
         let metrics = self.raft.metrics().borrow().clone();
@@ -161,7 +161,7 @@ impl Server {
         let best = metrics.replication.as_ref().and_then(|r| {
             voters
                 .iter()
-                .filter(|id| **id != self.identity.member_id)
+                .filter(|id| **id != self.leadership.member_id())
                 .max_by_key(|id| r.get(id).copied().flatten().map(|l| l.index))
                 .copied()
         });

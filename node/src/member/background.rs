@@ -2,36 +2,58 @@
 //! log, and, while it leads, revoking expired leases (through the log, as
 //! etcd's leader does) and auto-compaction.
 
-use super::Server;
+use super::leadership::Leadership;
+use super::membership::Membership;
+use super::proposer::Proposer;
+use super::tasks::Tasks;
+use super::{Fatal, Identity, RequestError};
 use crate::apply::ApplyError;
-use crate::config::AutoCompaction;
-use crate::mvcc::MvccError;
-use crate::proto::etcdserverpb::{CompactionRequest, LeaseRevokeRequest};
-use crate::proto::ferrocdpb::internal_request::Request;
-use crate::proto::ferrocdpb::MemberAttributes;
+use crate::config::{AutoCompaction, Config};
+use crate::lease::Lessor;
+use crate::mvcc::{MvccError, Store};
+use crate::peer::Refusals;
+use crate::watch::WatchHub;
+use ferrocd_proto::etcdserverpb::{CompactionRequest, LeaseRevokeRequest};
+use ferrocd_proto::ferrocdpb::internal_request::Request;
+use ferrocd_proto::ferrocdpb::MemberAttributes;
 use std::collections::VecDeque;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub(super) fn spawn(server: &Arc<Server>) {
-    tokio::spawn(publish_attributes(Arc::downgrade(server)));
-    tokio::spawn(check_quorum(Arc::downgrade(server)));
-    tokio::spawn(flush_store(Arc::downgrade(server)));
-    tokio::spawn(detect_foreign_cluster(Arc::downgrade(server)));
-    tokio::spawn(expire_leases(Arc::downgrade(server)));
-    if let Some(mode) = server.config.auto_compaction {
-        tokio::spawn(auto_compact(Arc::downgrade(server), mode));
+/// What the duties work with.
+pub(super) struct Duties {
+    pub identity: Identity,
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub lessor: Arc<Lessor>,
+    pub hub: Arc<WatchHub>,
+    pub leadership: Arc<Leadership>,
+    pub proposer: Arc<Proposer>,
+    pub membership: Arc<Membership>,
+    pub refusals: Arc<Refusals>,
+    pub fatal: Arc<Fatal>,
+}
+
+pub(super) fn spawn(duties: Duties, tasks: &Tasks) {
+    let d = Arc::new(duties);
+    tasks.spawn(publish_attributes(d.clone()));
+    tasks.spawn(check_quorum(d.clone()));
+    tasks.spawn(flush_store(d.clone()));
+    tasks.spawn(detect_foreign_cluster(d.clone()));
+    if let Some(mode) = d.config.auto_compaction {
+        tasks.spawn(auto_compact(d.clone(), mode));
     }
+    tasks.spawn(expire_leases(d));
 }
 
 /// A member whose peers (a majority of the others) refuse its cluster ID
 /// belongs to another cluster: it stops with a clear error, as etcd does.
-async fn detect_foreign_cluster(server: Weak<Server>) {
+async fn detect_foreign_cluster(s: Arc<Duties>) {
     let mut strikes = 0;
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let Some(s) = server.upgrade() else { return };
         let others = s
+            .membership
             .members()
             .iter()
             .filter(|m| m.id != s.identity.member_id && !m.is_learner)
@@ -43,7 +65,7 @@ async fn detect_foreign_cluster(server: Weak<Server>) {
             0
         };
         if strikes >= 3 {
-            s.stop_with(format!(
+            s.fatal.stop_with(format!(
                 "member {:x} is not part of the cluster its peers belong to (cluster {:x}): {}",
                 s.identity.member_id,
                 s.identity.cluster_id,
@@ -56,13 +78,11 @@ async fn detect_foreign_cluster(server: Weak<Server>) {
 
 /// Makes the state machine's lazy commits durable every 100 ms, as etcd's
 /// backend commits its batch (the raft log already holds every acknowledged write).
-async fn flush_store(server: Weak<Server>) {
+async fn flush_store(s: Arc<Duties>) {
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
         tick.tick().await;
-        let Some(s) = server.upgrade() else { return };
         let store = s.store.clone();
-        drop(s);
         match tokio::task::spawn_blocking(move || store.sync()).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!(error = %e, "cannot sync the store"),
@@ -73,56 +93,52 @@ async fn flush_store(server: Weak<Server>) {
 
 /// etcd's check-quorum: while this member believes it leads, confirm that
 /// with a quorum every heartbeat; an unconfirmed leader reports no leader.
-async fn check_quorum(server: Weak<Server>) {
+async fn check_quorum(s: Arc<Duties>) {
+    let (heartbeat, timeout) = (s.config.heartbeat_interval, s.config.election_timeout);
     loop {
-        let Some(s) = server.upgrade() else { return };
-        let (heartbeat, timeout) = (s.config.heartbeat_interval, s.config.election_timeout);
-        let believes_leader =
-            s.raft.metrics().borrow().current_leader == Some(s.identity.member_id);
-        if believes_leader {
-            if let Ok(Ok(_)) = tokio::time::timeout(timeout, s.confirm_leadership()).await {
-                s.quorum_confirmed();
+        if s.leadership.believes_leader() {
+            if let Ok(Ok(_)) = tokio::time::timeout(timeout, s.leadership.confirm()).await {
+                s.leadership.quorum_confirmed();
             }
         }
-        drop(s);
         tokio::time::sleep(heartbeat).await;
     }
 }
 
 /// etcd publishes each member's name and client URLs through raft once it runs.
-async fn publish_attributes(server: Weak<Server>) {
+async fn publish_attributes(s: Arc<Duties>) {
     loop {
-        let Some(s) = server.upgrade() else { return };
         let attrs = MemberAttributes {
             id: s.identity.member_id,
             name: s.identity.name.clone(),
             client_urls: s.identity.client_urls.clone(),
         };
-        let published = s.members().iter().any(|m| {
+        let published = s.membership.members().iter().any(|m| {
             m.id == attrs.id && m.name == attrs.name && m.client_urls == attrs.client_urls
         });
         if published {
             return;
         }
-        match s.propose(Request::MemberAttributes(attrs)).await {
+        match s.proposer.propose(Request::MemberAttributes(attrs)).await {
             Ok(_) => {
                 tracing::info!("published local member to cluster through raft");
                 return;
             }
             Err(e) => tracing::debug!(error = %e, "cannot publish member attributes yet"),
         }
-        drop(s);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
-async fn expire_leases(server: Weak<Server>) {
+async fn expire_leases(s: Arc<Duties>) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut was_leader = false;
+    // Revocations in flight end with this loop (dropping the set aborts them).
+    let mut revocations = tokio::task::JoinSet::new();
     loop {
         tick.tick().await;
-        let Some(s) = server.upgrade() else { return };
-        let leader = s.is_leader();
+        while revocations.try_join_next().is_some() {}
+        let leader = s.leadership.is_leader();
         if leader && !was_leader {
             // A new leader restarts every lease's deadline, as etcd's does.
             s.lessor.refresh_all();
@@ -133,13 +149,14 @@ async fn expire_leases(server: Weak<Server>) {
         }
         for id in s.lessor.take_expired(Instant::now()) {
             let s = s.clone();
-            tokio::spawn(async move {
+            revocations.spawn(async move {
                 let r = s
+                    .proposer
                     .propose(Request::LeaseRevoke(LeaseRevokeRequest { id }))
                     .await;
                 match r {
                     Ok(_) => tracing::debug!(lease = %format!("{id:x}"), "revoked expired lease"),
-                    Err(crate::server::ServerError::Apply(ApplyError::LeaseNotFound)) => {}
+                    Err(RequestError::Apply(ApplyError::LeaseNotFound)) => {}
                     Err(e) => {
                         tracing::warn!(lease = %format!("{id:x}"), error = %e, "cannot revoke expired lease");
                         s.lessor.revoke_failed(id);
@@ -153,7 +170,7 @@ async fn expire_leases(server: Weak<Server>) {
 /// etcd's compactors: `periodic` keeps the last `d` of history, checking
 /// every d/10 (at most hourly); `revision` keeps the last N revisions,
 /// checking every 5 minutes.
-async fn auto_compact(server: Weak<Server>, mode: AutoCompaction) {
+async fn auto_compact(s: Arc<Duties>, mode: AutoCompaction) {
     let period = match mode {
         AutoCompaction::Periodic(d) => {
             (d / 10).clamp(Duration::from_secs(1), Duration::from_secs(3600))
@@ -164,8 +181,7 @@ async fn auto_compact(server: Weak<Server>, mode: AutoCompaction) {
     let mut tick = tokio::time::interval(period);
     loop {
         tick.tick().await;
-        let Some(s) = server.upgrade() else { return };
-        if !s.is_leader() {
+        if !s.leadership.is_leader() {
             continue;
         }
         let rev = s.hub.rev();
@@ -192,9 +208,9 @@ async fn auto_compact(server: Weak<Server>, mode: AutoCompaction) {
             revision: target,
             physical: false,
         });
-        match s.propose(req).await {
+        match s.proposer.propose(req).await {
             Ok(_) => tracing::info!(revision = target, "auto-compacted"),
-            Err(crate::server::ServerError::Apply(ApplyError::Mvcc(MvccError::Compacted))) => {}
+            Err(RequestError::Apply(ApplyError::Mvcc(MvccError::Compacted))) => {}
             Err(e) => tracing::warn!(revision = target, error = %e, "auto-compaction failed"),
         }
     }

@@ -3,8 +3,10 @@
 //! instead of one call per client write.
 
 use super::batcher::drain_queued;
-use crate::peer::client::Forwarder;
-use crate::proto::ferrocdpb::{ApplyResult, InternalRequest};
+use crate::member::tasks::Tasks;
+use crate::peer::Forwarder;
+use ferrocd_proto::errors;
+use ferrocd_proto::ferrocdpb::{ApplyResult, InternalRequest};
 use prost::Message;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,15 +32,15 @@ pub(super) struct ForwardBatcher {
 }
 
 impl ForwardBatcher {
-    pub fn spawn(forwarder: Arc<Forwarder>) -> ForwardBatcher {
+    pub fn spawn(tasks: &Tasks, forwarder: Arc<Forwarder>) -> ForwardBatcher {
         let (tx, rx) = mpsc::channel(8192);
-        tokio::spawn(run(forwarder, rx));
+        tasks.spawn(run(forwarder, rx));
         ForwardBatcher { tx }
     }
 
     /// Proposes `request` on the leader at `leader_url`; its outcome there.
     pub async fn forward(&self, leader_url: String, request: InternalRequest) -> Outcome {
-        let stopped = || tonic::Status::unavailable("etcdserver: server stopped");
+        let stopped = || errors::STOPPED.status();
         let (done, rx) = oneshot::channel();
         let f = Forward {
             leader_url,
@@ -52,7 +54,10 @@ impl ForwardBatcher {
 
 async fn run(forwarder: Arc<Forwarder>, mut rx: mpsc::Receiver<Forward>) {
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    // Calls in flight end with this loop (dropping the set aborts them).
+    let mut calls = tokio::task::JoinSet::new();
     while let Some(first) = rx.recv().await {
+        while calls.try_join_next().is_some() {}
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
             return;
         };
@@ -68,7 +73,7 @@ async fn run(forwarder: Arc<Forwarder>, mut rx: mpsc::Receiver<Forward>) {
             waiters.push(f.done);
         }
         let forwarder = forwarder.clone();
-        tokio::spawn(async move {
+        calls.spawn(async move {
             for (url, (requests, waiters)) in by_leader {
                 match forwarder.propose_batch(&url, requests).await {
                     Ok(outcomes) => {

@@ -1,24 +1,41 @@
-//! Runtime membership changes with etcd's rules and errors. They run on the
-//! leader (followers forward them); openraft commits them as joint-consensus
-//! configuration changes.
+//! The cluster's members as etcd reports them: raft membership (voters and
+//! learners with their peer URLs) plus the attributes each member published
+//! through the log (name, client URLs); and runtime membership changes with
+//! etcd's rules and errors. Changes run on the leader (followers forward
+//! them); openraft commits them as joint-consensus configuration changes.
 
-use super::{MemberView, Server, ServerError};
-use crate::proto::etcdserverpb::Member;
-use crate::proto::ferrocdpb::{member_change_request::Change, MemberChangeResponse};
-use crate::raft::MemberInfo;
-use openraft::ChangeMembers;
+use super::leadership::{forwarded_leader_url, Leadership};
+use super::RequestError;
+use crate::apply::member_attributes_key;
+use crate::mvcc::Store;
+use crate::peer::Forwarder;
+use crate::raft::{MemberInfo, TypeConfig};
+use ferrocd_proto::errors::{self, EtcdError};
+use ferrocd_proto::etcdserverpb::Member;
+use ferrocd_proto::ferrocdpb::{
+    member_change_request::Change, MemberAttributes, MemberChangeResponse,
+};
+use openraft::{ChangeMembers, Raft};
+use prost::Message;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// etcd's learner readiness: its log within 10% of the leader's.
 const LEARNER_READY_PERCENT: f64 = 0.9;
 /// etcd allows one learner at a time.
 const MAX_LEARNERS: usize = 1;
 
-fn membership_error(code: tonic::Code, text: &str) -> ServerError {
-    ServerError::Refused {
-        code: code as i32,
-        message: format!("etcdserver: {text}"),
-    }
+fn refused(e: EtcdError) -> RequestError {
+    RequestError::Refused(e)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberView {
+    pub id: u64,
+    pub name: String,
+    pub peer_urls: Vec<String>,
+    pub client_urls: Vec<String>,
+    pub is_learner: bool,
 }
 
 pub fn to_proto(m: MemberView) -> Member {
@@ -31,7 +48,7 @@ pub fn to_proto(m: MemberView) -> Member {
     }
 }
 
-fn valid_urls(urls: &[String]) -> Result<(), ServerError> {
+fn valid_urls(urls: &[String]) -> Result<(), RequestError> {
     let ok = !urls.is_empty()
         && urls.iter().all(|u| {
             url::Url::parse(u)
@@ -45,23 +62,79 @@ fn valid_urls(urls: &[String]) -> Result<(), ServerError> {
     if ok {
         Ok(())
     } else {
-        Err(membership_error(
-            tonic::Code::InvalidArgument,
-            "given member URLs are invalid",
-        ))
+        Err(refused(errors::MEMBER_BAD_URLS))
     }
 }
 
-impl Server {
+pub struct Membership {
+    member_id: u64,
+    raft: Raft<TypeConfig>,
+    store: Store,
+    leadership: Arc<Leadership>,
+    forwarder: Arc<Forwarder>,
+}
+
+impl Membership {
+    pub(super) fn new(
+        raft: Raft<TypeConfig>,
+        store: Store,
+        leadership: Arc<Leadership>,
+        forwarder: Arc<Forwarder>,
+    ) -> Membership {
+        Membership {
+            member_id: leadership.member_id(),
+            raft,
+            store,
+            leadership,
+            forwarder,
+        }
+    }
+
+    /// Every member, by ID.
+    pub fn members(&self) -> Vec<MemberView> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        let voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
+        let view = self.store.read().ok();
+        let mut out: Vec<MemberView> = membership
+            .nodes()
+            .map(|(id, node)| {
+                let attrs = view
+                    .as_ref()
+                    .and_then(|v| v.state(&member_attributes_key(*id)).ok().flatten())
+                    .and_then(|b| MemberAttributes::decode(b.as_slice()).ok());
+                let (name, client_urls) = match attrs {
+                    Some(a) => (a.name, a.client_urls),
+                    None => (String::new(), Vec::new()),
+                };
+                MemberView {
+                    id: *id,
+                    name,
+                    peer_urls: node.peer_urls.clone(),
+                    client_urls,
+                    is_learner: !voters.contains(id),
+                }
+            })
+            .collect();
+        out.sort_by_key(|m| m.id);
+        out
+    }
+
+    pub fn is_learner(&self) -> bool {
+        self.members()
+            .iter()
+            .any(|m| m.id == self.member_id && m.is_learner)
+    }
+
     /// Runs a membership change on the leader, from wherever it was asked.
     pub async fn change_members(
         &self,
         change: Change,
-    ) -> Result<MemberChangeResponse, ServerError> {
-        if self.is_leader() {
+    ) -> Result<MemberChangeResponse, RequestError> {
+        if self.leadership.is_leader() {
             return self.change_members_here(change).await;
         }
-        self.on_leader(|url| {
+        self.leadership.on_leader(|url| {
             let change = change.clone();
             async move { self.forwarder.member_change(&url, change).await }
         })
@@ -71,13 +144,13 @@ impl Server {
     pub async fn change_members_here(
         &self,
         change: Change,
-    ) -> Result<MemberChangeResponse, ServerError> {
-        if !self.is_leader() {
-            return Err(ServerError::NotLeader(self.leader_url()));
+    ) -> Result<MemberChangeResponse, RequestError> {
+        if !self.leadership.is_leader() {
+            return Err(self.leadership.not_leader());
         }
         let members = self.members();
         let find = |id: u64| members.iter().find(|m| m.id == id).cloned();
-        let not_found = || membership_error(tonic::Code::NotFound, "member not found");
+        let not_found = || refused(errors::MEMBER_NOT_FOUND);
         let url_taken = |urls: &[String], except: u64| {
             members
                 .iter()
@@ -89,16 +162,10 @@ impl Server {
             Change::Add(a) => {
                 valid_urls(&a.peer_ur_ls)?;
                 if url_taken(&a.peer_ur_ls, 0) {
-                    return Err(membership_error(
-                        tonic::Code::FailedPrecondition,
-                        "Peer URLs already exists",
-                    ));
+                    return Err(refused(errors::PEER_URL_EXISTS));
                 }
                 if a.is_learner && members.iter().filter(|m| m.is_learner).count() >= MAX_LEARNERS {
-                    return Err(membership_error(
-                        tonic::Code::FailedPrecondition,
-                        "too many learner members in cluster",
-                    ));
+                    return Err(refused(errors::TOO_MANY_LEARNERS));
                 }
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
@@ -144,16 +211,10 @@ impl Server {
             Change::Promote(p) => {
                 let m = find(p.id).ok_or_else(not_found)?;
                 if !m.is_learner {
-                    return Err(membership_error(
-                        tonic::Code::FailedPrecondition,
-                        "can only promote a learner member",
-                    ));
+                    return Err(refused(errors::MEMBER_NOT_LEARNER));
                 }
                 if !self.learner_ready(p.id) {
-                    return Err(membership_error(
-                        tonic::Code::FailedPrecondition,
-                        "can only promote a learner member which is in sync with leader",
-                    ));
+                    return Err(refused(errors::LEARNER_NOT_READY));
                 }
                 self.raft
                     .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([p.id])), false)
@@ -164,10 +225,7 @@ impl Server {
                 let m = find(u.id).ok_or_else(not_found)?;
                 valid_urls(&u.peer_ur_ls)?;
                 if url_taken(&u.peer_ur_ls, u.id) {
-                    return Err(membership_error(
-                        tonic::Code::FailedPrecondition,
-                        "Peer URLs already exists",
-                    ));
+                    return Err(refused(errors::PEER_URL_EXISTS));
                 }
                 let node = MemberInfo {
                     name: m.name,
@@ -204,13 +262,9 @@ impl Server {
 
 fn raft_error(
     e: openraft::error::RaftError<u64, openraft::error::ClientWriteError<u64, MemberInfo>>,
-) -> ServerError {
+) -> RequestError {
     match e.forward_to_leader::<MemberInfo>() {
-        Some(f) => ServerError::NotLeader(
-            f.leader_node
-                .as_ref()
-                .and_then(|n| n.peer_urls.first().cloned()),
-        ),
-        None => ServerError::Membership(format!("etcdserver: {e}")),
+        Some(f) => RequestError::NotLeader(forwarded_leader_url(f.leader_node.as_ref())),
+        None => RequestError::Raft(e.to_string()),
     }
 }

@@ -1,7 +1,8 @@
 //! Who this member is, and whether it bootstraps a new cluster, joins one,
 //! or restarts from its data dir (which then wins over the bootstrap flags).
 
-use super::ServerError;
+use super::StartError;
+use crate::peer::PeerDialer;
 use crate::config::{ClusterState, Config, SrvDiscovery, UrlDiscovery, V3Discovery};
 use crate::discovery::v2::JoinError;
 use crate::discovery::{srv, v2, v3, Dns};
@@ -29,7 +30,11 @@ pub(super) struct Boot {
 const META_MEMBER: &str = "member_id";
 const META_CLUSTER: &str = "cluster_id";
 
-pub(super) async fn prepare(cfg: &Config, store: &Store) -> Result<Boot, ServerError> {
+pub(super) async fn prepare(
+    cfg: &Config,
+    store: &Store,
+    dialer: &PeerDialer,
+) -> Result<Boot, StartError> {
     let (stored_member, stored_cluster) =
         store.write(|t| Ok((t.meta(META_MEMBER)?, t.meta(META_CLUSTER)?)))?;
     if stored_member != 0 {
@@ -48,13 +53,13 @@ pub(super) async fn prepare(cfg: &Config, store: &Store) -> Result<Boot, ServerE
             initialize: None,
         });
     }
-    let dns = Dns::from_system().map_err(|e| ServerError::Config(e.0))?;
+    let dns = Dns::from_system().map_err(|e| StartError::Config(e.0))?;
     let initial = if let Some(srv) = &cfg.discovery_srv {
-        discover_through_srv(cfg, srv, &dns).await?
+        discover_through_srv(cfg, srv, &dns, dialer).await?
     } else if let Some(d) = &cfg.discovery_url {
-        discover_through_url(cfg, d).await?
+        discover_through_url(cfg, d, dialer).await?
     } else if let Some(d) = &cfg.discovery_v3 {
-        discover_through_v3(cfg, d).await?
+        discover_through_v3(cfg, d, dialer).await?
     } else {
         Initial {
             members: cfg.initial_cluster.clone(),
@@ -65,13 +70,13 @@ pub(super) async fn prepare(cfg: &Config, store: &Store) -> Result<Boot, ServerE
     let own = match initial.members.iter().find(|(n, _)| *n == cfg.name) {
         Some((_, urls)) => urls.clone(),
         None if cfg.discovery_srv.is_some() => {
-            return Err(ServerError::Config(format!(
+            return Err(StartError::Config(format!(
                 "cannot find local etcd member {:?} in SRV records",
                 cfg.name
             )))
         }
         None => {
-            return Err(ServerError::Config(format!(
+            return Err(StartError::Config(format!(
                 "couldn't find local name {:?} in the initial cluster configuration",
                 cfg.name
             )))
@@ -82,7 +87,7 @@ pub(super) async fn prepare(cfg: &Config, store: &Store) -> Result<Boot, ServerE
     for (_, urls) in &initial.members {
         for u in urls {
             if !seen.insert(u.as_str()) {
-                return Err(ServerError::Config(format!(
+                return Err(StartError::Config(format!(
                     "--initial-cluster has duplicate url {u}"
                 )));
             }
@@ -117,7 +122,7 @@ pub(super) async fn prepare(cfg: &Config, store: &Store) -> Result<Boot, ServerE
             crate::ids::cluster_id(&ids),
         ),
         (None, ClusterState::Existing) => {
-            join_running_cluster(&initial.members, &cfg.name, &own, &dns).await?
+            join_running_cluster(&initial.members, &cfg.name, &own, &dns, dialer).await?
         }
     };
     store.write(|t| {
@@ -161,21 +166,24 @@ fn own_entry(cfg: &Config) -> String {
 /// What joining through a discovery service gave: the initial cluster, or
 /// etcd's error (a full cluster carries the peers a proxy would serve).
 fn discovered(
+    dialer: &PeerDialer,
     joined: Result<String, JoinError>,
     registered_peer_urls: Vec<String>,
     token: &str,
-) -> Result<Initial, ServerError> {
+) -> Result<Initial, StartError> {
     let text = match joined {
         Ok(text) => text,
-        Err(JoinError::FullCluster) => return Err(ServerError::ClusterFull(registered_peer_urls)),
+        Err(JoinError::FullCluster) => {
+            return Err(StartError::ClusterFull(registered_peer_urls, dialer.clone()))
+        }
         Err(e) => {
-            return Err(ServerError::Config(format!(
+            return Err(StartError::Config(format!(
                 "failed to join discovery cluster ({e})"
             )))
         }
     };
     let members = crate::config::parse_initial_cluster(&text)
-        .map_err(|e| ServerError::Config(format!("discovery returned a bad cluster: {e}")))?;
+        .map_err(|e| StartError::Config(format!("discovery returned a bad cluster: {e}")))?;
     Ok(Initial {
         members,
         running: None,
@@ -184,16 +192,24 @@ fn discovered(
 }
 
 /// `--discovery URL`: etcd's v2 discovery protocol.
-async fn discover_through_url(cfg: &Config, d: &UrlDiscovery) -> Result<Initial, ServerError> {
+async fn discover_through_url(
+    cfg: &Config,
+    d: &UrlDiscovery,
+    dialer: &PeerDialer,
+) -> Result<Initial, StartError> {
     let member_id = crate::ids::member_id(&cfg.initial_advertise_peer_urls, &d.url, None);
     let mut discovery = v2::Discovery::new(&d.url, d.proxy.as_deref(), member_id)
-        .map_err(|e| ServerError::Config(e.to_string()))?;
+        .map_err(|e| StartError::Config(e.to_string()))?;
     let joined = discovery.join_cluster(&own_entry(cfg)).await;
-    discovered(joined, discovery.registered_peer_urls(), &d.url)
+    discovered(dialer, joined, discovery.registered_peer_urls(), &d.url)
 }
 
 /// `--discovery-token --discovery-endpoints`: v3 discovery.
-async fn discover_through_v3(cfg: &Config, d: &V3Discovery) -> Result<Initial, ServerError> {
+async fn discover_through_v3(
+    cfg: &Config,
+    d: &V3Discovery,
+    dialer: &PeerDialer,
+) -> Result<Initial, StartError> {
     let member_id = crate::ids::member_id(&cfg.initial_advertise_peer_urls, &d.token, None);
     let mut discovery = v3::Discovery::new(
         &d.endpoints,
@@ -203,7 +219,7 @@ async fn discover_through_v3(cfg: &Config, d: &V3Discovery) -> Result<Initial, S
         d.request_timeout,
     );
     let joined = discovery.join_cluster(&own_entry(cfg)).await;
-    discovered(joined, discovery.registered_peer_urls(), &d.token)
+    discovered(dialer, joined, discovery.registered_peer_urls(), &d.token)
 }
 
 /// `--discovery-srv`: reads the SRV records until they list
@@ -214,7 +230,8 @@ async fn discover_through_srv(
     cfg: &Config,
     srv: &SrvDiscovery,
     dns: &Dns,
-) -> Result<Initial, ServerError> {
+    dialer: &PeerDialer,
+) -> Result<Initial, StartError> {
     let mut pause = Duration::from_millis(200);
     loop {
         let found = srv::server_cluster(
@@ -228,7 +245,7 @@ async fn discover_through_srv(
         let entries = match found {
             Ok(entries) => entries,
             Err(e) if srv.wait_for_size == 0 => {
-                return Err(ServerError::Config(format!(
+                return Err(StartError::Config(format!(
                     "error setting up initial cluster: {e}"
                 )))
             }
@@ -241,8 +258,9 @@ async fn discover_through_srv(
             tracing::info!(node = %format!("{name}={url}"), "got bootstrap from DNS for etcd-server");
         }
         if entries.iter().any(|(_, url)| url.starts_with("https://")) {
-            crate::peer::client::verify_peers_for_domain(&srv.domain)
-                .map_err(|e| ServerError::Config(e.0))?;
+            dialer
+                .verify_peers_for_domain(&srv.domain)
+                .map_err(|e| StartError::Config(e.0))?;
         }
         let mut members: Vec<(String, Vec<String>)> = Vec::new();
         for (name, url) in entries {
@@ -251,7 +269,7 @@ async fn discover_through_srv(
                 None => members.push((name, vec![url])),
             }
         }
-        if let Some(running) = running_cluster_listing_us(cfg, &members, dns).await? {
+        if let Some(running) = running_cluster_listing_us(cfg, &members, dns, dialer).await? {
             return Ok(Initial {
                 members,
                 running: Some(running),
@@ -282,14 +300,15 @@ async fn running_cluster_listing_us(
     cfg: &Config,
     members: &[(String, Vec<String>)],
     dns: &Dns,
-) -> Result<Option<(u64, u64)>, ServerError> {
+    dialer: &PeerDialer,
+) -> Result<Option<(u64, u64)>, StartError> {
     let own = &cfg.initial_advertise_peer_urls;
     for (name, urls) in members {
         if *name == cfg.name {
             continue;
         }
         for url in urls {
-            let Ok(info) = crate::peer::client::cluster_info(url).await else {
+            let Ok(info) = dialer.cluster_info(url).await else {
                 continue;
             };
             for m in &info.members {
@@ -299,7 +318,7 @@ async fn running_cluster_listing_us(
                     // would break raft's promises. etcd refuses the same way;
                     // the member must be removed and added again.
                     if !m.name.is_empty() {
-                        return Err(ServerError::Config(format!(
+                        return Err(StartError::Config(format!(
                             "member {:x} has already been bootstrapped",
                             m.id
                         )));
@@ -312,7 +331,7 @@ async fn running_cluster_listing_us(
                     return Ok(Some((m.id, info.cluster_id)));
                 }
             }
-            return Err(ServerError::Config(format!(
+            return Err(StartError::Config(format!(
                 "member {} is not in the running cluster found through SRV records at {url} (add it with `etcdctl member add` first)",
                 own.join(",")
             )));
@@ -323,7 +342,7 @@ async fn running_cluster_listing_us(
 
 /// etcd: the advertised peer URLs must be this member's initial-cluster
 /// entry (compared as resolved addresses, so hostnames and IPs may mix).
-async fn check_advertised(cfg: &Config, own: &[String], dns: &Dns) -> Result<(), ServerError> {
+async fn check_advertised(cfg: &Config, own: &[String], dns: &Dns) -> Result<(), StartError> {
     if dns.same_urls(&cfg.initial_advertise_peer_urls, own).await {
         return Ok(());
     }
@@ -331,7 +350,7 @@ async fn check_advertised(cfg: &Config, own: &[String], dns: &Dns) -> Result<(),
     let mut listed = own.to_vec();
     advertised.sort();
     listed.sort();
-    Err(ServerError::Config(format!(
+    Err(StartError::Config(format!(
         "--initial-cluster has {}={} but missing from --initial-advertise-peer-urls={} (\"{}\"(resolved from {:?}) != \"{}\"(resolved from {:?}))",
         cfg.name,
         own.join(","),
@@ -351,14 +370,15 @@ async fn join_running_cluster(
     name: &str,
     own: &[String],
     dns: &Dns,
-) -> Result<(u64, u64), ServerError> {
+    dialer: &PeerDialer,
+) -> Result<(u64, u64), StartError> {
     let others: Vec<&String> = members
         .iter()
         .filter(|(n, _)| *n != name)
         .flat_map(|(_, urls)| urls)
         .collect();
     for url in &others {
-        let info = match crate::peer::client::cluster_info(url).await {
+        let info = match dialer.cluster_info(url).await {
             Ok(i) => i,
             Err(e) => {
                 tracing::warn!(peer = %url, error = %e, "cannot reach a member of the cluster to join");
@@ -370,12 +390,12 @@ async fn join_running_cluster(
                 return Ok((m.id, info.cluster_id));
             }
         }
-        return Err(ServerError::Config(format!(
+        return Err(StartError::Config(format!(
             "error validating peerURLs: member with peer URLs {} is not in the running cluster (add it with `etcdctl member add` first)",
             own.join(",")
         )));
     }
-    Err(ServerError::Config(format!(
+    Err(StartError::Config(format!(
         "cannot fetch cluster info from peer urls: could not retrieve cluster information from the given URLs ({})",
         others.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",")
     )))
