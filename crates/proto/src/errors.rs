@@ -167,7 +167,8 @@ pub fn is_transient(s: &Status) -> bool {
         TIMEOUT_LEADER_TRANSFER,
         UNHEALTHY,
     ];
-    NOT_YET.iter().any(|e| e.is(s)) || matches!(s.code(), Code::Unavailable | Code::DeadlineExceeded)
+    NOT_YET.iter().any(|e| e.is(s))
+        || matches!(s.code(), Code::Unavailable | Code::DeadlineExceeded)
 }
 
 /// How a peer's refusal of a member of another cluster starts.

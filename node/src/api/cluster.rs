@@ -3,14 +3,14 @@
 
 use super::error::status;
 use super::require_leader;
+use crate::member::membership::to_proto;
+use crate::member::{Leadership, Member, Membership, Reader};
 use ferrocd_proto::etcdserverpb::{
     cluster_server::Cluster, MemberAddRequest, MemberAddResponse, MemberListRequest,
     MemberListResponse, MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest,
     MemberRemoveResponse, MemberUpdateRequest, MemberUpdateResponse,
 };
 use ferrocd_proto::ferrocdpb::member_change_request::Change;
-use crate::member::membership::to_proto;
-use crate::member::{Leadership, Member, Membership, Reader};
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 

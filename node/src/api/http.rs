@@ -1,14 +1,14 @@
 //! HTTP endpoints on the client port: /health, /livez, /readyz, /version,
 //! /metrics, with etcd's bodies and status codes.
 
-use crate::metrics::Gauges;
-use ferrocd_proto::etcdserverpb::AlarmType;
 use crate::member::Member;
+use crate::metrics::Gauges;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use ferrocd_proto::etcdserverpb::AlarmType;
 use std::collections::HashMap;
 use std::sync::Arc;
 

@@ -42,9 +42,7 @@ impl Kv for KvService {
         require_leader(&req, &self.leadership)?;
         let r = req.into_inner();
         validate::range(&r)?;
-        self.metrics
-            .range_total
-            .fetch_add(1, Ordering::Relaxed);
+        self.metrics.range_total.fetch_add(1, Ordering::Relaxed);
         if !r.serializable {
             self.reader.linearizable_read().await?;
         }
@@ -59,9 +57,7 @@ impl Kv for KvService {
         let r = req.into_inner();
         validate::put(&r)?;
         self.proposer.check_quota(kv::quota_cost_put(&r)).await?;
-        self.metrics
-            .put_total
-            .fetch_add(1, Ordering::Relaxed);
+        self.metrics.put_total.fetch_add(1, Ordering::Relaxed);
         match self.proposer.propose(Entry::Put(r)).await.map_err(status)? {
             EntryResponse::Put(mut resp) => {
                 self.leadership.fill(&mut resp.header);
@@ -78,9 +74,7 @@ impl Kv for KvService {
         require_leader(&req, &self.leadership)?;
         let r = req.into_inner();
         validate::delete_range(&r)?;
-        self.metrics
-            .delete_total
-            .fetch_add(1, Ordering::Relaxed);
+        self.metrics.delete_total.fetch_add(1, Ordering::Relaxed);
         match self
             .proposer
             .propose(Entry::DeleteRange(r))
@@ -99,9 +93,7 @@ impl Kv for KvService {
         require_leader(&req, &self.leadership)?;
         let r = req.into_inner();
         validate::txn(&r, self.max_txn_ops)?;
-        self.metrics
-            .txn_total
-            .fetch_add(1, Ordering::Relaxed);
+        self.metrics.txn_total.fetch_add(1, Ordering::Relaxed);
         if kv::is_read_only(&r) {
             self.reader.linearizable_read().await?;
             let view = self.reader.read()?;

@@ -5,13 +5,13 @@ use super::error::status;
 use super::{require_leader, unexpected};
 use crate::apply::EntryResponse;
 use crate::member::{Leadership, Leases, Member, Proposer};
+use crate::watch::WatchHub;
 use ferrocd_proto::etcdserverpb::{
     lease_server::Lease, LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest,
     LeaseKeepAliveResponse, LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest,
     LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
 use ferrocd_proto::ferrocdpb::internal_request::Request as Entry;
-use crate::watch::WatchHub;
 use std::pin::Pin;
 use std::sync::Arc;
 use tokio::sync::mpsc;

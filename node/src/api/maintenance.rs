@@ -87,7 +87,12 @@ impl Maintenance for MaintenanceService {
                 alarms,
             }));
         }
-        match self.proposer.propose(Entry::Alarm(r)).await.map_err(status)? {
+        match self
+            .proposer
+            .propose(Entry::Alarm(r))
+            .await
+            .map_err(status)?
+        {
             EntryResponse::Alarm(mut resp) => {
                 self.leadership.fill(&mut resp.header);
                 Ok(Response::new(resp))

@@ -63,17 +63,14 @@ pub fn routes(m: &Arc<Member>) -> Routes {
             .max_encoding_message_size(usize::MAX),
     )
     .add_service(
-        ClusterServer::new(cluster::ClusterService::new(m))
-            .max_decoding_message_size(limit),
+        ClusterServer::new(cluster::ClusterService::new(m)).max_decoding_message_size(limit),
     )
     .add_service(
         MaintenanceServer::new(maintenance::MaintenanceService::new(m))
             .max_decoding_message_size(limit)
             .max_encoding_message_size(usize::MAX),
     )
-    .add_service(
-        AuthServer::new(auth::AuthService::new(m)).max_decoding_message_size(limit),
-    );
+    .add_service(AuthServer::new(auth::AuthService::new(m)).max_decoding_message_size(limit));
     Routes::from(grpc.into_axum_router().merge(http::router(m.clone())))
 }
 

@@ -8,7 +8,14 @@
 //! starting with `_` are hidden from listings, as in etcd.
 
 use crate::apply::EntryResponse;
+use crate::member::Member;
 use crate::mvcc::{KeyRange, RangeOptions};
+use crate::watch::{HubMsg, WatchSpec};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
 use ferrocd_proto::etcdserverpb::{
     compare::{CompareResult, CompareTarget, TargetUnion},
     request_op::Request as Op,
@@ -16,13 +23,6 @@ use ferrocd_proto::etcdserverpb::{
 };
 use ferrocd_proto::ferrocdpb::internal_request::Request as Entry;
 use ferrocd_proto::mvccpb::{event::EventType, KeyValue};
-use crate::member::Member;
-use crate::watch::{HubMsg, WatchSpec};
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

@@ -6,12 +6,12 @@ use super::require_leader;
 use crate::member::{Leadership, Member, Reader};
 use crate::metrics::Metrics;
 use crate::mvcc::KeyRange;
+use crate::watch::{HubMsg, WatchHandle, WatchHub, WatchSpec};
 use ferrocd_proto::etcdserverpb::{
     watch_create_request::FilterType, watch_request::RequestUnion, watch_server::Watch,
     WatchCreateRequest, WatchRequest, WatchResponse,
 };
 use ferrocd_proto::mvccpb::{event::EventType, Event};
-use crate::watch::{HubMsg, WatchHandle, WatchHub, WatchSpec};
 use prost::Message;
 use std::collections::HashMap;
 use std::pin::Pin;

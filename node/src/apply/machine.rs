@@ -11,6 +11,9 @@ use crate::watch::WatchHub;
 use std::path::Path;
 use std::sync::Arc;
 
+/// Why the store failed (storage, or a record it cannot decode).
+pub use crate::mvcc::MvccError as StoreError;
+
 /// raft's records kept with the state (its last applied log ID, membership).
 pub type Records<'a> = &'a [(&'a str, &'a [u8])];
 
@@ -23,7 +26,11 @@ pub struct Machine {
 
 impl Machine {
     /// Loads the applied state from the store and rebuilds the lease table.
-    pub fn open(store: Store, lessor: Arc<Lessor>, hub: Arc<WatchHub>) -> Result<Machine, MvccError> {
+    pub fn open(
+        store: Store,
+        lessor: Arc<Lessor>,
+        hub: Arc<WatchHub>,
+    ) -> Result<Machine, MvccError> {
         let applier = Applier::open(store.clone(), lessor.clone())?;
         Ok(Machine {
             store,

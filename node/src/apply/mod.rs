@@ -222,7 +222,9 @@ impl Applier {
             }
             Request::Compaction(c) => self.compact(t, c).map(EntryResponse::Compaction),
             Request::LeaseGrant(g) => self.lease_grant(t, g).map(EntryResponse::LeaseGrant),
-            Request::LeaseRevoke(r) => self.lease_revoke(t, r, events).map(EntryResponse::LeaseRevoke),
+            Request::LeaseRevoke(r) => self
+                .lease_revoke(t, r, events)
+                .map(EntryResponse::LeaseRevoke),
             Request::Alarm(a) => self.alarm(t, a).map(EntryResponse::Alarm),
             Request::MemberAttributes(m) => {
                 t.set_state(&member_attributes_key(m.id), &m.encode_to_vec())?;

@@ -3,6 +3,7 @@
 
 pub mod file;
 pub mod flags;
+pub mod gateway;
 
 use flags::{FlagSpec, Kind, Values};
 use std::path::PathBuf;
@@ -168,7 +169,7 @@ pub enum AutoCompaction {
 pub enum Command {
     Run(Box<Config>),
     /// `ferrocd gateway start ...`
-    Gateway(crate::gateway::GatewayConfig),
+    Gateway(gateway::GatewayConfig),
     Help,
     Version,
 }
@@ -205,7 +206,7 @@ pub fn parse_command_line(
 ) -> Result<Command, ConfigError> {
     if args.first().map(String::as_str) == Some("gateway") {
         return match args.get(1).map(String::as_str) {
-            Some("start") => Ok(Command::Gateway(crate::gateway::GatewayConfig::parse(
+            Some("start") => Ok(Command::Gateway(gateway::GatewayConfig::parse(
                 &args[2..],
             )?)),
             _ => Err(invalid(

@@ -2,11 +2,11 @@
 //! or restarts from its data dir (which then wins over the bootstrap flags).
 
 use super::StartError;
-use crate::peer::PeerDialer;
 use crate::config::{ClusterState, Config, SrvDiscovery, UrlDiscovery, V3Discovery};
 use crate::discovery::v2::JoinError;
 use crate::discovery::{srv, v2, v3, Dns};
 use crate::mvcc::Store;
+use crate::peer::PeerDialer;
 use crate::raft::MemberInfo;
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
@@ -174,7 +174,10 @@ fn discovered(
     let text = match joined {
         Ok(text) => text,
         Err(JoinError::FullCluster) => {
-            return Err(StartError::ClusterFull(registered_peer_urls, dialer.clone()))
+            return Err(StartError::ClusterFull(
+                registered_peer_urls,
+                dialer.clone(),
+            ))
         }
         Err(e) => {
             return Err(StartError::Config(format!(

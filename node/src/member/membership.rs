@@ -134,11 +134,12 @@ impl Membership {
         if self.leadership.is_leader() {
             return self.change_members_here(change).await;
         }
-        self.leadership.on_leader(|url| {
-            let change = change.clone();
-            async move { self.forwarder.member_change(&url, change).await }
-        })
-        .await
+        self.leadership
+            .on_leader(|url| {
+                let change = change.clone();
+                async move { self.forwarder.member_change(&url, change).await }
+            })
+            .await
     }
 
     pub async fn change_members_here(

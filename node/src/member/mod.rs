@@ -110,9 +110,15 @@ impl Member {
             dialer: dialer.clone(),
             refusals: refusals.clone(),
         };
-        let raft = Raft::new(identity.member_id, raft_config(&identity, &config)?, network, log, sm)
-            .await
-            .map_err(|e| StartError::Config(format!("cannot start raft: {e}")))?;
+        let raft = Raft::new(
+            identity.member_id,
+            raft_config(&identity, &config)?,
+            network,
+            log,
+            sm,
+        )
+        .await
+        .map_err(|e| StartError::Config(format!("cannot start raft: {e}")))?;
         let tasks = Tasks::default();
         let request_timeout = config.request_timeout();
         let leadership = Arc::new(Leadership::new(
@@ -338,7 +344,8 @@ fn raft_config(identity: &Identity, config: &Config) -> Result<Arc<openraft::Con
         ..Default::default()
     };
     Ok(Arc::new(
-        c.validate().map_err(|e| StartError::Config(e.to_string()))?,
+        c.validate()
+            .map_err(|e| StartError::Config(e.to_string()))?,
     ))
 }
 
@@ -378,9 +385,9 @@ fn tls_for(
 /// The peer side's certificate is also this member's identity toward https peers.
 fn peer_dialer(config: &Config, peer_tls: Option<&ServerTls>) -> Result<PeerDialer, StartError> {
     let tls = match peer_tls {
-        Some(p) => Some(
-            ClientTls::new(p.files().clone(), config.tls_policy.clone()).map_err(tls_error)?,
-        ),
+        Some(p) => {
+            Some(ClientTls::new(p.files().clone(), config.tls_policy.clone()).map_err(tls_error)?)
+        }
         None => None,
     };
     Ok(PeerDialer::new(tls))

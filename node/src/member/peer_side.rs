@@ -53,7 +53,11 @@ impl LocalMember for PeerSide {
     }
 
     fn members(&self) -> Vec<Member> {
-        self.membership.members().into_iter().map(to_proto).collect()
+        self.membership
+            .members()
+            .into_iter()
+            .map(to_proto)
+            .collect()
     }
 
     async fn read_index(&self) -> Result<u64, RequestError> {

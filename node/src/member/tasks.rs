@@ -68,12 +68,13 @@ impl Tasks {
     pub async fn shutdown(&self, grace: Duration) {
         self.stop.cancel();
         let mut set = std::mem::take(&mut *self.lock());
-        let joined = tokio::time::timeout(grace, async {
-            while set.join_next().await.is_some() {}
-        })
-        .await;
+        let joined =
+            tokio::time::timeout(grace, async { while set.join_next().await.is_some() {} }).await;
         if joined.is_err() {
-            tracing::warn!(left = set.len(), "tasks still running at shutdown: aborting them");
+            tracing::warn!(
+                left = set.len(),
+                "tasks still running at shutdown: aborting them"
+            );
             set.abort_all();
             while set.join_next().await.is_some() {}
         }

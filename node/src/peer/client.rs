@@ -1,6 +1,8 @@
 //! The sending side: openraft's network (one lazily connected gRPC channel
 //! per target) and the forwarding client followers use to reach the leader.
 
+use crate::raft::{MemberInfo, TypeConfig};
+use crate::tls::{ClientTls, TlsConnector};
 use ferrocd_proto::etcdserverpb::{
     LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
@@ -9,8 +11,6 @@ use ferrocd_proto::ferrocdpb::{
     ClusterInfoRequest, ClusterInfoResponse, InternalRequest, LeaseForward, MemberChangeRequest,
     MemberChangeResponse, ProposeBatchRequest, RaftMessage, ReadIndexRequest, TimeoutNowRequest,
 };
-use crate::raft::{MemberInfo, TypeConfig};
-use crate::tls::{ClientTls, TlsConnector};
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };

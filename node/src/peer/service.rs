@@ -1,15 +1,15 @@
 //! The receiving side of peer traffic.
 
 use super::LocalMember;
+use crate::raft::TypeConfig;
 use ferrocd_proto::errors;
 use ferrocd_proto::etcdserverpb::{LeaseKeepAliveResponse, LeaseTimeToLiveResponse};
 use ferrocd_proto::ferrocdpb::{
-    peer_server::Peer, propose_outcome, ClusterInfoRequest, ClusterInfoResponse,
-    LeaseForward, MemberChangeRequest, MemberChangeResponse, ProposeBatchRequest,
-    ProposeBatchResponse, ProposeError, ProposeOutcome, RaftMessage, ReadIndexRequest,
-    ReadIndexResponse, TimeoutNowRequest, TimeoutNowResponse,
+    peer_server::Peer, propose_outcome, ClusterInfoRequest, ClusterInfoResponse, LeaseForward,
+    MemberChangeRequest, MemberChangeResponse, ProposeBatchRequest, ProposeBatchResponse,
+    ProposeError, ProposeOutcome, RaftMessage, ReadIndexRequest, ReadIndexResponse,
+    TimeoutNowRequest, TimeoutNowResponse,
 };
-use crate::raft::TypeConfig;
 use openraft::Raft;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};

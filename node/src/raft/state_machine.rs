@@ -71,7 +71,7 @@ pub struct StateMachine {
     scratch: PathBuf,
 }
 
-fn sm_err(verb: ErrorVerb) -> impl Fn(crate::mvcc::MvccError) -> StorageError {
+fn sm_err(verb: ErrorVerb) -> impl Fn(crate::apply::machine::StoreError) -> StorageError {
     move |e| io_error(ErrorSubject::StateMachine, verb, e)
 }
 
@@ -301,10 +301,8 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                     .map_err(|e| io_error(ErrorSubject::Snapshot(None), ErrorVerb::Read, e));
                 let _ = std::fs::remove_file(&path);
                 let mut records = records.into_iter();
-                let (last, membership) = raft_state(
-                    records.next().flatten(),
-                    records.next().flatten(),
-                )?;
+                let (last, membership) =
+                    raft_state(records.next().flatten(), records.next().flatten())?;
                 Ok((data?, last, membership))
             },
         )

@@ -1,5 +1,7 @@
 //! ferrocd's integration tests: real processes on real sockets, real etcd 3.5
 //! as the reference, real clients.
+// Tests fail by panicking: unwrap and expect are how they say what broke.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
@@ -14,6 +16,8 @@ mod discovery_url;
 mod etcdctl;
 mod gateway;
 mod http;
+mod layers;
 mod leadership;
+mod lifecycle;
 mod tls;
 mod watch;

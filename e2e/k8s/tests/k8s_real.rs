@@ -1,10 +1,12 @@
-//! The operator's scenarios (ferrocd_e2e::scenarios) on the real cluster
+//! The operator's scenarios (ferrocd_k8s_harness::scenarios) on the real cluster
 //! `KUBECONFIG` names, with the chart already installed (`e2e/kind.sh`
 //! makes a kind cluster, loads the image, installs the chart and runs
 //! these with `--features real-cluster`; without the feature this file is
 //! not built). The same scenarios run on the local cluster in k8s_local.
+// Tests fail by panicking: unwrap and expect are how they say what broke.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use ferrocd_e2e::scenarios::{self, real::run};
+use ferrocd_k8s_harness::scenarios::{self, real::run};
 
 #[test]
 fn create_3_members_that_form_one_cluster_reachable_through_srv() {

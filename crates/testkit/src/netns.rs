@@ -1,11 +1,12 @@
-//! A private network for DNS tests: a network namespace with its own
+//! Network namespaces: running code and programs inside one, and a
+//! private network for DNS tests: a network namespace with its own
 //! loopback addresses (the seeds' 10.0.1.x hosts), a real dnsmasq serving
 //! the test's SRV and A records inside it, and `/etc/netns/NAME/resolv.conf`
 //! pointing at that dnsmasq, so every process started in the namespace
 //! (ferrocd, etcd, etcdctl) resolves through it. Dropping it kills what it
 //! started, deletes the namespace and its files, also when a test fails.
 
-use super::Process;
+use crate::process::Process;
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -14,6 +15,31 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const DNS_ADDR: &str = "127.0.0.53";
+
+/// Runs `f` on a new thread that entered network namespace `ns`: sockets
+/// it (and threads it starts) opens live there.
+pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = Path::new("/var/run/netns").join(ns);
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).expect("netns file");
+        use std::os::fd::AsRawFd;
+        // SAFETY: setns(2) on a namespace fd we hold open; it changes this thread only.
+        let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
+        f()
+    })
+    .join()
+    .expect("netns thread")
+}
+
+/// A `Command` that runs `program` inside network namespace `ns` (`ip netns
+/// exec` execs it, so the child's PID is the program's own).
+pub fn ns_command(ns: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", ns]).arg(program);
+    c.stdin(Stdio::null());
+    c
+}
 
 /// One DNS record in dnsmasq's terms.
 #[derive(Debug, Clone)]
@@ -166,13 +192,9 @@ impl NetNs {
         }
     }
 
-    /// A command that runs inside the namespace (`ip netns exec` execs it,
-    /// so the child's PID is the program's own).
+    /// A command that runs inside the namespace.
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name]).arg(program);
-        c.stdin(Stdio::null());
-        c
+        ns_command(&self.name, program)
     }
 
     /// Runs a program inside the namespace: (exit code, stdout, stderr).
@@ -197,17 +219,7 @@ impl NetNs {
 
     /// Runs `f` on a thread that entered the namespace (sockets it opens live there).
     pub fn in_ns<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let path = Path::new("/var/run/netns").join(&self.name);
-        std::thread::spawn(move || {
-            let file = std::fs::File::open(&path).expect("netns file");
-            use std::os::fd::AsRawFd;
-            // SAFETY: setns(2) on a namespace fd we hold open; it changes this thread only.
-            let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
-            f()
-        })
-        .join()
-        .expect("netns thread")
+        in_netns(&self.name, f)
     }
 
     /// Starts a long-running process in the namespace, logging to `log`.

@@ -3,9 +3,9 @@
 //! etcd 3.5 and ferrocd on this machine and prints one table.
 
 use clap::{Parser, Subcommand};
-use ferrocd_e2e::compare;
-use ferrocd_e2e::load::{self, Target, Workload};
-use ferrocd_e2e::stats::Samples;
+use ferrocd_bench::compare;
+use ferrocd_bench::load::{self, Target, Workload};
+use ferrocd_bench::stats::Samples;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -141,8 +141,8 @@ async fn run(cli: Cli) -> Result<(), String> {
             only,
             rounds,
         } => {
-            let etcd = ferrocd_e2e::cluster::find_etcd(etcd)?;
-            let ferrocd = ferrocd_e2e::cluster::find_ferrocd(ferrocd)?;
+            let etcd = ferrocd_bench::cluster::find_etcd(etcd)?;
+            let ferrocd = ferrocd_bench::cluster::find_ferrocd(ferrocd)?;
             let report = compare::compare(&etcd, &ferrocd, quick, only.as_deref(), rounds).await?;
             if cli.json {
                 println!(

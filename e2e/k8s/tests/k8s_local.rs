@@ -1,11 +1,13 @@
-//! The operator's scenarios (ferrocd_e2e::scenarios) on the local
-//! Kubernetes-shaped cluster (ferrocd_e2e::harness): the operator, itself a
+//! The operator's scenarios (ferrocd_k8s_harness::scenarios) on the local
+//! Kubernetes-shaped cluster (ferrocd_k8s_harness::harness): the operator, itself a
 //! pod with its service account and RBAC, runs ferrocd members as pods that
 //! find each other through the cluster DNS's SRV records. Each scenario
 //! prints its timeline on stderr.
+// Tests fail by panicking: unwrap and expect are how they say what broke.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use ferrocd_e2e::harness::with_cluster;
-use ferrocd_e2e::scenarios::{self, local::LocalTarget};
+use ferrocd_k8s_harness::harness::with_cluster;
+use ferrocd_k8s_harness::scenarios::{self, local::LocalTarget};
 use std::future::Future;
 use std::sync::Arc;
 

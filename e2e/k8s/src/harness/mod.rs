@@ -26,18 +26,7 @@ use std::time::{Duration, Instant};
 
 /// The workspace's binary `name`, built in the same profile as the caller.
 pub fn workspace_bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let mut dir = exe.parent().expect("binary dir").to_path_buf();
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    let bin = dir.join(name);
-    assert!(
-        bin.exists(),
-        "{} not built (cargo build --workspace; the test command builds it)",
-        bin.display()
-    );
-    bin
+    ferrocd_testkit::bins::workspace_bin(name, false).unwrap_or_else(|e| panic!("{e}"))
 }
 
 pub struct LocalCluster {
@@ -73,7 +62,7 @@ where
 impl LocalCluster {
     async fn start(net: Arc<ClusterNet>) -> LocalCluster {
         let started = Instant::now();
-        let etcd = crate::cluster::find_etcd(None).expect("etcd 3.5");
+        let etcd = ferrocd_testkit::bins::etcd();
         let root = tempfile::tempdir().expect("temp dir");
         let bin_dir = root.path().join("bin");
         std::fs::create_dir_all(&bin_dir).expect("bin dir");
