@@ -17,7 +17,7 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 use ferrocd_testkit::bins::etcd as etcd_bin;
 
@@ -198,14 +198,17 @@ impl Pods {
 
     /// A KV client for one member, with the operator's identity on TLS.
     async fn kv(&self, ordinal: u32) -> KvClient<Channel> {
-        let mut ep = Endpoint::from_shared(self.net.client_url(ordinal)).expect("url");
-        if let Some(t) = self.client_tls() {
-            let config = ClientTlsConfig::new()
+        let tls = self.client_tls().map(|t| {
+            ClientTlsConfig::new()
                 .ca_certificate(Certificate::from_pem(&t.ca_pem))
-                .identity(Identity::from_pem(&t.cert_pem, &t.key_pem));
-            ep = ep.tls_config(config).expect("tls config");
-        }
-        KvClient::new(ep.connect().await.expect("connect"))
+                .identity(Identity::from_pem(&t.cert_pem, &t.key_pem))
+        });
+        let url = self.net.client_url(ordinal);
+        KvClient::new(
+            ferrocd_testkit::grpc::dial(&url, tls)
+                .await
+                .expect("connect"),
+        )
     }
 
     fn logs(&self) -> String {

@@ -12,7 +12,7 @@ use ferrocd_proto::etcdserverpb::{
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// Where the load goes.
 #[derive(Debug, Clone)]
@@ -25,21 +25,8 @@ pub struct Target {
     pub target_leader: bool,
 }
 
-fn url(endpoint: &str) -> String {
-    if endpoint.contains("://") {
-        endpoint.to_string()
-    } else {
-        format!("http://{endpoint}")
-    }
-}
-
 async fn dial(endpoint: &str) -> Result<Channel, String> {
-    Endpoint::from_shared(url(endpoint))
-        .map_err(|e| format!("{endpoint}: {e}"))?
-        .tcp_nodelay(true)
-        .connect()
-        .await
-        .map_err(|e| format!("{endpoint}: {e}"))
+    ferrocd_testkit::grpc::dial(endpoint, None).await
 }
 
 /// The endpoint whose member leads.

@@ -10,7 +10,7 @@ use crate::apply::member_attributes_key;
 use crate::mvcc::Store;
 use crate::peer::Forwarder;
 use crate::raft::{MemberInfo, TypeConfig};
-use ferrocd_proto::errors::{self, EtcdError};
+use ferrocd_proto::errors;
 use ferrocd_proto::etcdserverpb::Member;
 use ferrocd_proto::ferrocdpb::{
     member_change_request::Change, MemberAttributes, MemberChangeResponse,
@@ -24,10 +24,6 @@ use std::sync::Arc;
 const LEARNER_READY_PERCENT: f64 = 0.9;
 /// etcd allows one learner at a time.
 const MAX_LEARNERS: usize = 1;
-
-fn refused(e: EtcdError) -> RequestError {
-    RequestError::Refused(e)
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberView {
@@ -62,7 +58,7 @@ fn valid_urls(urls: &[String]) -> Result<(), RequestError> {
     if ok {
         Ok(())
     } else {
-        Err(refused(errors::MEMBER_BAD_URLS))
+        Err(RequestError::Refused(errors::MEMBER_BAD_URLS))
     }
 }
 
@@ -94,7 +90,7 @@ impl Membership {
     pub fn members(&self) -> Vec<MemberView> {
         let metrics = self.raft.metrics().borrow().clone();
         let membership = metrics.membership_config.membership();
-        let voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
         let view = self.store.read().ok();
         let mut out: Vec<MemberView> = membership
             .nodes()
@@ -151,7 +147,7 @@ impl Membership {
         }
         let members = self.members();
         let find = |id: u64| members.iter().find(|m| m.id == id).cloned();
-        let not_found = || refused(errors::MEMBER_NOT_FOUND);
+        let not_found = || RequestError::Refused(errors::MEMBER_NOT_FOUND);
         let url_taken = |urls: &[String], except: u64| {
             members
                 .iter()
@@ -163,10 +159,10 @@ impl Membership {
             Change::Add(a) => {
                 valid_urls(&a.peer_ur_ls)?;
                 if url_taken(&a.peer_ur_ls, 0) {
-                    return Err(refused(errors::PEER_URL_EXISTS));
+                    return Err(RequestError::Refused(errors::PEER_URL_EXISTS));
                 }
                 if a.is_learner && members.iter().filter(|m| m.is_learner).count() >= MAX_LEARNERS {
-                    return Err(refused(errors::TOO_MANY_LEARNERS));
+                    return Err(RequestError::Refused(errors::TOO_MANY_LEARNERS));
                 }
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
@@ -212,10 +208,10 @@ impl Membership {
             Change::Promote(p) => {
                 let m = find(p.id).ok_or_else(not_found)?;
                 if !m.is_learner {
-                    return Err(refused(errors::MEMBER_NOT_LEARNER));
+                    return Err(RequestError::Refused(errors::MEMBER_NOT_LEARNER));
                 }
                 if !self.learner_ready(p.id) {
-                    return Err(refused(errors::LEARNER_NOT_READY));
+                    return Err(RequestError::Refused(errors::LEARNER_NOT_READY));
                 }
                 self.raft
                     .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([p.id])), false)
@@ -226,7 +222,7 @@ impl Membership {
                 let m = find(u.id).ok_or_else(not_found)?;
                 valid_urls(&u.peer_ur_ls)?;
                 if url_taken(&u.peer_ur_ls, u.id) {
-                    return Err(refused(errors::PEER_URL_EXISTS));
+                    return Err(RequestError::Refused(errors::PEER_URL_EXISTS));
                 }
                 let node = MemberInfo {
                     name: m.name,

@@ -21,7 +21,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig};
 
 /// The EtcdCluster every scenario creates.
 pub const NAME: &str = "demo";
@@ -216,9 +216,8 @@ async fn channel(
 ) -> Option<Channel> {
     let addr = t.member_addr(ns, pod, CLIENT_PORT).await?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let mut ep = Endpoint::from_shared(format!("{scheme}://{addr}"))
+    let mut ep = ferrocd_testkit::grpc::endpoint(&format!("{scheme}://{addr}"))
         .ok()?
-        .connect_timeout(Duration::from_secs(2))
         .timeout(Duration::from_secs(5));
     if let Some(tls) = tls {
         ep = ep.tls_config(tls).ok()?;
