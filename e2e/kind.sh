@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The operator's scenarios on a real Kubernetes cluster made with kind:
 # builds the ferrocd image (Dockerfile), loads it into the kind nodes,
-# installs the chart, then runs e2e/tests/k8s_real.rs against the cluster
+# installs the chart, then runs e2e/k8s/tests/k8s_real.rs against the cluster
 # (the same scenarios the local harness runs in k8s_local.rs).
 #
 #   bash e2e/kind.sh                 # create (or reuse) the kind cluster, run, delete it
@@ -57,6 +57,6 @@ helm upgrade --install ferrocd-operator charts/ferrocd-operator \
   --namespace ferrocd-system --create-namespace \
   --set image.tag="$version" --wait --timeout 5m >&2
 
-say "running the scenarios (e2e/tests/k8s_real.rs)"
+say "running the scenarios (e2e/k8s/tests/k8s_real.rs)"
 FERROCD_E2E_IMAGE=$image cargo test -p ferrocd-k8s-harness --features real-cluster --test k8s_real -- \
   --nocapture --test-threads "${E2E_THREADS:-2}"
