@@ -59,14 +59,28 @@ impl Machine {
         entries: &[LogEntry],
         records: Records<'_>,
     ) -> Result<Vec<Option<Result<EntryResponse, ApplyError>>>, MvccError> {
-        let applied = self.applier.apply_batch(entries, |t| {
-            for (key, value) in records {
-                t.set_state(key, value)?;
-            }
-            Ok(())
-        })?;
+        let applied = self
+            .applier
+            .apply_batch(entries, |t| {
+                for (key, value) in records {
+                    t.set_state(key, value)?;
+                }
+                Ok(())
+            })
+            .map_err(|e| self.named(e))?;
         self.hub.notify(&applied.events);
         Ok(applied.results)
+    }
+
+    /// A storage failure naming the store's file (the line that stops the
+    /// member says where).
+    fn named(&self, e: MvccError) -> MvccError {
+        match e {
+            MvccError::Storage(m) => {
+                MvccError::Storage(format!("{}: {m}", self.store.path().display()))
+            }
+            other => other,
+        }
     }
 
     /// Something that copies the state to a file, usable off this thread.
@@ -79,6 +93,10 @@ impl Machine {
     /// Replaces the whole state with the copy at `path` (a snapshot from the
     /// leader), then writes `records` (the snapshot's own may lag them).
     pub fn install(&mut self, path: &Path, records: Records<'_>) -> Result<(), MvccError> {
+        self.install_here(path, records).map_err(|e| self.named(e))
+    }
+
+    fn install_here(&mut self, path: &Path, records: Records<'_>) -> Result<(), MvccError> {
         self.store.restore_from(path)?;
         self.lessor.clear();
         self.applier = Applier::open(self.store.clone(), self.lessor.clone())?;

@@ -12,10 +12,12 @@ use crate::config::{AutoCompaction, Config};
 use crate::lease::Lessor;
 use crate::mvcc::{MvccError, Store};
 use crate::peer::Refusals;
+use crate::raft::TypeConfig;
 use crate::watch::WatchHub;
 use ferrocd_proto::etcdserverpb::{CompactionRequest, LeaseRevokeRequest};
 use ferrocd_proto::ferrocdpb::internal_request::Request;
 use ferrocd_proto::ferrocdpb::MemberAttributes;
+use openraft::Raft;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,10 +34,12 @@ pub(super) struct Duties {
     pub membership: Arc<Membership>,
     pub refusals: Arc<Refusals>,
     pub fatal: Arc<Fatal>,
+    pub raft: Raft<TypeConfig>,
 }
 
 pub(super) fn spawn(duties: Duties, tasks: &Tasks) {
     let d = Arc::new(duties);
+    tasks.spawn(stop_when_raft_stops(d.clone()));
     tasks.spawn(publish_attributes(d.clone()));
     tasks.spawn(check_quorum(d.clone()));
     tasks.spawn(flush_store(d.clone()));
@@ -76,6 +80,24 @@ async fn detect_foreign_cluster(s: Arc<Duties>) {
     }
 }
 
+/// raft stops for good when its storage fails (the log cannot be appended,
+/// the state machine cannot commit: a full or failing disk). Such a member
+/// can serve nothing, so it exits with the error, as etcd does, instead
+/// of staying up and answering health checks.
+async fn stop_when_raft_stops(s: Arc<Duties>) {
+    let mut metrics = s.raft.metrics();
+    loop {
+        if let Err(fatal) = &metrics.borrow_and_update().running_state {
+            let reason = format!("raft stopped: {fatal}");
+            s.fatal.stop_with(reason);
+            return;
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 /// Makes the state machine's lazy commits durable every 100 ms, as etcd's
 /// backend commits its batch (the raft log already holds every acknowledged write).
 async fn flush_store(s: Arc<Duties>) {
@@ -85,7 +107,15 @@ async fn flush_store(s: Arc<Duties>) {
         let store = s.store.clone();
         match tokio::task::spawn_blocking(move || store.sync()).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "cannot sync the store"),
+            // The raft log still holds what the store could not make
+            // durable; a member that cannot write its store stops.
+            Ok(Err(e)) => {
+                s.fatal.stop_with(format!(
+                    "cannot sync the store {}: {e}",
+                    s.store.path().display()
+                ));
+                return;
+            }
             Err(e) => tracing::error!(error = %e, "store sync task failed"),
         }
     }

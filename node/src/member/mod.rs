@@ -219,6 +219,7 @@ impl Member {
                 membership: member.membership.clone(),
                 refusals,
                 fatal: member.fatal.clone(),
+                raft: member.raft.clone(),
             },
             &member.tasks,
         );

@@ -38,8 +38,14 @@ pub struct LogStore {
     metrics: Arc<crate::metrics::Metrics>,
 }
 
-fn err(subject: ErrorSubject<u64>, verb: ErrorVerb) -> impl Fn(io::Error) -> StorageError {
-    move |e| io_error(subject.clone(), verb, e)
+/// A storage error naming the WAL dir, so the line that stops the member
+/// says where (a full or failing disk).
+fn err(
+    dir: &Path,
+    subject: ErrorSubject<u64>,
+    verb: ErrorVerb,
+) -> impl Fn(io::Error) -> StorageError + '_ {
+    move |e| io_error(subject.clone(), verb, format!("{}: {e}", dir.display()))
 }
 
 /// `[len: u32][crc32: u32][bincode]`: bytes after `len` are ignored (a
@@ -93,10 +99,10 @@ impl LogStore {
             let dir = dir.join("member").join("wal");
             std::fs::create_dir_all(&dir)?;
             if dir.join("raft.db").exists() {
-                return Err(io::Error::other(format!(
-                    "{} holds a raft log written by an earlier ferrocd build (raft.db), which this one cannot read; start the member from a new data dir",
-                    dir.display()
-                )));
+                // `err` names the dir.
+                return Err(io::Error::other(
+                    "a raft log written by an earlier ferrocd build (raft.db), which this one cannot read; start the member from a new data dir",
+                ));
             }
             let hard: HardState = read_sealed(&dir.join(STATE))?.unwrap_or_default();
             let mut wal = Wal::open(&dir)?;
@@ -118,7 +124,8 @@ impl LogStore {
                 metrics,
             })
         };
-        open().map_err(err(ErrorSubject::Store, ErrorVerb::Read))
+        let wal_dir = dir.join("member").join("wal");
+        open().map_err(err(&wal_dir, ErrorSubject::Store, ErrorVerb::Read))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -149,10 +156,11 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(e) => *e,
             Bound::Unbounded => u64::MAX,
         };
-        self.lock()
-            .wal
-            .read(start, end)
-            .map_err(err(ErrorSubject::Logs, ErrorVerb::Read))
+        self.lock().wal.read(start, end).map_err(err(
+            &self.dir,
+            ErrorSubject::Logs,
+            ErrorVerb::Read,
+        ))
     }
 }
 
@@ -190,7 +198,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         })
         .await
         .map_err(|e| io_error(ErrorSubject::Vote, ErrorVerb::Write, e))?
-        .map_err(err(ErrorSubject::Vote, ErrorVerb::Write))
+        .map_err(err(&self.dir, ErrorSubject::Vote, ErrorVerb::Write))
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
@@ -202,15 +210,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // own (losing it only means re-applying from the store's state).
         // Written over the last one: no truncate, no new file per commit.
         use std::os::unix::fs::FileExt;
-        let bytes = seal(&committed).map_err(err(ErrorSubject::Store, ErrorVerb::Write))?;
-        self.committed
-            .write_all_at(&bytes, 0)
-            .map_err(err(ErrorSubject::Store, ErrorVerb::Write))
+        let bytes =
+            seal(&committed).map_err(err(&self.dir, ErrorSubject::Store, ErrorVerb::Write))?;
+        self.committed.write_all_at(&bytes, 0).map_err(err(
+            &self.dir,
+            ErrorSubject::Store,
+            ErrorVerb::Write,
+        ))
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
         Ok(read_sealed::<Option<LogId>>(&self.dir.join(COMMITTED))
-            .map_err(err(ErrorSubject::Store, ErrorVerb::Read))?
+            .map_err(err(&self.dir, ErrorSubject::Store, ErrorVerb::Read))?
             .flatten())
     }
 
@@ -234,16 +245,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.metrics
             .wal_fsync
             .observe(started.elapsed().as_secs_f64());
-        let result = result.map_err(err(ErrorSubject::Logs, ErrorVerb::Write));
+        let result = result.map_err(err(&self.dir, ErrorSubject::Logs, ErrorVerb::Write));
         callback.log_io_completed(result.clone().map_err(std::io::Error::other));
         result
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        self.lock()
-            .wal
-            .truncate(log_id.index)
-            .map_err(err(ErrorSubject::Logs, ErrorVerb::Delete))
+        self.lock().wal.truncate(log_id.index).map_err(err(
+            &self.dir,
+            ErrorSubject::Logs,
+            ErrorVerb::Delete,
+        ))
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
@@ -258,7 +270,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             self.save_hard(&mut inner, hard)?;
             inner.wal.purge(log_id.index)
         };
-        purge().map_err(err(ErrorSubject::Logs, ErrorVerb::Delete))
+        purge().map_err(err(&self.dir, ErrorSubject::Logs, ErrorVerb::Delete))
     }
 }
 

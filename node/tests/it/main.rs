@@ -13,6 +13,7 @@ mod crash;
 mod differential;
 mod discovery;
 mod discovery_url;
+mod disk_full;
 mod etcdctl;
 mod gateway;
 mod http;
