@@ -24,6 +24,9 @@ use tokio::net::TcpListener;
 use tonic::service::Routes;
 use tonic::Status;
 
+/// How long stopping listeners wait for the requests they serve.
+const LISTENER_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// gRPC's receive limit is the request limit plus etcd's 512 KiB overhead allowance.
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
@@ -174,7 +177,14 @@ pub async fn serve(
     }
     shutdown.await;
     let _ = stop_tx.send(true);
-    for t in tasks {
-        let _ = t.await;
+    // Requests in flight may finish; a client that keeps its connection or
+    // a request that never ends must not keep the member from stopping.
+    let deadline = tokio::time::Instant::now() + LISTENER_GRACE;
+    for mut t in tasks {
+        if tokio::time::timeout_at(deadline, &mut t).await.is_err() {
+            tracing::warn!("client connections still open at shutdown: closing them");
+            t.abort();
+            let _ = t.await;
+        }
     }
 }

@@ -296,8 +296,12 @@ impl Member {
         if !self.fatal.is_set() {
             self.transfer.hand_over_leadership().await;
         }
-        if let Err(e) = self.raft.shutdown().await {
-            tracing::warn!(error = %e, "raft did not shut down cleanly");
+        // Bounded: a raft core that already stopped on a storage error must
+        // not keep the member from exiting.
+        match tokio::time::timeout(TASK_GRACE, self.raft.shutdown()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "raft did not shut down cleanly"),
+            Err(_) => tracing::warn!("raft did not shut down in time"),
         }
         self.peer_listeners.shutdown(TASK_GRACE).await;
         self.tasks.shutdown(TASK_GRACE).await;

@@ -3,7 +3,7 @@
 //! acknowledged is there when it restarts with room again.
 
 use crate::support::client::Client;
-use crate::support::{ferrocd_bin, http_get, unique_ip, Process};
+use crate::support::{ferrocd_bin, http_get, single_member_flags, unique_ip, Process};
 use ferrocd_proto::etcdserverpb::{PutRequest, RangeRequest};
 use std::path::Path;
 use std::process::Command;
@@ -40,21 +40,9 @@ impl Drop for Tmpfs {
     }
 }
 
-fn member_args(ip: std::net::Ipv4Addr, data_dir: &Path) -> Vec<String> {
-    vec![
-        "--name=m0".into(),
-        format!("--data-dir={}", data_dir.display()),
-        format!("--listen-client-urls=http://{ip}:2379"),
-        format!("--advertise-client-urls=http://{ip}:2379"),
-        format!("--listen-peer-urls=http://{ip}:2380"),
-        format!("--initial-advertise-peer-urls=http://{ip}:2380"),
-        format!("--initial-cluster=m0=http://{ip}:2380"),
-    ]
-}
-
 fn start(ip: std::net::Ipv4Addr, data_dir: &Path, log: &Path) -> Process {
     let mut c = Command::new(ferrocd_bin());
-    c.args(member_args(ip, data_dir));
+    c.args(single_member_flags(ip, data_dir));
     let mut p = Process::spawn(c, log);
     let endpoint = format!("{ip}:2379");
     let deadline = Instant::now() + Duration::from_secs(30);

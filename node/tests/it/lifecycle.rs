@@ -1,8 +1,8 @@
 //! A member started in this process owns every task it starts: after
-//! `shutdown` none of them runs, its peer and client ports are free again,
+//! `shutdown` none of them runs, its peer port is free again,
 //! and the runtime holds no more tasks than before it started.
 
-use crate::support::unique_ip;
+use crate::support::{single_member_flags, unique_ip};
 use ferrocd::config::{self, Command};
 use ferrocd::member::Member;
 use ferrocd_proto::etcdserverpb::PutRequest;
@@ -10,16 +10,7 @@ use ferrocd_proto::ferrocdpb::internal_request::Request;
 use std::time::{Duration, Instant};
 
 fn config_for(ip: std::net::Ipv4Addr, data_dir: &std::path::Path) -> config::Config {
-    let args: Vec<String> = [
-        "--name=m0".to_string(),
-        format!("--data-dir={}", data_dir.display()),
-        format!("--listen-client-urls=http://{ip}:2379"),
-        format!("--advertise-client-urls=http://{ip}:2379"),
-        format!("--listen-peer-urls=http://{ip}:2380"),
-        format!("--initial-advertise-peer-urls=http://{ip}:2380"),
-        format!("--initial-cluster=m0=http://{ip}:2380"),
-    ]
-    .to_vec();
+    let args = single_member_flags(ip, data_dir);
     match config::parse_command_line(&args, &|_| None).expect("valid flags") {
         Command::Run(c) => *c,
         _ => panic!("a member's flags"),

@@ -19,6 +19,19 @@ pub use ferrocd_testkit::bins::{etcd as etcd_bin, etcdctl34, etcdctl35};
 pub use ferrocd_testkit::process::{run, Process};
 pub use ferrocd_testkit::{grpc as client, netns, pki};
 
+/// etcd's flags for member `m0` alone on `ip` with its data in `data_dir`.
+pub fn single_member_flags(ip: Ipv4Addr, data_dir: &std::path::Path) -> Vec<String> {
+    vec![
+        "--name=m0".to_string(),
+        format!("--data-dir={}", data_dir.display()),
+        format!("--listen-client-urls=http://{ip}:2379"),
+        format!("--advertise-client-urls=http://{ip}:2379"),
+        format!("--listen-peer-urls=http://{ip}:2380"),
+        format!("--initial-advertise-peer-urls=http://{ip}:2380"),
+        format!("--initial-cluster=m0=http://{ip}:2380"),
+    ]
+}
+
 /// A member's client and peer ports.
 const MEMBER_PORTS: [u16; 2] = [2379, 2380];
 
@@ -113,18 +126,7 @@ impl Member {
         if let Some(f) = &self.flags {
             return f.clone();
         }
-        let ip = self.ip;
-        let mut a = vec![
-            "--name".to_string(),
-            "m0".to_string(),
-            "--data-dir".to_string(),
-            self.data_dir().display().to_string(),
-            format!("--listen-client-urls=http://{ip}:2379"),
-            format!("--advertise-client-urls=http://{ip}:2379"),
-            format!("--listen-peer-urls=http://{ip}:2380"),
-            format!("--initial-advertise-peer-urls=http://{ip}:2380"),
-            format!("--initial-cluster=m0=http://{ip}:2380"),
-        ];
+        let mut a = single_member_flags(self.ip, &self.data_dir());
         a.extend(self.extra.iter().cloned());
         a
     }
