@@ -15,6 +15,7 @@ use std::sync::Arc;
 /// A 256-byte put to key `key-<k>`, k < 100k.
 fn put_to(k: u64) -> InternalRequest {
     InternalRequest {
+        header: None,
         request: Some(Request::Put(PutRequest {
             key: format!("key-{:08}", k % 100_000).into_bytes(),
             value: vec![b'v'; 256],
@@ -40,7 +41,7 @@ fn apply_batches(c: &mut Criterion) {
         group.bench_function(format!("puts_per_entry_{batch}"), |b| {
             let dir = tempfile::tempdir().unwrap();
             let store = Store::open(dir.path()).unwrap();
-            let mut applier = Applier::open(store, Arc::new(Lessor::new(2))).unwrap();
+            let mut applier = Applier::open(store, Arc::new(Lessor::new(2)), auth_store()).unwrap();
             let mut index = 0u64;
             b.iter_batched(
                 || {
@@ -65,7 +66,7 @@ fn apply_batches(c: &mut Criterion) {
     group.bench_function("scattered_puts_per_entry_512_over_100k_keys", |b| {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let mut applier = Applier::open(store, Arc::new(Lessor::new(2))).unwrap();
+        let mut applier = Applier::open(store, Arc::new(Lessor::new(2)), auth_store()).unwrap();
         let mut index = 0u64;
         let mut entries = |make: fn(u64) -> InternalRequest, n: u64| {
             (0..n)
@@ -95,7 +96,7 @@ fn apply_batches(c: &mut Criterion) {
 fn reads(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let mut applier = Applier::open(store.clone(), Arc::new(Lessor::new(2))).unwrap();
+    let mut applier = Applier::open(store.clone(), Arc::new(Lessor::new(2)), auth_store()).unwrap();
     let entries: Vec<LogEntry> = (1..=10_000)
         .map(|i| LogEntry {
             index: i,
@@ -125,3 +126,7 @@ fn reads(c: &mut Criterion) {
 
 criterion_group!(benches, apply_batches, reads);
 criterion_main!(benches);
+
+fn auth_store() -> Arc<ferrocd::auth::AuthStore> {
+    Arc::new(ferrocd::auth::AuthStore::new(std::time::Duration::ZERO))
+}

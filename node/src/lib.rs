@@ -19,6 +19,7 @@ pub mod raft;
 pub mod discovery;
 // The deterministic store.
 pub mod apply;
+pub mod auth;
 pub mod lease;
 pub mod mvcc;
 pub mod watch;

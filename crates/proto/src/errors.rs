@@ -36,6 +36,8 @@ impl EtcdError {
     }
 }
 
+impl std::error::Error for EtcdError {}
+
 impl From<EtcdError> for Status {
     fn from(e: EtcdError) -> Status {
         e.status()
@@ -108,6 +110,9 @@ etcd_errors! {
     INVALID_AUTH_TOKEN = Unauthenticated, "etcdserver: invalid auth token";
     INVALID_AUTH_MGMT = InvalidArgument, "etcdserver: invalid auth management";
     AUTH_OLD_REVISION = InvalidArgument, "etcdserver: revision of auth store is old";
+    /// etcd has no gRPC error for this one: its text goes out with code Unknown.
+    NO_PASSWORD_USER = Unknown,
+        "auth: authentication failed, password was given for no password user";
 
     // Leadership, liveness, time limits.
     NO_LEADER = Unavailable, "etcdserver: no leader";

@@ -1,10 +1,11 @@
 //! The Cluster service: the raft membership with the attributes members
 //! published; membership changes run on the leader (see member::membership).
 
+use super::caller;
 use super::error::status;
 use super::require_leader;
 use crate::member::membership::to_proto;
-use crate::member::{Leadership, Member, Membership, Reader};
+use crate::member::{Authenticator, Leadership, Member, Membership, Reader};
 use ferrocd_proto::etcdserverpb::{
     cluster_server::Cluster, MemberAddRequest, MemberAddResponse, MemberListRequest,
     MemberListResponse, MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest,
@@ -18,6 +19,7 @@ pub struct ClusterService {
     leadership: Arc<Leadership>,
     membership: Arc<Membership>,
     reader: Arc<Reader>,
+    authn: Arc<Authenticator>,
 }
 
 impl ClusterService {
@@ -26,6 +28,7 @@ impl ClusterService {
             leadership: m.leadership.clone(),
             membership: m.membership.clone(),
             reader: m.reader.clone(),
+            authn: m.authn.clone(),
         }
     }
 }
@@ -37,6 +40,7 @@ impl Cluster for ClusterService {
         req: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
         require_leader(&req, &self.leadership)?;
+        caller::root(&req, &self.authn).await?;
         let r = self
             .membership
             .change_members(Change::Add(req.into_inner()))
@@ -54,6 +58,7 @@ impl Cluster for ClusterService {
         req: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
         require_leader(&req, &self.leadership)?;
+        caller::root(&req, &self.authn).await?;
         let r = self
             .membership
             .change_members(Change::Remove(req.into_inner()))
@@ -70,6 +75,7 @@ impl Cluster for ClusterService {
         req: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
         require_leader(&req, &self.leadership)?;
+        caller::root(&req, &self.authn).await?;
         let r = self
             .membership
             .change_members(Change::Update(req.into_inner()))
@@ -106,6 +112,7 @@ impl Cluster for ClusterService {
         req: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
         require_leader(&req, &self.leadership)?;
+        caller::root(&req, &self.authn).await?;
         let r = self
             .membership
             .change_members(Change::Promote(req.into_inner()))

@@ -1,10 +1,12 @@
 //! The KV service: etcd's request checks, then reads from a snapshot or
 //! writes through the log.
 
+use super::caller::{self, caller};
 use super::error::status;
 use super::{require_leader, unexpected};
-use crate::apply::{kv, EntryResponse};
-use crate::member::{Leadership, Member, Proposer, Reader};
+use crate::apply::{auth::check_txn, kv, EntryResponse};
+use crate::auth::Access;
+use crate::member::{Authenticator, Leadership, Member, Proposer, Reader};
 use crate::metrics::Metrics;
 use ferrocd_proto::etcdserverpb::{
     kv_server::Kv, CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
@@ -21,6 +23,7 @@ pub struct KvService {
     reader: Arc<Reader>,
     proposer: Arc<Proposer>,
     metrics: Arc<Metrics>,
+    authn: Arc<Authenticator>,
     max_txn_ops: usize,
 }
 
@@ -31,6 +34,7 @@ impl KvService {
             reader: m.reader.clone(),
             proposer: m.proposer.clone(),
             metrics: m.metrics.clone(),
+            authn: m.authn.clone(),
             max_txn_ops: m.config.max_txn_ops,
         }
     }
@@ -40,25 +44,40 @@ impl KvService {
 impl Kv for KvService {
     async fn range(&self, req: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
         require_leader(&req, &self.leadership)?;
+        let who = caller(&req, &self.authn).await?;
         let r = req.into_inner();
         validate::range(&r)?;
         self.metrics.range_total.fetch_add(1, Ordering::Relaxed);
         if !r.serializable {
             self.reader.linearizable_read().await?;
         }
+        caller::check(
+            &self.authn,
+            who.as_ref(),
+            Access::Read,
+            &r.key,
+            &r.range_end,
+        )?;
         let view = self.reader.read()?;
         let mut resp = kv::range(&view, &r)?;
+        caller::still_current(&self.authn, who.as_ref())?;
         self.leadership.fill(&mut resp.header);
         Ok(Response::new(resp))
     }
 
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         require_leader(&req, &self.leadership)?;
+        let who = caller(&req, &self.authn).await?;
         let r = req.into_inner();
         validate::put(&r)?;
         self.proposer.check_quota(kv::quota_cost_put(&r)).await?;
         self.metrics.put_total.fetch_add(1, Ordering::Relaxed);
-        match self.proposer.propose(Entry::Put(r)).await.map_err(status)? {
+        match self
+            .proposer
+            .propose(Entry::Put(r), who.as_ref())
+            .await
+            .map_err(status)?
+        {
             EntryResponse::Put(mut resp) => {
                 self.leadership.fill(&mut resp.header);
                 Ok(Response::new(resp))
@@ -72,12 +91,13 @@ impl Kv for KvService {
         req: Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
         require_leader(&req, &self.leadership)?;
+        let who = caller(&req, &self.authn).await?;
         let r = req.into_inner();
         validate::delete_range(&r)?;
         self.metrics.delete_total.fetch_add(1, Ordering::Relaxed);
         match self
             .proposer
-            .propose(Entry::DeleteRange(r))
+            .propose(Entry::DeleteRange(r), who.as_ref())
             .await
             .map_err(status)?
         {
@@ -91,18 +111,31 @@ impl Kv for KvService {
 
     async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         require_leader(&req, &self.leadership)?;
+        let who = caller(&req, &self.authn).await?;
         let r = req.into_inner();
         validate::txn(&r, self.max_txn_ops)?;
         self.metrics.txn_total.fetch_add(1, Ordering::Relaxed);
         if kv::is_read_only(&r) {
             self.reader.linearizable_read().await?;
+            if self.authn.enabled() {
+                let empty = Default::default();
+                let state = self.authn.store().state();
+                check_txn(&state, &|_| Vec::new(), who.as_ref().unwrap_or(&empty), &r)
+                    .map_err(|e| e.status())?;
+            }
             let view = self.reader.read()?;
             let mut resp = kv::txn_read_only(&view, &r).map_err(|e| status(e.into()))?;
+            caller::still_current(&self.authn, who.as_ref())?;
             self.leadership.fill(&mut resp.header);
             return Ok(Response::new(resp));
         }
         self.proposer.check_quota(kv::quota_cost_txn(&r)).await?;
-        match self.proposer.propose(Entry::Txn(r)).await.map_err(status)? {
+        match self
+            .proposer
+            .propose(Entry::Txn(r), who.as_ref())
+            .await
+            .map_err(status)?
+        {
             EntryResponse::Txn(mut resp) => {
                 self.leadership.fill(&mut resp.header);
                 Ok(Response::new(resp))
@@ -116,10 +149,11 @@ impl Kv for KvService {
         req: Request<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
         require_leader(&req, &self.leadership)?;
+        let who = caller(&req, &self.authn).await?;
         let r = req.into_inner();
         match self
             .proposer
-            .propose(Entry::Compaction(r))
+            .propose(Entry::Compaction(r), who.as_ref())
             .await
             .map_err(status)?
         {

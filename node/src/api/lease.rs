@@ -1,10 +1,12 @@
 //! The Lease service: grant and revoke go through the log; keep-alives and
 //! time-to-live are answered from the member's lease table.
 
+use super::caller::{self, caller};
 use super::error::status;
 use super::{require_leader, unexpected};
 use crate::apply::EntryResponse;
-use crate::member::{Leadership, Leases, Member, Proposer};
+use crate::auth::Access;
+use crate::member::{Authenticator, Leadership, Leases, Member, Proposer};
 use crate::watch::WatchHub;
 use ferrocd_proto::etcdserverpb::{
     lease_server::Lease, LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest,
@@ -27,6 +29,7 @@ pub struct LeaseService {
     proposer: Arc<Proposer>,
     leases: Arc<Leases>,
     hub: Arc<WatchHub>,
+    authn: Arc<Authenticator>,
 }
 
 impl LeaseService {
@@ -36,6 +39,7 @@ impl LeaseService {
             proposer: m.proposer.clone(),
             leases: m.leases.clone(),
             hub: m.hub.clone(),
+            authn: m.authn.clone(),
         }
     }
 }
@@ -49,6 +53,8 @@ impl Lease for LeaseService {
         req: Request<LeaseGrantRequest>,
     ) -> Result<Response<LeaseGrantResponse>, Status> {
         require_leader(&req, &self.leadership)?;
+        let who = caller(&req, &self.authn).await?;
+        caller::required(&self.authn, who.as_ref())?;
         let mut r = req.into_inner();
         if r.id == 0 {
             r.id = self.leases.next_lease_id();
@@ -56,7 +62,7 @@ impl Lease for LeaseService {
         self.proposer.check_quota(LEASE_GRANT_COST).await?;
         match self
             .proposer
-            .propose(Entry::LeaseGrant(r))
+            .propose(Entry::LeaseGrant(r), who.as_ref())
             .await
             .map_err(status)?
         {
@@ -73,10 +79,12 @@ impl Lease for LeaseService {
         req: Request<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
         require_leader(&req, &self.leadership)?;
+        let who = caller(&req, &self.authn).await?;
+        caller::required(&self.authn, who.as_ref())?;
         let r = req.into_inner();
         match self
             .proposer
-            .propose(Entry::LeaseRevoke(r))
+            .propose(Entry::LeaseRevoke(r), who.as_ref())
             .await
             .map_err(status)?
         {
@@ -95,11 +103,34 @@ impl Lease for LeaseService {
         req: Request<Streaming<LeaseKeepAliveRequest>>,
     ) -> Result<Response<KeepAliveStream>, Status> {
         require_leader(&req, &self.leadership)?;
+        let metadata = req.metadata().clone();
         let mut inbound = req.into_inner();
         let (tx, rx) = mpsc::channel(16);
         let leases = self.leases.clone();
+        let authn = self.authn.clone();
         tokio::spawn(async move {
             while let Ok(Some(r)) = inbound.message().await {
+                // etcd checks every renewal: write access to the lease's keys.
+                if authn.enabled() {
+                    let checked = async {
+                        let who = caller::from_metadata(&metadata, &authn).await?;
+                        let rev = authn.store().revision();
+                        caller::lease_keys(
+                            &authn,
+                            who.as_ref(),
+                            Access::Write,
+                            &leases.keys(r.id),
+                        )?;
+                        if rev != authn.store().revision() {
+                            return Err(ferrocd_proto::errors::AUTH_OLD_REVISION.status());
+                        }
+                        Ok::<_, Status>(())
+                    };
+                    if let Err(e) = checked.await {
+                        let _ = tx.send(Err(e)).await;
+                        break;
+                    }
+                }
                 // Keep-alives go to the leader; an unknown lease answers TTL 0, as etcd does.
                 let resp = leases.renew(r.id).await.map_err(status);
                 if tx.send(resp).await.is_err() {
@@ -115,8 +146,22 @@ impl Lease for LeaseService {
         req: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
         require_leader(&req, &self.leadership)?;
+        let who = caller(&req, &self.authn).await?;
+        caller::required(&self.authn, who.as_ref())?;
         let r = req.into_inner();
+        let rev = self.authn.store().revision();
+        if r.keys {
+            caller::lease_keys(
+                &self.authn,
+                who.as_ref(),
+                Access::Read,
+                &self.leases.keys(r.id),
+            )?;
+        }
         let resp = self.leases.time_to_live(r).await.map_err(status)?;
+        if self.authn.enabled() && rev != self.authn.store().revision() {
+            return Err(ferrocd_proto::errors::AUTH_OLD_REVISION.status());
+        }
         Ok(Response::new(resp))
     }
 
@@ -125,12 +170,13 @@ impl Lease for LeaseService {
         req: Request<LeaseLeasesRequest>,
     ) -> Result<Response<LeaseLeasesResponse>, Status> {
         require_leader(&req, &self.leadership)?;
-        let leases = self
-            .leases
-            .ids()
-            .into_iter()
-            .map(|id| LeaseStatus { id })
-            .collect();
+        let who = caller(&req, &self.authn).await?;
+        let ids = self.leases.ids();
+        if self.authn.enabled() {
+            let keys: Vec<Vec<u8>> = ids.iter().flat_map(|id| self.leases.keys(*id)).collect();
+            caller::lease_keys(&self.authn, who.as_ref(), Access::Read, &keys)?;
+        }
+        let leases = ids.into_iter().map(|id| LeaseStatus { id }).collect();
         Ok(Response::new(LeaseLeasesResponse {
             header: Some(self.leadership.header(self.hub.rev())),
             leases,

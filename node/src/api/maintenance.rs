@@ -1,9 +1,10 @@
 //! The Maintenance service: status, hashes, alarms, defragment, snapshot.
 
+use super::caller;
 use super::error::status;
 use super::{require_leader, unexpected};
 use crate::apply::EntryResponse;
-use crate::member::{Leadership, Member, Membership, Proposer, Reader, Transfer};
+use crate::member::{Authenticator, Leadership, Member, Membership, Proposer, Reader, Transfer};
 use crate::mvcc::{MvccError, Store};
 use crate::watch::WatchHub;
 use ferrocd_proto::errors;
@@ -33,6 +34,7 @@ pub struct MaintenanceService {
     transfer: Arc<Transfer>,
     store: Store,
     hub: Arc<WatchHub>,
+    authn: Arc<Authenticator>,
     /// Where snapshots are staged.
     scratch: std::path::PathBuf,
 }
@@ -47,6 +49,7 @@ impl MaintenanceService {
             transfer: m.transfer.clone(),
             store: m.store.clone(),
             hub: m.hub.clone(),
+            authn: m.authn.clone(),
             scratch: m.config.data_dir.join("member"),
         }
     }
@@ -73,6 +76,11 @@ pub fn alarm_text(a: &AlarmMember) -> String {
 impl Maintenance for MaintenanceService {
     async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
         require_leader(&req, &self.leadership)?;
+        if req.get_ref().action == AlarmAction::Get as i32 {
+            caller::known(&req, &self.authn).await?;
+        } else {
+            caller::root(&req, &self.authn).await?;
+        }
         let r = req.into_inner();
         if r.action == AlarmAction::Get as i32 {
             let view = self.reader.read()?;
@@ -89,7 +97,7 @@ impl Maintenance for MaintenanceService {
         }
         match self
             .proposer
-            .propose(Entry::Alarm(r))
+            .propose_internal(Entry::Alarm(r))
             .await
             .map_err(status)?
         {
@@ -106,6 +114,7 @@ impl Maintenance for MaintenanceService {
         req: Request<StatusRequest>,
     ) -> Result<Response<StatusResponse>, Status> {
         require_leader(&req, &self.leadership)?;
+        caller::known(&req, &self.authn).await?;
         let store = self.store.clone();
         let (view_rev, alarms, in_use) = blocking(move || {
             let view = store.read()?;
@@ -139,6 +148,7 @@ impl Maintenance for MaintenanceService {
         req: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
         require_leader(&req, &self.leadership)?;
+        caller::root(&req, &self.authn).await?;
         let store = self.store.clone();
         blocking(move || store.defragment()).await?;
         Ok(Response::new(DefragmentResponse {
@@ -148,6 +158,7 @@ impl Maintenance for MaintenanceService {
 
     async fn hash(&self, req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
         require_leader(&req, &self.leadership)?;
+        caller::root(&req, &self.authn).await?;
         let store = self.store.clone();
         let (rev, hash) = blocking(move || {
             let v = store.read()?;
@@ -165,6 +176,7 @@ impl Maintenance for MaintenanceService {
         req: Request<HashKvRequest>,
     ) -> Result<Response<HashKvResponse>, Status> {
         require_leader(&req, &self.leadership)?;
+        caller::root(&req, &self.authn).await?;
         let want = req.into_inner().revision;
         let store = self.store.clone();
         let (cur, compact, rev, hash) = blocking(move || {
@@ -195,6 +207,7 @@ impl Maintenance for MaintenanceService {
         req: Request<SnapshotRequest>,
     ) -> Result<Response<SnapshotStream>, Status> {
         require_leader(&req, &self.leadership)?;
+        caller::root(&req, &self.authn).await?;
         let store = self.store.clone();
         let dir = self.scratch.clone();
         let (rev, body) = blocking(move || {
@@ -232,6 +245,7 @@ impl Maintenance for MaintenanceService {
         req: Request<MoveLeaderRequest>,
     ) -> Result<Response<MoveLeaderResponse>, Status> {
         require_leader(&req, &self.leadership)?;
+        caller::root(&req, &self.authn).await?;
         let target = req.into_inner().target_id;
         self.transfer.move_leader(target).await.map_err(status)?;
         Ok(Response::new(MoveLeaderResponse {
@@ -241,8 +255,9 @@ impl Maintenance for MaintenanceService {
 
     async fn downgrade(
         &self,
-        _req: Request<DowngradeRequest>,
+        req: Request<DowngradeRequest>,
     ) -> Result<Response<DowngradeResponse>, Status> {
+        caller::root(&req, &self.authn).await?;
         Err(errors::unimplemented("cluster downgrade is not supported"))
     }
 }

@@ -2,6 +2,7 @@
 //! together on every `--listen-client-urls` address.
 
 pub mod auth;
+pub mod caller;
 pub mod cluster;
 pub mod error;
 pub mod http;

@@ -201,11 +201,31 @@ fn directory(dir: &str, kvs: &[KeyValue], recursive: bool, top: bool) -> Node {
     }
 }
 
+/// v2 keys are v3 keys: while v3 auth is on, the v2 API (which carries no
+/// v3 credentials) refuses as etcd's v2 auth does.
+fn refused_by_auth(s: &Member) -> Option<Response> {
+    s.authn.enabled().then(|| {
+        error(
+            StatusCode::UNAUTHORIZED,
+            110,
+            "The request requires user authentication",
+            "Insufficient credentials",
+            s.hub.rev(),
+        )
+    })
+}
+
 async fn get_root(State(s): State<Arc<Member>>, q: Params) -> Response {
+    if let Some(r) = refused_by_auth(&s) {
+        return r;
+    }
     read(s, "/".into(), q.0).await
 }
 
 async fn get_key(State(s): State<Arc<Member>>, Path(path): Path<String>, q: Params) -> Response {
+    if let Some(r) = refused_by_auth(&s) {
+        return r;
+    }
     read(s, clean(&path), q.0).await
 }
 
@@ -328,6 +348,9 @@ async fn put_key(
     q: Params,
     body: String,
 ) -> Response {
+    if let Some(r) = refused_by_auth(&s) {
+        return r;
+    }
     let key = clean(&path);
     // `value` comes as a form field (curl -d value=...) or in the query.
     let value = url::form_urlencoded::parse(body.as_bytes())
@@ -361,7 +384,7 @@ async fn put_key(
         success: vec![put],
         failure: Vec::new(),
     };
-    let r = match s.proposer.propose(Entry::Txn(txn)).await {
+    let r = match s.proposer.propose(Entry::Txn(txn), None).await {
         Ok(EntryResponse::Txn(r)) => r,
         Ok(other) => return internal(&s, format!("unexpected {other:?}")),
         Err(e) => return internal(&s, e),
@@ -427,13 +450,16 @@ async fn put_key(
 }
 
 async fn delete_key(State(s): State<Arc<Member>>, Path(path): Path<String>) -> Response {
+    if let Some(r) = refused_by_auth(&s) {
+        return r;
+    }
     let key = clean(&path);
     let req = DeleteRangeRequest {
         key: key.clone().into_bytes(),
         prev_kv: true,
         ..Default::default()
     };
-    let r = match s.proposer.propose(Entry::DeleteRange(req)).await {
+    let r = match s.proposer.propose(Entry::DeleteRange(req), None).await {
         Ok(EntryResponse::DeleteRange(r)) => r,
         Ok(other) => return internal(&s, format!("unexpected {other:?}")),
         Err(e) => return internal(&s, e),

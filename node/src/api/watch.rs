@@ -2,11 +2,14 @@
 //! turns hub messages into responses (prev_kv, fragmentation), answers
 //! create/cancel/progress requests and sends periodic progress notifications.
 
+use super::caller;
 use super::require_leader;
-use crate::member::{Leadership, Member, Reader};
+use crate::auth::Access;
+use crate::member::{Authenticator, Leadership, Member, Reader};
 use crate::metrics::Metrics;
 use crate::mvcc::KeyRange;
 use crate::watch::{HubMsg, WatchHandle, WatchHub, WatchSpec};
+use ferrocd_proto::errors;
 use ferrocd_proto::etcdserverpb::{
     watch_create_request::FilterType, watch_request::RequestUnion, watch_server::Watch,
     WatchCreateRequest, WatchRequest, WatchResponse,
@@ -21,6 +24,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
+use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
 /// Events waiting for one stream; past it, watchers catch up from history.
@@ -43,6 +47,7 @@ struct WatchContext {
     metrics: Arc<Metrics>,
     progress_interval: Duration,
     max_request_bytes: usize,
+    authn: Arc<Authenticator>,
 }
 
 impl WatchService {
@@ -55,6 +60,7 @@ impl WatchService {
                 metrics: m.metrics.clone(),
                 progress_interval: m.config.watch_progress_notify_interval,
                 max_request_bytes: m.config.max_request_bytes,
+                authn: m.authn.clone(),
             }),
         }
     }
@@ -71,10 +77,11 @@ impl Watch for WatchService {
         req: Request<Streaming<WatchRequest>>,
     ) -> Result<Response<ResponseStream>, Status> {
         require_leader(&req, &self.ctx.leadership)?;
+        let metadata = req.metadata().clone();
         let inbound = req.into_inner();
         // Responses waiting for gRPC to take them.
         let (out, rx) = mpsc::channel(256);
-        let stream = WatchStream::new(self.ctx.clone(), out);
+        let stream = WatchStream::new(self.ctx.clone(), out, metadata);
         tokio::spawn(stream.run(inbound));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
@@ -97,10 +104,16 @@ struct WatchStream {
     watchers: HashMap<i64, Watcher>,
     next_id: i64,
     progress_pending: bool,
+    /// The stream's credentials, checked at every create.
+    metadata: MetadataMap,
 }
 
 impl WatchStream {
-    fn new(ctx: Arc<WatchContext>, out: mpsc::Sender<Result<WatchResponse, Status>>) -> Self {
+    fn new(
+        ctx: Arc<WatchContext>,
+        out: mpsc::Sender<Result<WatchResponse, Status>>,
+        metadata: MetadataMap,
+    ) -> Self {
         let (hub_tx, hub_rx) = mpsc::channel(STREAM_BUFFER);
         WatchStream {
             ctx,
@@ -110,6 +123,7 @@ impl WatchStream {
             watchers: HashMap::new(),
             next_id: 0,
             progress_pending: false,
+            metadata,
         }
     }
 
@@ -183,6 +197,9 @@ impl WatchStream {
         if range.is_empty() {
             return self.send(refuse("mvcc: watcher range is empty")).await;
         }
+        if let Err(reason) = self.permitted(&key, &c.range_end).await {
+            return self.send(refuse(reason)).await;
+        }
         let id = if c.watch_id != 0 {
             if self.watchers.contains_key(&c.watch_id) {
                 return self
@@ -232,6 +249,26 @@ impl WatchStream {
             },
         );
         true
+    }
+
+    /// etcd's check at watch creation, with its cancel reasons. As etcd,
+    /// a range end of `\0` is checked as the key alone.
+    async fn permitted(&self, key: &[u8], range_end: &[u8]) -> Result<(), &'static str> {
+        let authn = &self.ctx.authn;
+        if !authn.enabled() {
+            return Ok(());
+        }
+        let reason = |s: Status| match s.message() {
+            m if m == errors::INVALID_AUTH_TOKEN.message() => errors::INVALID_AUTH_TOKEN.message(),
+            m if m == errors::AUTH_OLD_REVISION.message() => errors::AUTH_OLD_REVISION.message(),
+            m if m == errors::USER_EMPTY.message() => errors::USER_EMPTY.message(),
+            _ => errors::PERMISSION_DENIED.message(),
+        };
+        let who = caller::from_metadata(&self.metadata, authn)
+            .await
+            .map_err(reason)?;
+        let end = if range_end == [0] { &[][..] } else { range_end };
+        caller::check(authn, who.as_ref(), Access::Read, key, end).map_err(reason)
     }
 
     async fn forward(&mut self, msg: HubMsg) -> bool {

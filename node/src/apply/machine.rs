@@ -5,6 +5,7 @@
 //! through this.
 
 use super::{Applier, ApplyError, EntryResponse, LogEntry};
+use crate::auth::AuthStore;
 use crate::lease::Lessor;
 use crate::mvcc::{MvccError, Store};
 use crate::watch::WatchHub;
@@ -20,21 +21,25 @@ pub type Records<'a> = &'a [(&'a str, &'a [u8])];
 pub struct Machine {
     store: Store,
     lessor: Arc<Lessor>,
+    auth: Arc<AuthStore>,
     hub: Arc<WatchHub>,
     applier: Applier,
 }
 
 impl Machine {
-    /// Loads the applied state from the store and rebuilds the lease table.
+    /// Loads the applied state from the store and rebuilds the lease table
+    /// and the auth store.
     pub fn open(
         store: Store,
         lessor: Arc<Lessor>,
+        auth: Arc<AuthStore>,
         hub: Arc<WatchHub>,
     ) -> Result<Machine, MvccError> {
-        let applier = Applier::open(store.clone(), lessor.clone())?;
+        let applier = Applier::open(store.clone(), lessor.clone(), auth.clone())?;
         Ok(Machine {
             store,
             lessor,
+            auth,
             hub,
             applier,
         })
@@ -99,7 +104,7 @@ impl Machine {
     fn install_here(&mut self, path: &Path, records: Records<'_>) -> Result<(), MvccError> {
         self.store.restore_from(path)?;
         self.lessor.clear();
-        self.applier = Applier::open(self.store.clone(), self.lessor.clone())?;
+        self.applier = Applier::open(self.store.clone(), self.lessor.clone(), self.auth.clone())?;
         self.store.write(|t| {
             for (key, value) in records {
                 t.set_state(key, value)?;

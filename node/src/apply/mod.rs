@@ -4,9 +4,11 @@
 //! state. A batch of entries is applied in one redb transaction and committed
 //! with one fsync.
 
+pub mod auth;
 pub mod kv;
 pub mod machine;
 
+use crate::auth::{AuthState, AuthStore};
 use crate::lease::{Lessor, MAX_LEASE_TTL};
 use crate::mvcc::store::{META_APPLIED_INDEX, META_COMPACT_REV, META_REV};
 use crate::mvcc::{KeyRange, MvccError, Store, TxnWrite, WriteTables};
@@ -16,7 +18,7 @@ use ferrocd_proto::etcdserverpb::{
     LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, PutResponse, TxnResponse,
 };
 use ferrocd_proto::ferrocdpb::{
-    apply_result, internal_request::Request, ApplyResult, InternalRequest, LeaseRecord,
+    apply_result, internal_request::Request, ApplyResult, AuthResult, InternalRequest, LeaseRecord,
     MemberAttributes,
 };
 use ferrocd_proto::mvccpb::Event;
@@ -39,7 +41,13 @@ pub enum ApplyError {
     KeyNotFound,
     #[error("mvcc: database space exceeded")]
     NoSpace,
+    /// An auth rule refused the request.
+    #[error(transparent)]
+    Refused(#[from] ferrocd_proto::errors::EtcdError),
 }
+
+/// The state-table key of the auth store's record.
+pub const AUTH_STATE_KEY: &str = "auth";
 
 /// The response to one applied entry.
 #[derive(Debug, Clone)]
@@ -52,6 +60,7 @@ pub enum EntryResponse {
     LeaseRevoke(LeaseRevokeResponse),
     Alarm(AlarmResponse),
     MemberAttributes(MemberAttributes),
+    Auth(AuthResult),
 }
 
 impl From<EntryResponse> for ApplyResult {
@@ -66,6 +75,7 @@ impl From<EntryResponse> for ApplyResult {
             EntryResponse::LeaseRevoke(x) => R::LeaseRevoke(x),
             EntryResponse::Alarm(x) => R::Alarm(x),
             EntryResponse::MemberAttributes(x) => R::MemberAttributes(x),
+            EntryResponse::Auth(x) => R::Auth(x),
         };
         ApplyResult {
             result: Some(result),
@@ -87,6 +97,7 @@ impl EntryResponse {
             R::LeaseRevoke(x) => EntryResponse::LeaseRevoke(x),
             R::Alarm(x) => EntryResponse::Alarm(x),
             R::MemberAttributes(x) => EntryResponse::MemberAttributes(x),
+            R::Auth(x) => EntryResponse::Auth(x),
         })
     }
 }
@@ -116,6 +127,7 @@ pub struct AppliedBatch {
 pub struct Applier {
     store: Store,
     lessor: Arc<Lessor>,
+    auth: Arc<AuthStore>,
     rev: i64,
     compact_rev: i64,
     applied_index: u64,
@@ -123,9 +135,19 @@ pub struct Applier {
 }
 
 impl Applier {
-    /// Loads the applied state from the store and rebuilds the lease table.
-    pub fn open(store: Store, lessor: Arc<Lessor>) -> Result<Applier, MvccError> {
+    /// Loads the applied state from the store and rebuilds the lease table
+    /// and the auth store.
+    pub fn open(
+        store: Store,
+        lessor: Arc<Lessor>,
+        auth: Arc<AuthStore>,
+    ) -> Result<Applier, MvccError> {
         let view = store.read()?;
+        let auth_state = match view.state(AUTH_STATE_KEY)? {
+            Some(bytes) => AuthState::decode(&bytes)?,
+            None => AuthState::default(),
+        };
+        auth.publish(auth_state);
         for (id, bytes) in view.leases()? {
             let rec = LeaseRecord::decode(bytes.as_slice())?;
             lessor.grant(id, rec.ttl);
@@ -144,6 +166,7 @@ impl Applier {
             nospace,
             store,
             lessor,
+            auth,
         })
     }
 
@@ -175,7 +198,7 @@ impl Applier {
                     out.results.push(None);
                     continue;
                 };
-                let r = self.apply_one(t, request, &mut out.events);
+                let r = self.apply_one(t, entry.index, request, &mut out.events);
                 if let Err(ApplyError::Mvcc(MvccError::Storage(e))) = r {
                     return Err(MvccError::Storage(e));
                 }
@@ -196,12 +219,20 @@ impl Applier {
     fn apply_one(
         &mut self,
         t: &mut WriteTables<'_>,
+        index: u64,
         entry: &InternalRequest,
         events: &mut Vec<(i64, Vec<Event>)>,
     ) -> Result<EntryResponse, ApplyError> {
         let Some(req) = &entry.request else {
             return Err(MvccError::Storage("empty log entry".into()).into());
         };
+        let who = auth::sender(entry.header.as_ref());
+        if self.auth.enabled() {
+            if let Some(who) = &who {
+                let lessor = &self.lessor;
+                auth::check_write(&self.auth.state(), &|id| lessor.keys(id), who, req)?;
+            }
+        }
         match req {
             Request::Put(p) => {
                 if self.nospace {
@@ -229,6 +260,15 @@ impl Applier {
             Request::MemberAttributes(m) => {
                 t.set_state(&member_attributes_key(m.id), &m.encode_to_vec())?;
                 Ok(EntryResponse::MemberAttributes(m.clone()))
+            }
+            Request::Auth(a) => {
+                let state = self.auth.state();
+                let applied = auth::apply(&state, self.auth.tokens(), who.as_ref(), a, index)?;
+                if let Some(new) = applied.new_state {
+                    t.set_state(AUTH_STATE_KEY, &new.encode())?;
+                    self.auth.publish(new);
+                }
+                Ok(EntryResponse::Auth(applied.result))
             }
         }
     }

@@ -41,6 +41,9 @@ pub const FLAGS: &[FlagSpec] = &[
     f("quota-backend-bytes", Kind::Int, "0", "Raise alarms when backend size exceeds the given quota (0 defaults to 2 GiB)."),
     f("max-request-bytes", Kind::Uint, "1572864", "Maximum client request size in bytes the server will accept."),
     f("max-txn-ops", Kind::Uint, "128", "Maximum number of operations permitted in a transaction."),
+    f("auth-token", Kind::Str, "simple", "Specify auth token specific options."),
+    f("auth-token-ttl", Kind::Uint, "300", "The lifetime in seconds of the auth token."),
+    f("bcrypt-cost", Kind::Uint, "10", "Specify bcrypt algorithm cost factor for auth password hashing."),
     f("auto-compaction-mode", Kind::Str, "periodic", "Interpret 'auto-compaction-retention' one of: periodic|revision."),
     f("auto-compaction-retention", Kind::Str, "0", "Auto compaction retention for mvcc key value store. 0 means disable auto compaction."),
     f("experimental-watch-progress-notify-interval", Kind::Duration, "10m", "Duration of periodic watch progress notifications."),
@@ -98,6 +101,10 @@ pub struct Config {
     pub discovery_fallback: Fallback,
     /// Bytes; `None` means no quota (a negative flag value).
     pub quota_backend_bytes: Option<u64>,
+    /// `--auth-token-ttl`: how long an unused simple token lives.
+    pub auth_token_ttl: Duration,
+    /// `--bcrypt-cost` (etcd's default where the value is out of bcrypt's range).
+    pub bcrypt_cost: u32,
     pub max_request_bytes: usize,
     pub max_txn_ops: usize,
     pub auto_compaction: Option<AutoCompaction>,
@@ -360,6 +367,21 @@ impl Config {
         if max_txn_ops == 0 {
             return Err(invalid("--max-txn-ops must be greater than 0"));
         }
+        let auth_token = get("auth-token");
+        let token_type = auth_token.split(',').next().unwrap_or_default();
+        if token_type != "simple" {
+            return Err(invalid(format!(
+                "--auth-token {token_type:?} is not supported (ferrocd issues simple tokens)"
+            )));
+        }
+        let auth_token_ttl = Duration::from_secs(get("auth-token-ttl").parse().unwrap_or(300));
+        let bcrypt_cost = match get("bcrypt-cost").parse::<u32>() {
+            Ok(c) if (4..=31).contains(&c) => c,
+            _ => {
+                tracing::warn!("use default bcrypt cost instead of the invalid given cost");
+                10
+            }
+        };
         let auto_compaction = parse_auto_compaction(
             &get("auto-compaction-mode"),
             &get("auto-compaction-retention"),
@@ -465,6 +487,8 @@ impl Config {
             discovery_v3,
             discovery_fallback,
             quota_backend_bytes,
+            auth_token_ttl,
+            bcrypt_cost,
             max_request_bytes,
             max_txn_ops,
             auto_compaction,

@@ -103,6 +103,15 @@ impl Lessor {
             .map(|l| l.keys.into_iter().collect())
     }
 
+    /// The keys attached to a lease (sorted); empty if it does not exist.
+    pub fn keys(&self, id: i64) -> Vec<Vec<u8>> {
+        self.inner()
+            .leases
+            .get(&id)
+            .map(|l| l.keys.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
     pub fn attach(&self, id: i64, key: &[u8]) {
         if let Some(l) = self.inner().leases.get_mut(&id) {
             l.keys.insert(key.to_vec());

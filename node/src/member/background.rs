@@ -149,7 +149,11 @@ async fn publish_attributes(s: Arc<Duties>) {
         if published {
             return;
         }
-        match s.proposer.propose(Request::MemberAttributes(attrs)).await {
+        match s
+            .proposer
+            .propose_internal(Request::MemberAttributes(attrs))
+            .await
+        {
             Ok(_) => {
                 tracing::info!("published local member to cluster through raft");
                 return;
@@ -182,7 +186,7 @@ async fn expire_leases(s: Arc<Duties>) {
             revocations.spawn(async move {
                 let r = s
                     .proposer
-                    .propose(Request::LeaseRevoke(LeaseRevokeRequest { id }))
+                    .propose_internal(Request::LeaseRevoke(LeaseRevokeRequest { id }))
                     .await;
                 match r {
                     Ok(_) => tracing::debug!(lease = %format!("{id:x}"), "revoked expired lease"),
@@ -238,7 +242,7 @@ async fn auto_compact(s: Arc<Duties>, mode: AutoCompaction) {
             revision: target,
             physical: false,
         });
-        match s.proposer.propose(req).await {
+        match s.proposer.propose_internal(req).await {
             Ok(_) => tracing::info!(revision = target, "auto-compacted"),
             Err(RequestError::Apply(ApplyError::Mvcc(MvccError::Compacted))) => {}
             Err(e) => tracing::warn!(revision = target, error = %e, "auto-compaction failed"),

@@ -51,6 +51,11 @@ impl Leases {
     }
 
     /// Every lease this member knows.
+    /// The keys attached to a lease (auth checks them).
+    pub fn keys(&self, id: i64) -> Vec<Vec<u8>> {
+        self.lessor.keys(id)
+    }
+
     pub fn ids(&self) -> Vec<i64> {
         self.lessor.ids()
     }

@@ -11,6 +11,7 @@
 //! and [`Member`] itself, the lifecycle: identity and bootstrap, start-up
 //! of raft and the peer listeners, the tasks it owns, shutdown.
 
+mod authn;
 mod background;
 mod bootstrap;
 mod error;
@@ -23,6 +24,7 @@ pub mod reader;
 mod tasks;
 pub mod transfer;
 
+pub use authn::Authenticator;
 pub use bootstrap::Identity;
 pub use error::{RequestError, StartError};
 pub use leadership::Leadership;
@@ -33,6 +35,7 @@ pub use reader::Reader;
 pub use transfer::Transfer;
 
 use crate::apply::machine::Machine;
+use crate::auth::AuthStore;
 use crate::config::Config;
 use crate::lease::Lessor;
 use crate::metrics::Metrics;
@@ -63,6 +66,7 @@ pub struct Member {
     pub leases: Arc<Leases>,
     pub membership: Arc<Membership>,
     pub transfer: Arc<Transfer>,
+    pub authn: Arc<Authenticator>,
     /// TLS of https client URLs (files or auto-tls), if configured.
     pub client_tls: Option<Arc<ServerTls>>,
     raft: Raft<TypeConfig>,
@@ -95,7 +99,8 @@ impl Member {
         );
         let waiters: Arc<Waiters> = Arc::default();
         let applied_index: Arc<AppliedIndex> = Arc::default();
-        let machine = Machine::open(store.clone(), lessor.clone(), hub.clone())?;
+        let auth = Arc::new(AuthStore::new(config.auth_token_ttl));
+        let machine = Machine::open(store.clone(), lessor.clone(), auth.clone(), hub.clone())?;
         let sm = StateMachine::open(
             machine,
             waiters.clone(),
@@ -150,9 +155,15 @@ impl Member {
             store.clone(),
             leadership.clone(),
             forwarder.clone(),
-            applied_index,
+            applied_index.clone(),
             request_timeout,
             &tasks,
+        ));
+        let authn = Arc::new(Authenticator::new(
+            auth,
+            applied_index,
+            request_timeout,
+            config.bcrypt_cost,
         ));
         let leases = Arc::new(Leases::new(
             lessor.clone(),
@@ -187,6 +198,7 @@ impl Member {
             leases,
             membership,
             transfer,
+            authn,
             client_tls,
             raft,
             fatal: Arc::new(Fatal::default()),

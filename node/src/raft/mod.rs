@@ -93,9 +93,11 @@ mod tests {
             let metrics = Arc::new(crate::metrics::Metrics::default());
             let log = LogStore::open(dir.path(), metrics.clone())?;
             let hub = WatchHub::new(store.clone(), 1, tokio::runtime::Handle::current());
-            let machine = Machine::open(store, Arc::new(Lessor::new(2)), hub).map_err(|e| {
-                io_error(openraft::ErrorSubject::Store, openraft::ErrorVerb::Read, e)
-            })?;
+            let auth = Arc::new(crate::auth::AuthStore::new(std::time::Duration::ZERO));
+            let machine =
+                Machine::open(store, Arc::new(Lessor::new(2)), auth, hub).map_err(|e| {
+                    io_error(openraft::ErrorSubject::Store, openraft::ErrorVerb::Read, e)
+                })?;
             let sm = StateMachine::open(
                 machine,
                 Arc::default(),

@@ -37,11 +37,14 @@ async fn no_task_of_a_member_outlives_its_shutdown() {
     // A write exercises the proposer's batcher and the state machine.
     member
         .proposer
-        .propose(Request::Put(PutRequest {
-            key: b"k".to_vec(),
-            value: b"v".to_vec(),
-            ..Default::default()
-        }))
+        .propose(
+            Request::Put(PutRequest {
+                key: b"k".to_vec(),
+                value: b"v".to_vec(),
+                ..Default::default()
+            }),
+            None,
+        )
         .await
         .expect("put");
     member.reader.linearizable_read().await.expect("read index");

@@ -10,13 +10,14 @@ use super::leadership::Leadership;
 use super::tasks::Tasks;
 use super::RequestError;
 use crate::apply::{ApplyError, EntryResponse};
+use crate::auth::AuthInfo;
 use crate::metrics::Metrics;
 use crate::mvcc::Store;
 use crate::peer::Forwarder;
 use crate::raft::state_machine::Waiters;
 use crate::raft::{AppliedIndex, Command, TypeConfig};
 use ferrocd_proto::etcdserverpb::{alarm_request::AlarmAction, AlarmRequest, AlarmType};
-use ferrocd_proto::ferrocdpb::{internal_request::Request, InternalRequest};
+use ferrocd_proto::ferrocdpb::{internal_request::Request, AuthHeader, InternalRequest};
 use openraft::Raft;
 use prost::Message;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -70,10 +71,40 @@ impl Proposer {
         }
     }
 
-    /// Sends a write through the log (via the leader) and waits until it is
-    /// committed and applied.
-    pub async fn propose(&self, req: Request) -> Result<EntryResponse, RequestError> {
-        let entry = InternalRequest { request: Some(req) };
+    /// Sends a client's write through the log (via the leader) and waits
+    /// until it is committed and applied. `who` sent it (None: no
+    /// credentials, or auth is off); apply checks its permissions.
+    pub async fn propose(
+        &self,
+        req: Request,
+        who: Option<&AuthInfo>,
+    ) -> Result<EntryResponse, RequestError> {
+        let header = who.map(|w| AuthHeader {
+            username: w.username.clone(),
+            auth_revision: w.revision,
+            member: false,
+        });
+        self.propose_entry(InternalRequest {
+            request: Some(req),
+            header,
+        })
+        .await
+    }
+
+    /// A write of the member's own duties (lease expiry, alarms, its
+    /// attributes): no client, nothing for auth to check.
+    pub async fn propose_internal(&self, req: Request) -> Result<EntryResponse, RequestError> {
+        self.propose_entry(InternalRequest {
+            request: Some(req),
+            header: Some(AuthHeader {
+                member: true,
+                ..Default::default()
+            }),
+        })
+        .await
+    }
+
+    async fn propose_entry(&self, entry: InternalRequest) -> Result<EntryResponse, RequestError> {
         if entry.encoded_len() > self.limits.max_request_bytes {
             return Err(RequestError::TooLarge);
         }
@@ -181,7 +212,7 @@ impl Proposer {
             member_id: self.leadership.member_id(),
             alarm: AlarmType::Nospace as i32,
         };
-        if let Err(e) = self.propose(Request::Alarm(alarm)).await {
+        if let Err(e) = self.propose_internal(Request::Alarm(alarm)).await {
             tracing::warn!(error = %e, "cannot raise the NOSPACE alarm");
         }
         Err(ApplyError::NoSpace.into())

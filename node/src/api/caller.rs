@@ -1,0 +1,119 @@
+//! The sender of a request, as etcd finds it: the `token` metadata (or
+//! `authorization: Bearer ...`), and the checks reads pass before and after
+//! they run. While auth is off there is no sender and nothing to check.
+
+use crate::auth::{Access, AuthInfo};
+use crate::member::Authenticator;
+use ferrocd_proto::errors;
+use tonic::{Request, Status};
+
+/// The sender of `req`; None while auth is off or when the request carries
+/// no credentials (auth then refuses what needs a user).
+pub async fn caller<T>(
+    req: &Request<T>,
+    authn: &Authenticator,
+) -> Result<Option<AuthInfo>, Status> {
+    from_metadata(req.metadata(), authn).await
+}
+
+/// The same from a request's metadata (streams keep it for every message).
+pub async fn from_metadata(
+    md: &tonic::metadata::MetadataMap,
+    authn: &Authenticator,
+) -> Result<Option<AuthInfo>, Status> {
+    if !authn.enabled() {
+        return Ok(None);
+    }
+    let token = md
+        .get("token")
+        .or_else(|| md.get("authorization"))
+        .and_then(|v| v.to_str().ok());
+    match token {
+        Some(t) => {
+            let t = t.strip_prefix("Bearer ").unwrap_or(t);
+            authn.from_token(t).await.map(Some).map_err(|e| e.status())
+        }
+        None => Ok(None),
+    }
+}
+
+/// A read check before a local read (an absent sender is an empty user).
+pub fn check(
+    authn: &Authenticator,
+    who: Option<&AuthInfo>,
+    access: Access,
+    key: &[u8],
+    range_end: &[u8],
+) -> Result<(), Status> {
+    if !authn.enabled() {
+        return Ok(());
+    }
+    let empty = AuthInfo::default();
+    authn
+        .store()
+        .check(who.unwrap_or(&empty), access, key, range_end)
+        .map_err(|e| e.status())
+}
+
+/// etcd's check after a local read: the auth store must not have changed
+/// since the sender's credentials were checked.
+pub fn still_current(authn: &Authenticator, who: Option<&AuthInfo>) -> Result<(), Status> {
+    match who {
+        Some(w) if w.revision != 0 && w.revision != authn.store().revision() => {
+            Err(errors::AUTH_OLD_REVISION.status())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// etcd's root check for the RPCs it reserves for root.
+pub fn admin(authn: &Authenticator, who: Option<&AuthInfo>) -> Result<(), Status> {
+    authn.store().check_admin(who).map_err(|e| e.status())
+}
+
+/// etcd's `requireAuthInfo`: with auth on, some sender must be known.
+pub fn required(authn: &Authenticator, who: Option<&AuthInfo>) -> Result<(), Status> {
+    if authn.enabled() && who.is_none() {
+        return Err(errors::USER_EMPTY.status());
+    }
+    Ok(())
+}
+
+/// etcd's lease checks: with auth on, a known sender who is root or may
+/// access every key attached to the lease.
+pub fn lease_keys(
+    authn: &Authenticator,
+    who: Option<&AuthInfo>,
+    access: Access,
+    keys: &[Vec<u8>],
+) -> Result<(), Status> {
+    if !authn.enabled() {
+        return Ok(());
+    }
+    required(authn, who)?;
+    if admin(authn, who).is_ok() {
+        return Ok(());
+    }
+    for key in keys {
+        check(authn, who, access, key, &[])?;
+    }
+    Ok(())
+}
+
+/// The sender, who must be root (Maintenance and Cluster changes).
+pub async fn root<T>(req: &Request<T>, authn: &Authenticator) -> Result<(), Status> {
+    if !authn.enabled() {
+        return Ok(());
+    }
+    let who = caller(req, authn).await?;
+    admin(authn, who.as_ref())
+}
+
+/// The sender, who must be known (Status, reading alarms).
+pub async fn known<T>(req: &Request<T>, authn: &Authenticator) -> Result<(), Status> {
+    if !authn.enabled() {
+        return Ok(());
+    }
+    let who = caller(req, authn).await?;
+    required(authn, who.as_ref())
+}
