@@ -136,6 +136,20 @@ etcd_errors! {
     WATCH_CANCELED = Cancelled, "etcdserver: watch canceled";
 }
 
+/// An auth error as etcd sends it from Defragment, Snapshot, Hash and
+/// HashKV: the auth package's own text with code Unknown (etcd does not
+/// translate those four).
+pub fn auth_untranslated(e: EtcdError) -> Status {
+    let text = match e {
+        PERMISSION_DENIED => "auth: permission denied",
+        USER_EMPTY => "auth: user name is empty",
+        USER_NOT_FOUND => "auth: user not found",
+        INVALID_AUTH_TOKEN => "auth: invalid auth token",
+        other => return other.status(),
+    };
+    Status::new(Code::Unknown, text)
+}
+
 /// An RPC this build does not serve, with the reason.
 pub fn unimplemented(what: &str) -> Status {
     Status::unimplemented(format!("ferrocd: {what}"))

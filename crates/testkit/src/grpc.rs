@@ -2,8 +2,8 @@
 //! see every field exactly as the server sent it.
 
 use ferrocd_proto::etcdserverpb::{
-    cluster_client::ClusterClient, kv_client::KvClient, lease_client::LeaseClient,
-    maintenance_client::MaintenanceClient, watch_client::WatchClient,
+    auth_client::AuthClient, cluster_client::ClusterClient, kv_client::KvClient,
+    lease_client::LeaseClient, maintenance_client::MaintenanceClient, watch_client::WatchClient,
 };
 use std::time::Duration;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
@@ -38,6 +38,7 @@ pub struct Client {
     pub lease: LeaseClient<Channel>,
     pub cluster: ClusterClient<Channel>,
     pub maintenance: MaintenanceClient<Channel>,
+    pub auth: AuthClient<Channel>,
 }
 
 impl Client {
@@ -53,7 +54,8 @@ impl Client {
             watch: WatchClient::new(ch.clone()).max_decoding_message_size(limit),
             lease: LeaseClient::new(ch.clone()),
             cluster: ClusterClient::new(ch.clone()),
-            maintenance: MaintenanceClient::new(ch).max_decoding_message_size(limit),
+            maintenance: MaintenanceClient::new(ch.clone()).max_decoding_message_size(limit),
+            auth: AuthClient::new(ch),
         }
     }
 }

@@ -109,6 +109,25 @@ pub async fn root<T>(req: &Request<T>, authn: &Authenticator) -> Result<(), Stat
     admin(authn, who.as_ref())
 }
 
+/// As `root`, with the untranslated errors etcd's Defragment, Snapshot,
+/// Hash and HashKV answer.
+pub async fn root_untranslated<T>(req: &Request<T>, authn: &Authenticator) -> Result<(), Status> {
+    if !authn.enabled() {
+        return Ok(());
+    }
+    let who = match from_metadata(req.metadata(), authn).await {
+        Ok(w) => w,
+        Err(s) if errors::INVALID_AUTH_TOKEN.is(&s) => {
+            return Err(errors::auth_untranslated(errors::INVALID_AUTH_TOKEN))
+        }
+        Err(s) => return Err(s),
+    };
+    authn
+        .store()
+        .check_admin(who.as_ref())
+        .map_err(errors::auth_untranslated)
+}
+
 /// The sender, who must be known (Status, reading alarms).
 pub async fn known<T>(req: &Request<T>, authn: &Authenticator) -> Result<(), Status> {
     if !authn.enabled() {

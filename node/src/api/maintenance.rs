@@ -148,7 +148,7 @@ impl Maintenance for MaintenanceService {
         req: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
         require_leader(&req, &self.leadership)?;
-        caller::root(&req, &self.authn).await?;
+        caller::root_untranslated(&req, &self.authn).await?;
         let store = self.store.clone();
         blocking(move || store.defragment()).await?;
         Ok(Response::new(DefragmentResponse {
@@ -158,7 +158,7 @@ impl Maintenance for MaintenanceService {
 
     async fn hash(&self, req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
         require_leader(&req, &self.leadership)?;
-        caller::root(&req, &self.authn).await?;
+        caller::root_untranslated(&req, &self.authn).await?;
         let store = self.store.clone();
         let (rev, hash) = blocking(move || {
             let v = store.read()?;
@@ -176,7 +176,7 @@ impl Maintenance for MaintenanceService {
         req: Request<HashKvRequest>,
     ) -> Result<Response<HashKvResponse>, Status> {
         require_leader(&req, &self.leadership)?;
-        caller::root(&req, &self.authn).await?;
+        caller::root_untranslated(&req, &self.authn).await?;
         let want = req.into_inner().revision;
         let store = self.store.clone();
         let (cur, compact, rev, hash) = blocking(move || {
@@ -207,7 +207,7 @@ impl Maintenance for MaintenanceService {
         req: Request<SnapshotRequest>,
     ) -> Result<Response<SnapshotStream>, Status> {
         require_leader(&req, &self.leadership)?;
-        caller::root(&req, &self.authn).await?;
+        caller::root_untranslated(&req, &self.authn).await?;
         let store = self.store.clone();
         let dir = self.scratch.clone();
         let (rev, body) = blocking(move || {

@@ -1,6 +1,7 @@
 //! A small language for differential cases: steps and request builders.
 
 use ferrocd_proto::etcdserverpb::*;
+pub use ferrocd_proto::ferrocdpb::auth_request::Op as AuthOp;
 
 pub enum Step {
     Put(PutRequest),
@@ -25,6 +26,24 @@ pub enum Step {
     WatchRecv(usize),
     /// Collects what arrives within this many milliseconds.
     WatchQuiet(u64),
+    /// An Auth RPC (Authenticate is `Login`).
+    Auth(AuthOp),
+    /// Authenticate; on success later steps carry the token (kept under
+    /// the user's name for `As`).
+    Login(String, String),
+    /// Later steps carry the token this user last got.
+    As(String),
+    /// Later steps carry this token (None: no credentials).
+    Token(Option<String>),
+    /// Status, as a non-root user may call it.
+    Status,
+    /// MemberList.
+    MemberList,
+    /// A step etcd 3.5.1 (the reference binary) answers as etcd did before
+    /// a later 3.5 release fixed it (mostly auth holes): ferrocd's answer
+    /// must contain this text, the fixed releases' answer, read from
+    /// etcd's release-3.5 source.
+    Newer(Box<Step>, &'static str),
 }
 
 impl Step {
@@ -46,6 +65,13 @@ impl Step {
             Step::WatchSend(_) => "watch send",
             Step::WatchRecv(_) => "watch recv",
             Step::WatchQuiet(_) => "watch quiet",
+            Step::Auth(op) => return format!("auth {}", auth_op_name(op)),
+            Step::Login(u, _) => return format!("authenticate as {u}"),
+            Step::As(u) => return format!("as {u}"),
+            Step::Token(_) => "set token",
+            Step::Status => "status",
+            Step::MemberList => "member list",
+            Step::Newer(inner, _) => return format!("{} (as etcd after 3.5.1)", inner.label()),
         };
         s.to_string()
     }
@@ -203,4 +229,31 @@ pub fn watch_progress() -> Step {
             WatchProgressRequest {},
         )),
     })
+}
+
+fn auth_op_name(op: &AuthOp) -> &'static str {
+    match op {
+        AuthOp::Enable(_) => "enable",
+        AuthOp::Disable(_) => "disable",
+        AuthOp::Status(_) => "status",
+        AuthOp::Authenticate(_) => "authenticate",
+        AuthOp::UserAdd(_) => "user add",
+        AuthOp::UserGet(_) => "user get",
+        AuthOp::UserList(_) => "user list",
+        AuthOp::UserDelete(_) => "user delete",
+        AuthOp::UserChangePassword(_) => "user passwd",
+        AuthOp::UserGrantRole(_) => "user grant-role",
+        AuthOp::UserRevokeRole(_) => "user revoke-role",
+        AuthOp::RoleAdd(_) => "role add",
+        AuthOp::RoleGet(_) => "role get",
+        AuthOp::RoleList(_) => "role list",
+        AuthOp::RoleDelete(_) => "role delete",
+        AuthOp::RoleGrantPermission(_) => "role grant-permission",
+        AuthOp::RoleRevokePermission(_) => "role revoke-permission",
+    }
+}
+
+/// See [`Step::Newer`].
+pub fn newer(step: Step, answer: &'static str) -> Step {
+    Step::Newer(Box::new(step), answer)
 }
