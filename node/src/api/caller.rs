@@ -4,37 +4,59 @@
 
 use crate::auth::{Access, AuthInfo};
 use crate::member::Authenticator;
+use crate::tls::ConnInfo;
 use ferrocd_proto::errors;
 use tonic::{Request, Status};
 
-/// The sender of `req`; None while auth is off or when the request carries
-/// no credentials (auth then refuses what needs a user).
-pub async fn caller<T>(
-    req: &Request<T>,
-    authn: &Authenticator,
-) -> Result<Option<AuthInfo>, Status> {
-    from_metadata(req.metadata(), authn).await
+/// What a request carries to say who sends it: a token in its metadata, a
+/// verified client certificate on its connection. Streams keep it to check
+/// every message.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    token: Option<String>,
+    common_name: Option<String>,
 }
 
-/// The same from a request's metadata (streams keep it for every message).
-pub async fn from_metadata(
-    md: &tonic::metadata::MetadataMap,
+impl Credentials {
+    pub fn of<T>(req: &Request<T>) -> Credentials {
+        let md = req.metadata();
+        let token = md
+            .get("token")
+            .or_else(|| md.get("authorization"))
+            .and_then(|v| v.to_str().ok())
+            .map(|t| t.strip_prefix("Bearer ").unwrap_or(t).to_string());
+        Credentials {
+            token,
+            common_name: ConnInfo::of(req).and_then(|c| c.common_name.clone()),
+        }
+    }
+
+    /// The sender; None while auth is off or when the request carries no
+    /// credentials (auth then refuses what needs a user). A token wins over
+    /// a certificate, as in etcd.
+    pub async fn sender(&self, authn: &Authenticator) -> Result<Option<AuthInfo>, Status> {
+        if !authn.enabled() {
+            return Ok(None);
+        }
+        if let Some(t) = &self.token {
+            return authn.from_token(t).await.map(Some).map_err(|e| e.status());
+        }
+        Ok(self
+            .common_name
+            .as_deref()
+            .and_then(|cn| authn.from_common_name(cn)))
+    }
+}
+
+/// The sender of `req` (see [`Credentials::sender`]).
+pub async fn caller<T>(
+    req: &Request<T>,
     authn: &Authenticator,
 ) -> Result<Option<AuthInfo>, Status> {
     if !authn.enabled() {
         return Ok(None);
     }
-    let token = md
-        .get("token")
-        .or_else(|| md.get("authorization"))
-        .and_then(|v| v.to_str().ok());
-    match token {
-        Some(t) => {
-            let t = t.strip_prefix("Bearer ").unwrap_or(t);
-            authn.from_token(t).await.map(Some).map_err(|e| e.status())
-        }
-        None => Ok(None),
-    }
+    Credentials::of(req).sender(authn).await
 }
 
 /// A read check before a local read (an absent sender is an empty user).
@@ -115,7 +137,7 @@ pub async fn root_untranslated<T>(req: &Request<T>, authn: &Authenticator) -> Re
     if !authn.enabled() {
         return Ok(());
     }
-    let who = match from_metadata(req.metadata(), authn).await {
+    let who = match caller(req, authn).await {
         Ok(w) => w,
         Err(s) if errors::INVALID_AUTH_TOKEN.is(&s) => {
             return Err(errors::auth_untranslated(errors::INVALID_AUTH_TOKEN))

@@ -103,7 +103,7 @@ impl Lease for LeaseService {
         req: Request<Streaming<LeaseKeepAliveRequest>>,
     ) -> Result<Response<KeepAliveStream>, Status> {
         require_leader(&req, &self.leadership)?;
-        let metadata = req.metadata().clone();
+        let credentials = caller::Credentials::of(&req);
         let mut inbound = req.into_inner();
         let (tx, rx) = mpsc::channel(16);
         let leases = self.leases.clone();
@@ -113,7 +113,7 @@ impl Lease for LeaseService {
                 // etcd checks every renewal: write access to the lease's keys.
                 if authn.enabled() {
                     let checked = async {
-                        let who = caller::from_metadata(&metadata, &authn).await?;
+                        let who = credentials.sender(&authn).await?;
                         let rev = authn.store().revision();
                         caller::lease_keys(
                             &authn,

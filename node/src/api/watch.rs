@@ -24,7 +24,6 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
-use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
 /// Events waiting for one stream; past it, watchers catch up from history.
@@ -77,11 +76,11 @@ impl Watch for WatchService {
         req: Request<Streaming<WatchRequest>>,
     ) -> Result<Response<ResponseStream>, Status> {
         require_leader(&req, &self.ctx.leadership)?;
-        let metadata = req.metadata().clone();
+        let credentials = caller::Credentials::of(&req);
         let inbound = req.into_inner();
         // Responses waiting for gRPC to take them.
         let (out, rx) = mpsc::channel(256);
-        let stream = WatchStream::new(self.ctx.clone(), out, metadata);
+        let stream = WatchStream::new(self.ctx.clone(), out, credentials);
         tokio::spawn(stream.run(inbound));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
@@ -105,14 +104,14 @@ struct WatchStream {
     next_id: i64,
     progress_pending: bool,
     /// The stream's credentials, checked at every create.
-    metadata: MetadataMap,
+    credentials: caller::Credentials,
 }
 
 impl WatchStream {
     fn new(
         ctx: Arc<WatchContext>,
         out: mpsc::Sender<Result<WatchResponse, Status>>,
-        metadata: MetadataMap,
+        credentials: caller::Credentials,
     ) -> Self {
         let (hub_tx, hub_rx) = mpsc::channel(STREAM_BUFFER);
         WatchStream {
@@ -123,7 +122,7 @@ impl WatchStream {
             watchers: HashMap::new(),
             next_id: 0,
             progress_pending: false,
-            metadata,
+            credentials,
         }
     }
 
@@ -264,9 +263,7 @@ impl WatchStream {
             m if m == errors::USER_EMPTY.message() => errors::USER_EMPTY.message(),
             _ => errors::PERMISSION_DENIED.message(),
         };
-        let who = caller::from_metadata(&self.metadata, authn)
-            .await
-            .map_err(reason)?;
+        let who = self.credentials.sender(authn).await.map_err(reason)?;
         let end = if range_end == [0] { &[][..] } else { range_end };
         caller::check(authn, who.as_ref(), Access::Read, key, end).map_err(reason)
     }

@@ -1,5 +1,5 @@
-//! Who sends a request: the user a token stands for (or, later, a client
-//! certificate's Common Name), checked against this member's auth store.
+//! Who sends a request: the user a token stands for, or a client
+//! certificate's Common Name, checked against this member's auth store.
 //! Passwords are checked and hashed here, off the async threads, so that
 //! only hashes enter the log.
 
@@ -16,6 +16,8 @@ pub struct Authenticator {
     /// yet may wait for it (a client authenticated through another member).
     wait: Duration,
     bcrypt_cost: u32,
+    /// `--client-cert-auth`: a verified certificate's Common Name is a user.
+    cert_auth: bool,
 }
 
 impl Authenticator {
@@ -24,13 +26,24 @@ impl Authenticator {
         applied_index: Arc<AppliedIndex>,
         wait: Duration,
         bcrypt_cost: u32,
+        cert_auth: bool,
     ) -> Authenticator {
         Authenticator {
             store,
             applied_index,
             wait,
             bcrypt_cost,
+            cert_auth,
         }
+    }
+
+    /// etcd's CN auth: with `--client-cert-auth`, the Common Name of the
+    /// client's verified certificate is the user (when no token is sent).
+    pub fn from_common_name(&self, cn: &str) -> Option<AuthInfo> {
+        (self.cert_auth && !cn.is_empty()).then(|| AuthInfo {
+            username: cn.to_string(),
+            revision: self.store.revision(),
+        })
     }
 
     pub fn enabled(&self) -> bool {

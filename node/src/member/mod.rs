@@ -164,6 +164,7 @@ impl Member {
             applied_index,
             request_timeout,
             config.bcrypt_cost,
+            config.client_tls.client_cert_auth,
         ));
         let leases = Arc::new(Leases::new(
             lessor.clone(),

@@ -76,7 +76,7 @@ type AnswerStream =
 impl<M: LocalMember> PeerService<M> {
     /// A peer request from this cluster, or its refusal (logged).
     fn accept<Msg: ClusterScoped>(&self, req: Request<Msg>) -> Result<Msg, Status> {
-        let remote = req.remote_addr();
+        let remote = crate::tls::remote_addr(&req);
         let msg = req.into_inner();
         check_cluster(self.cluster_id, msg.cluster_id(), remote)?;
         Ok(msg)
@@ -117,7 +117,7 @@ impl<M: LocalMember> Peer for PeerService<M> {
         req: Request<tonic::Streaming<RaftMessage>>,
     ) -> Result<Response<AnswerStream>, Status> {
         use futures::StreamExt;
-        let remote = req.remote_addr();
+        let remote = crate::tls::remote_addr(&req);
         let (raft, local) = (self.raft.clone(), self.cluster_id);
         let answers = req.into_inner().then(move |msg| {
             let raft = raft.clone();

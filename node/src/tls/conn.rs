@@ -4,29 +4,59 @@
 //! can be held to an allowed CN or host name.
 
 use super::ServerTls;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tonic::transport::server::{Connected, TcpConnectInfo};
+use tonic::transport::server::Connected;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// An accepted connection: plain TCP, or TLS over it.
 pub enum Conn {
     Plain(TcpStream),
-    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    /// With the Common Name of the client's verified certificate, if any.
+    Tls(
+        Box<tokio_rustls::server::TlsStream<TcpStream>>,
+        Option<String>,
+    ),
+}
+
+/// What every request on a connection knows of it (in its extensions).
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub remote: Option<SocketAddr>,
+    /// The verified client certificate's Common Name (`--client-cert-auth`).
+    pub common_name: Option<String>,
+}
+
+impl ConnInfo {
+    pub fn of<T>(req: &tonic::Request<T>) -> Option<&ConnInfo> {
+        req.extensions().get::<ConnInfo>()
+    }
+}
+
+/// The peer address of a request's connection.
+pub fn remote_addr<T>(req: &tonic::Request<T>) -> Option<SocketAddr> {
+    ConnInfo::of(req).and_then(|c| c.remote)
 }
 
 impl Connected for Conn {
-    type ConnectInfo = TcpConnectInfo;
+    type ConnectInfo = ConnInfo;
 
-    fn connect_info(&self) -> TcpConnectInfo {
+    fn connect_info(&self) -> ConnInfo {
         match self {
-            Conn::Plain(s) => s.connect_info(),
-            Conn::Tls(s) => s.get_ref().0.connect_info(),
+            Conn::Plain(s) => ConnInfo {
+                remote: s.peer_addr().ok(),
+                common_name: None,
+            },
+            Conn::Tls(s, cn) => ConnInfo {
+                remote: s.get_ref().0.peer_addr().ok(),
+                common_name: cn.clone(),
+            },
         }
     }
 }
@@ -39,7 +69,7 @@ impl AsyncRead for Conn {
     ) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Conn::Tls(s, _) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -52,21 +82,21 @@ impl AsyncWrite for Conn {
     ) -> Poll<std::io::Result<usize>> {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Conn::Tls(s, _) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_flush(cx),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Conn::Tls(s, _) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Conn::Tls(s, _) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }
@@ -116,13 +146,17 @@ pub fn incoming(
                         return;
                     }
                 };
-                if let Err(why) =
-                    super::check_peer(tls.files(), conn.get_ref().1.peer_certificates())
-                {
+                let certs = conn.get_ref().1.peer_certificates();
+                if let Err(why) = super::check_peer(tls.files(), certs) {
                     tracing::warn!(remote_addr = %remote, error = %why, "rejected connection");
                     return;
                 }
-                let _ = tx.send(Ok(Conn::Tls(Box::new(conn)))).await;
+                // rustls verified the chain (client certificates are only
+                // asked for with --client-cert-auth).
+                let cn = certs
+                    .and_then(|c| c.first())
+                    .and_then(|c| super::common_name(c).ok().flatten());
+                let _ = tx.send(Ok(Conn::Tls(Box::new(conn), cn))).await;
             });
         }
     });

@@ -12,7 +12,7 @@ mod conn;
 mod dial;
 mod files;
 
-pub use conn::{incoming, Conn};
+pub use conn::{incoming, remote_addr, Conn, ConnInfo};
 pub use dial::TlsConnector;
 
 use rustls::server::WebPkiClientVerifier;
@@ -371,6 +371,19 @@ pub fn for_member(
     ServerTls::new(files.clone(), policy.clone(), &hosts, dir).map(Some)
 }
 
+/// The subject Common Name of a certificate, if it has one.
+fn common_name(cert: &rustls::pki_types::CertificateDer<'_>) -> Result<Option<String>, String> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert)
+        .map_err(|e| format!("cannot parse the client certificate: {e}"))?;
+    let cn = parsed
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|a| a.as_str().ok())
+        .map(str::to_string);
+    Ok(cn)
+}
+
 /// `--peer-cert-allowed-cn` / `--peer-cert-allowed-hostname`: the
 /// verified client certificate must carry that CN / be valid for that host.
 fn check_peer(
@@ -384,14 +397,7 @@ fn check_peer(
         return Err("no client certificate".into());
     };
     if let Some(cn) = &files.allowed_cn {
-        let (_, parsed) = x509_parser::parse_x509_certificate(cert)
-            .map_err(|e| format!("cannot parse the client certificate: {e}"))?;
-        let found = parsed
-            .subject()
-            .iter_common_name()
-            .next()
-            .and_then(|a| a.as_str().ok())
-            .map(str::to_string);
+        let found = common_name(cert)?;
         if found.as_deref() != Some(cn.as_str()) {
             return Err(format!(
                 "CommonName authentication failed (allowed {cn:?}, got {:?})",
