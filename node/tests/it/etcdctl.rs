@@ -89,6 +89,80 @@ const SCRIPT: &[Cmd] = &[
     c("get /k8s --prefix -w json --limit 1"),
 ];
 
+/// etcdctl's `auth`, `user` and `role` commands, and `--user` (both forms).
+const AUTH_SCRIPT: &[Cmd] = &[
+    c("auth status"),
+    c("auth enable"),
+    c("user add root --new-user-password=rootpw"),
+    c("user list"),
+    c("auth enable"),
+    c("put k v"),
+    c("--user=root:rootpw put k v"),
+    c("--user=root:wrong get k"),
+    c("--user=nobody:x get k"),
+    c("--user=root:rootpw auth status"),
+    c("--user=root:rootpw role add r"),
+    c("--user=root:rootpw role add r"),
+    c("--user=root:rootpw role add"),
+    c("--user=root:rootpw role grant-permission r readwrite k"),
+    c("--user=root:rootpw role grant-permission r read --prefix p/"),
+    c("--user=root:rootpw role grant-permission r write --from-key z"),
+    c("--user=root:rootpw role grant-permission r read a c"),
+    c("--user=root:rootpw role grant-permission r bogus a"),
+    c("--user=root:rootpw role grant-permission nope read a"),
+    c("--user=root:rootpw role get r"),
+    c("--user=root:rootpw role get nope"),
+    c("--user=root:rootpw role list"),
+    c("--user=root:rootpw user add alice --new-user-password=alicepw"),
+    c("--user=root:rootpw user add alice --new-user-password=again"),
+    c("--user=root:rootpw user grant-role alice r"),
+    c("--user=root:rootpw user grant-role alice nope"),
+    c("--user=root:rootpw user grant-role nobody r"),
+    c("--user=root:rootpw user get alice"),
+    c("--user=root:rootpw user get alice --detail"),
+    c("--user=root:rootpw user get nobody"),
+    c("--user=root:rootpw user list"),
+    c("--user=alice:alicepw get k"),
+    c("--user=alice:alicepw put k v2"),
+    c("--user=alice:alicepw put x y"),
+    c("--user=alice:alicepw get p/ --prefix"),
+    c("--user=alice:alicepw get a --prefix"),
+    c("--user=alice:alicepw put zz 1"),
+    c("--user=alice:alicepw get zz"),
+    c("--user=alice --password=alicepw get k --print-value-only"),
+    c("--user=alice:alicepw user list"),
+    c("--user=alice:alicepw user get alice"),
+    c("--user=alice:alicepw role get r"),
+    c("--user=alice:alicepw auth disable"),
+    Cmd {
+        args: "--user=root:rootpw user passwd alice --interactive=false",
+        stdin: Some("newpw\n"),
+        exit_only: false,
+    },
+    c("--user=alice:alicepw get k"),
+    c("--user=alice:newpw get k"),
+    c("--user=root:rootpw role revoke-permission r k"),
+    c("--user=root:rootpw role revoke-permission r k"),
+    c("--user=root:rootpw role revoke-permission r p/ --prefix"),
+    c("--user=root:rootpw role get r"),
+    c("--user=alice:newpw get k"),
+    c("--user=root:rootpw user revoke-role alice r"),
+    c("--user=root:rootpw user revoke-role alice r"),
+    c("--user=root:rootpw user revoke-role root root"),
+    c("--user=root:rootpw user delete root"),
+    c("--user=root:rootpw role delete root"),
+    c("--user=root:rootpw role delete r"),
+    c("--user=root:rootpw user delete alice"),
+    c("--user=root:rootpw user delete alice"),
+    c("--user=root:rootpw user add nopw --no-password"),
+    c("--user=nopw:x get k"),
+    c("--user=root:rootpw auth disable"),
+    c("auth status"),
+    c("get k --print-value-only"),
+    c("user list"),
+    c("role list"),
+];
+
 fn normalize(text: &str, m: &Member, dir: &Path) -> String {
     let rules: &[(&str, &str)] = &[
         (
@@ -114,11 +188,11 @@ fn normalize(text: &str, m: &Member, dir: &Path) -> String {
 
 /// Runs the script; returns one line per command: exit code, stdout and the
 /// `Error:` lines of stderr (etcdctl's log lines carry timestamps).
-fn run_script(ctl: &Path, m: &Member) -> Vec<String> {
+fn run_script(ctl: &Path, m: &Member, script: &[Cmd]) -> Vec<String> {
     let dir = tempfile::tempdir().expect("dir");
     let mut lease = String::new();
     let mut out = Vec::new();
-    for cmd in SCRIPT {
+    for cmd in script {
         let args_text = cmd
             .args
             .replace("{LEASE}", &lease)
@@ -180,11 +254,13 @@ fn run_with_stdin(ctl: &Path, args: &[String], input: &str) -> (i32, String, Str
     )
 }
 
-fn compare_with_etcd(ctl: &Path) {
+/// Runs `script` on a fresh etcd and a fresh ferrocd; the outputs, and the
+/// differences between them.
+fn differences(ctl: &Path, script: &[Cmd]) -> (Vec<String>, Vec<String>) {
     let etcd = Member::start(Kind::Etcd, &[]);
     let ferro = Member::start(Kind::Ferrocd, &[]);
-    let want = run_script(ctl, &etcd);
-    let got = run_script(ctl, &ferro);
+    let want = run_script(ctl, &etcd, script);
+    let got = run_script(ctl, &ferro, script);
     let diffs: Vec<String> = want
         .iter()
         .zip(&got)
@@ -195,9 +271,14 @@ fn compare_with_etcd(ctl: &Path) {
         diffs.is_empty(),
         "{} of {} etcdctl commands differ:\n{}",
         diffs.len(),
-        SCRIPT.len(),
+        script.len(),
         diffs.join("\n")
     );
+    (want, got)
+}
+
+fn compare_with_etcd(ctl: &Path) {
+    let (_, got) = differences(ctl, SCRIPT);
     // The script really exercised the servers.
     assert!(
         got.iter().any(|l| l.contains("Snapshot saved at")),
@@ -214,4 +295,27 @@ fn etcdctl_35_script_matches_etcd() {
 #[test]
 fn etcdctl_34_script_matches_etcd() {
     compare_with_etcd(&etcdctl34());
+}
+
+fn compare_auth_with_etcd(ctl: &Path) {
+    let (want, _) = differences(ctl, AUTH_SCRIPT);
+    // The script really turned auth on and was refused where it should be.
+    assert!(
+        want.iter().any(|l| l.contains("Authentication Enabled")),
+        "{want:?}"
+    );
+    assert!(
+        want.iter().any(|l| l.contains("permission denied")),
+        "{want:?}"
+    );
+}
+
+#[test]
+fn etcdctl_35_auth_script_matches_etcd() {
+    compare_auth_with_etcd(&etcdctl35());
+}
+
+#[test]
+fn etcdctl_34_auth_script_matches_etcd() {
+    compare_auth_with_etcd(&etcdctl34());
 }
