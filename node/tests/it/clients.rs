@@ -112,7 +112,13 @@ async fn etcd_client_crate_kv_txn_lease_watch() {
 }
 
 fn python_client(m: &Member) -> String {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/aetcd_client.py");
+    python_script(m, "aetcd_client.py")
+}
+
+fn python_script(m: &Member, name: &str) -> String {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(name);
     let out = Command::new("python3")
         .arg(script)
         .arg(m.ip.to_string())
@@ -135,5 +141,40 @@ fn python_aetcd_client_sees_what_it_sees_on_etcd() {
     let want = python_client(&etcd);
     let got = python_client(&ferro);
     assert!(want.contains("\"txn\": true"), "{want}");
+    assert_eq!(got, want);
+}
+
+/// etcdctl 3.5 on `m` (as root once auth is on).
+fn ctl_as_root(m: &Member, args: &str) {
+    let mut a = vec![format!("--endpoints={}", m.endpoint())];
+    if !args.starts_with("user add root") && args != "auth enable" {
+        a.push("--user=root:rootpw".into());
+    }
+    a.extend(args.split_whitespace().map(str::to_string));
+    let (code, _, err) = crate::support::run(&crate::support::etcdctl35(), &a, &[]);
+    assert_eq!(code, 0, "etcdctl {args}: {err}");
+}
+
+fn python_auth(kind: Kind) -> String {
+    let m = Member::start(kind, &[]);
+    for cmd in [
+        "user add root --new-user-password=rootpw",
+        "auth enable",
+        "role add a",
+        "role grant-permission a readwrite --prefix a/",
+        "user add alice --new-user-password=alicepw",
+        "user grant-role alice a",
+    ] {
+        ctl_as_root(&m, cmd);
+    }
+    python_script(&m, "aetcd_auth.py")
+}
+
+#[test]
+fn python_aetcd_client_logs_in_as_on_etcd() {
+    let want = python_auth(Kind::Etcd);
+    let got = python_auth(Kind::Ferrocd);
+    assert!(want.contains(r#""get_allowed": ["ok", "x"]"#), "{want}");
+    assert!(want.contains("permission denied"), "{want}");
     assert_eq!(got, want);
 }
