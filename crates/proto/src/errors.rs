@@ -113,6 +113,8 @@ etcd_errors! {
     /// etcd has no gRPC error for this one: its text goes out with code Unknown.
     NO_PASSWORD_USER = Unknown,
         "auth: authentication failed, password was given for no password user";
+    /// Also without a gRPC error of its own (a JWT member given no private key).
+    JWT_VERIFY_ONLY = Unknown, "auth: token signing attempted with verify-only key";
 
     // Leadership, liveness, time limits.
     NO_LEADER = Unavailable, "etcdserver: no leader";

@@ -7,7 +7,7 @@ use super::caller::caller;
 use super::error::status;
 use super::{require_leader, unexpected};
 use crate::apply::EntryResponse;
-use crate::auth::{AuthInfo, SimpleTokens};
+use crate::auth::AuthInfo;
 use crate::member::{Authenticator, Leadership, Member, Proposer, Reader};
 use crate::watch::WatchHub;
 use ferrocd_proto::errors;
@@ -126,12 +126,17 @@ impl Auth for AuthService {
                 .map_err(|e| e.status())?;
             let op = Op::Authenticate(InternalAuthenticate {
                 name: r.name.clone(),
-                simple_token: SimpleTokens::new_prefix(),
+                simple_token: self.authn.token_prefix(),
             });
-            let result = self.run(op, None).await?;
+            let mut result = self.run(op, None).await?;
             // The password was checked against the store as it was then;
             // if the store changed meanwhile, check again.
             if checked == self.authn.store().revision() {
+                if let (R::Authenticate(resp), Some(jwt)) =
+                    (&mut result, self.authn.jwt_token(&r.name))
+                {
+                    resp.token = jwt.map_err(|e| e.status())?;
+                }
                 return answer!(self, result, Authenticate);
             }
         }

@@ -169,8 +169,14 @@ pub fn apply(
                 Some(u) if !u.options.is_some_and(|o| o.no_password) => {}
                 _ => return Err(ApplyError::Refused(errors::AUTH_FAILED)),
             }
-            let token = SimpleTokens::token_for(&a.simple_token, index);
-            tokens.assign(token.clone(), &a.name);
+            // No prefix: JWT, which the answering member signs.
+            let token = if a.simple_token.is_empty() {
+                String::new()
+            } else {
+                let t = SimpleTokens::token_for(&a.simple_token, index);
+                tokens.assign(t.clone(), &a.name);
+                t
+            };
             return Ok(unchanged(R::Authenticate(AuthenticateResponse {
                 header: None,
                 token,

@@ -3,10 +3,12 @@
 //! pass, simple tokens, and bcrypt password hashes. While auth is off every
 //! check passes at the cost of one atomic load.
 
+pub mod jwt;
 pub mod perms;
 pub mod state;
 pub mod tokens;
 
+pub use jwt::JwtTokens;
 pub use perms::Access;
 pub use state::{AuthState, Changed, ROOT_ROLE, ROOT_USER};
 pub use tokens::SimpleTokens;

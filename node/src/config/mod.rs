@@ -76,6 +76,60 @@ const fn f(name: &'static str, kind: Kind, default: &'static str, help: &'static
     }
 }
 
+/// `--auth-token`: etcd's token kinds and their options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthToken {
+    Simple,
+    Jwt {
+        sign_method: String,
+        pub_key: Option<PathBuf>,
+        priv_key: Option<PathBuf>,
+        ttl: Duration,
+    },
+}
+
+impl AuthToken {
+    /// `simple`, or `jwt,sign-method=M,pub-key=F,priv-key=F,ttl=D` (etcd's
+    /// options; its JWT ttl default is 5 minutes).
+    pub fn parse(text: &str) -> Result<AuthToken, String> {
+        let mut parts = text.split(',');
+        let kind = parts.next().unwrap_or_default();
+        let mut opts = std::collections::HashMap::new();
+        for p in parts {
+            let Some((k, v)) = p.split_once('=') else {
+                return Err(format!(
+                    "--auth-token: invalid auth options ({p:?} is not key=value)"
+                ));
+            };
+            if opts.insert(k.to_string(), v.to_string()).is_some() {
+                return Err(format!(
+                    "--auth-token: invalid auth options ({k:?} given twice)"
+                ));
+            }
+        }
+        match kind {
+            "simple" => Ok(AuthToken::Simple),
+            "jwt" => {
+                let ttl = match opts.get("ttl").map(String::as_str) {
+                    None | Some("") => Duration::from_secs(300),
+                    Some(t) => flags::parse_duration(t)
+                        .ok_or_else(|| format!("--auth-token: invalid JWT ttl {t:?}"))?,
+                };
+                let file = |k: &str| opts.get(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+                Ok(AuthToken::Jwt {
+                    sign_method: opts.get("sign-method").cloned().unwrap_or_default(),
+                    pub_key: file("pub-key"),
+                    priv_key: file("priv-key"),
+                    ttl,
+                })
+            }
+            other => Err(format!(
+                "--auth-token: invalid auth options (unknown token type {other:?}; use simple or jwt)"
+            )),
+        }
+    }
+}
+
 /// The validated member configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -101,6 +155,8 @@ pub struct Config {
     pub discovery_fallback: Fallback,
     /// Bytes; `None` means no quota (a negative flag value).
     pub quota_backend_bytes: Option<u64>,
+    /// `--auth-token`: simple tokens or JWT.
+    pub auth_token: AuthToken,
     /// `--auth-token-ttl`: how long an unused simple token lives.
     pub auth_token_ttl: Duration,
     /// `--bcrypt-cost` (etcd's default where the value is out of bcrypt's range).
@@ -367,13 +423,7 @@ impl Config {
         if max_txn_ops == 0 {
             return Err(invalid("--max-txn-ops must be greater than 0"));
         }
-        let auth_token = get("auth-token");
-        let token_type = auth_token.split(',').next().unwrap_or_default();
-        if token_type != "simple" {
-            return Err(invalid(format!(
-                "--auth-token {token_type:?} is not supported (ferrocd issues simple tokens)"
-            )));
-        }
+        let auth_token = AuthToken::parse(&get("auth-token")).map_err(invalid)?;
         let auth_token_ttl = Duration::from_secs(get("auth-token-ttl").parse().unwrap_or(300));
         let bcrypt_cost = match get("bcrypt-cost").parse::<u32>() {
             Ok(c) if (4..=31).contains(&c) => c,
@@ -487,6 +537,7 @@ impl Config {
             discovery_v3,
             discovery_fallback,
             quota_backend_bytes,
+            auth_token,
             auth_token_ttl,
             bcrypt_cost,
             max_request_bytes,

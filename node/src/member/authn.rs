@@ -3,7 +3,7 @@
 //! Passwords are checked and hashed here, off the async threads, so that
 //! only hashes enter the log.
 
-use crate::auth::{self, AuthInfo, AuthStore, SimpleTokens};
+use crate::auth::{self, AuthInfo, AuthStore, JwtTokens, SimpleTokens};
 use crate::raft::AppliedIndex;
 use ferrocd_proto::errors::{self, EtcdError};
 use std::sync::Arc;
@@ -18,6 +18,8 @@ pub struct Authenticator {
     bcrypt_cost: u32,
     /// `--client-cert-auth`: a verified certificate's Common Name is a user.
     cert_auth: bool,
+    /// `--auth-token jwt,...`; simple tokens otherwise.
+    jwt: Option<JwtTokens>,
 }
 
 impl Authenticator {
@@ -27,6 +29,7 @@ impl Authenticator {
         wait: Duration,
         bcrypt_cost: u32,
         cert_auth: bool,
+        jwt: Option<JwtTokens>,
     ) -> Authenticator {
         Authenticator {
             store,
@@ -34,7 +37,25 @@ impl Authenticator {
             wait,
             bcrypt_cost,
             cert_auth,
+            jwt,
         }
+    }
+
+    /// The prefix an Authenticate entry carries: a fresh one for simple
+    /// tokens, none for JWT (the answering member signs, see `jwt_token`).
+    pub fn token_prefix(&self) -> String {
+        match self.jwt {
+            Some(_) => String::new(),
+            None => SimpleTokens::new_prefix(),
+        }
+    }
+
+    /// With JWT, the token for a user who just authenticated (signed at the
+    /// current auth revision); None with simple tokens.
+    pub fn jwt_token(&self, name: &str) -> Option<Result<String, EtcdError>> {
+        self.jwt
+            .as_ref()
+            .map(|j| j.sign(name, self.store.revision()))
     }
 
     /// etcd's CN auth: with `--client-cert-auth`, the Common Name of the
@@ -54,8 +75,13 @@ impl Authenticator {
         &self.store
     }
 
-    /// The sender a token names, as of this member's auth revision.
+    /// The sender a token names: a simple token as of this member's auth
+    /// revision, a JWT as of the revision it was signed at.
     pub async fn from_token(&self, token: &str) -> Result<AuthInfo, EtcdError> {
+        if let Some(jwt) = &self.jwt {
+            let (username, revision) = jwt.verify(token).ok_or(errors::INVALID_AUTH_TOKEN)?;
+            return Ok(AuthInfo { username, revision });
+        }
         let index = SimpleTokens::index_of(token).ok_or(errors::INVALID_AUTH_TOKEN)?;
         if !self.applied_index.reached(index, self.wait).await {
             return Err(errors::INVALID_AUTH_TOKEN);

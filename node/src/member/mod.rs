@@ -159,12 +159,30 @@ impl Member {
             request_timeout,
             &tasks,
         ));
+        let jwt = match &config.auth_token {
+            crate::config::AuthToken::Simple => None,
+            crate::config::AuthToken::Jwt {
+                sign_method,
+                pub_key,
+                priv_key,
+                ttl,
+            } => Some(
+                crate::auth::JwtTokens::new(
+                    sign_method,
+                    pub_key.as_deref(),
+                    priv_key.as_deref(),
+                    *ttl,
+                )
+                .map_err(|e| StartError::Config(format!("--auth-token: {e}")))?,
+            ),
+        };
         let authn = Arc::new(Authenticator::new(
             auth,
             applied_index,
             request_timeout,
             config.bcrypt_cost,
             config.client_tls.client_cert_auth,
+            jwt,
         ));
         let leases = Arc::new(Leases::new(
             lessor.clone(),

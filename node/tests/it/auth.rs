@@ -354,3 +354,56 @@ async fn the_etcd_client_crate_logs_in_with_user_and_password() {
         "{refused}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn jwt_tokens_signed_with_ed25519_work_and_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("ed.key");
+    let public = dir.path().join("ed.pub");
+    let (code, _, err) = run(
+        Path::new("openssl"),
+        &[
+            "genpkey".into(),
+            "-algorithm".into(),
+            "ed25519".into(),
+            "-out".into(),
+            p(&key),
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run(
+        Path::new("openssl"),
+        &[
+            "pkey".into(),
+            "-in".into(),
+            p(&key),
+            "-pubout".into(),
+            "-out".into(),
+            p(&public),
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let flag = format!(
+        "--auth-token=jwt,sign-method=EdDSA,pub-key={},priv-key={},ttl=2s",
+        p(&public),
+        p(&key)
+    );
+    let m = tokio::task::spawn_blocking(move || Member::start(Kind::Ferrocd, &[&flag]))
+        .await
+        .unwrap();
+    let mut c = Client::connect(&m.endpoint()).await;
+    let root = enable_auth(&mut c).await;
+    assert_eq!(root.split('.').count(), 3, "not a JWT: {root}");
+    add_alice(&mut c, &root).await;
+    let alice = login(&mut c, "alice", "alicepw").await;
+    assert_eq!(outcomes(&mut c, &alice).await, ALICE_MAY);
+    // Past its ttl the token is refused.
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    let expired =
+        c.kv.range(with_token(get("a/1"), &alice))
+            .await
+            .unwrap_err();
+    assert_eq!(expired.message(), "etcdserver: invalid auth token");
+}

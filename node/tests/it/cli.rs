@@ -60,6 +60,23 @@ fn invalid_settings_exit_1_with_one_line() {
             "auto-compaction-mode",
         ),
         (&["--log-level", "loud"], "log level"),
+        (&["--auth-token", "opaque"], "unknown token type \"opaque\""),
+        (&["--auth-token", "jwt,ttl"], "invalid auth options"),
+        (
+            &["--auth-token", "jwt,sign-method=XS256"],
+            "invalid auth signature method \"XS256\"",
+        ),
+        (
+            &["--auth-token", "jwt,sign-method=RS256"],
+            "missing key data (pub-key)",
+        ),
+        (
+            &[
+                "--auth-token",
+                "jwt,sign-method=ES256,pub-key=/nonexistent.pub",
+            ],
+            "cannot read pub-key /nonexistent.pub",
+        ),
         (&["positional"], "'positional' is not a valid flag"),
     ];
     for (args, needle) in cases {

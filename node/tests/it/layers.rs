@@ -13,8 +13,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "api",
         &[
-            "member", "apply", "mvcc", "watch", "lease", "metrics", "config", "tls", "listen",
-            "ids",
+            "member", "apply", "auth", "mvcc", "watch", "lease", "metrics", "config", "tls",
+            "listen", "ids",
         ],
     ),
     ("gateway", &["config", "discovery", "peer", "listen", "tls"]),
@@ -26,6 +26,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "peer",
             "discovery",
             "apply",
+            "auth",
             "mvcc",
             "lease",
             "watch",
@@ -42,7 +43,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("raft", &["apply", "metrics"]),
     ("discovery", &["config", "tls", "ids"]),
     // The deterministic store.
-    ("apply", &["mvcc", "lease", "watch"]),
+    ("apply", &["auth", "mvcc", "lease", "watch"]),
+    ("auth", &[]),
     ("watch", &["mvcc"]),
     ("lease", &[]),
     ("mvcc", &[]),

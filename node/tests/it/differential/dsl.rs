@@ -35,6 +35,8 @@ pub enum Step {
     As(String),
     /// Later steps carry this token (None: no credentials).
     Token(Option<String>),
+    /// Later steps carry the current token with one character changed.
+    Tamper,
     /// Status, as a non-root user may call it.
     Status,
     /// MemberList.
@@ -69,6 +71,7 @@ impl Step {
             Step::Login(u, _) => return format!("authenticate as {u}"),
             Step::As(u) => return format!("as {u}"),
             Step::Token(_) => "set token",
+            Step::Tamper => "tamper with the token",
             Step::Status => "status",
             Step::MemberList => "member list",
             Step::Newer(inner, _) => return format!("{} (as etcd after 3.5.1)", inner.label()),
