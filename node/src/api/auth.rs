@@ -66,7 +66,7 @@ impl AuthService {
         self.authn
             .hash_password(password)
             .await
-            .map_err(|e| Status::unknown(e))
+            .map_err(Status::unknown)
     }
 }
 
@@ -91,7 +91,7 @@ impl Auth for AuthService {
         &self,
         req: Request<AuthEnableRequest>,
     ) -> Result<Response<AuthEnableResponse>, Status> {
-        let r = self.call(&req, Op::Enable(req.get_ref().clone())).await?;
+        let r = self.call(&req, Op::Enable(*req.get_ref())).await?;
         answer!(self, r, Enable)
     }
 
@@ -99,7 +99,7 @@ impl Auth for AuthService {
         &self,
         req: Request<AuthDisableRequest>,
     ) -> Result<Response<AuthDisableResponse>, Status> {
-        let r = self.call(&req, Op::Disable(req.get_ref().clone())).await?;
+        let r = self.call(&req, Op::Disable(*req.get_ref())).await?;
         answer!(self, r, Disable)
     }
 
@@ -107,7 +107,7 @@ impl Auth for AuthService {
         &self,
         req: Request<AuthStatusRequest>,
     ) -> Result<Response<AuthStatusResponse>, Status> {
-        let r = self.call(&req, Op::Status(req.get_ref().clone())).await?;
+        let r = self.call(&req, Op::Status(*req.get_ref())).await?;
         answer!(self, r, Status)
     }
 
@@ -167,7 +167,7 @@ impl Auth for AuthService {
         &self,
         req: Request<AuthUserListRequest>,
     ) -> Result<Response<AuthUserListResponse>, Status> {
-        let r = self.call(&req, Op::UserList(req.get_ref().clone())).await?;
+        let r = self.call(&req, Op::UserList(*req.get_ref())).await?;
         answer!(self, r, UserList)
     }
 
@@ -234,7 +234,7 @@ impl Auth for AuthService {
         &self,
         req: Request<AuthRoleListRequest>,
     ) -> Result<Response<AuthRoleListResponse>, Status> {
-        let r = self.call(&req, Op::RoleList(req.get_ref().clone())).await?;
+        let r = self.call(&req, Op::RoleList(*req.get_ref())).await?;
         answer!(self, r, RoleList)
     }
 

@@ -147,7 +147,7 @@ pub fn apply(
     let op = req
         .op
         .as_ref()
-        .ok_or_else(|| ApplyError::Refused(errors::INVALID_AUTH_MGMT))?;
+        .ok_or(ApplyError::Refused(errors::INVALID_AUTH_MGMT))?;
     let admin = || match who {
         Some(w) => auth::check_admin_in(current, Some(w)),
         None => Ok(()),
