@@ -39,6 +39,7 @@ pub struct Client {
     pub cluster: ClusterClient<Channel>,
     pub maintenance: MaintenanceClient<Channel>,
     pub auth: AuthClient<Channel>,
+    pub channel: Channel,
 }
 
 impl Client {
@@ -55,7 +56,43 @@ impl Client {
             lease: LeaseClient::new(ch.clone()),
             cluster: ClusterClient::new(ch.clone()),
             maintenance: MaintenanceClient::new(ch.clone()).max_decoding_message_size(limit),
-            auth: AuthClient::new(ch),
+            auth: AuthClient::new(ch.clone()),
+            channel: ch,
         }
     }
+}
+
+/// Turns auth on as etcdctl's `auth enable` does after `user add root`:
+/// the root role, user `root` (with `password`, or none: certificate users),
+/// the role granted, auth enabled.
+pub async fn enable_auth(channel: Channel, password: Option<&str>) -> Result<(), String> {
+    use ferrocd_proto::authpb::UserAddOptions;
+    use ferrocd_proto::etcdserverpb::{
+        AuthEnableRequest, AuthRoleAddRequest, AuthUserAddRequest, AuthUserGrantRoleRequest,
+    };
+    let mut auth = AuthClient::new(channel);
+    let e = |s: tonic::Status| format!("turning auth on: {}", s.message());
+    auth.role_add(AuthRoleAddRequest {
+        name: "root".into(),
+    })
+    .await
+    .map_err(e)?;
+    auth.user_add(AuthUserAddRequest {
+        name: "root".into(),
+        password: password.unwrap_or_default().into(),
+        options: Some(UserAddOptions {
+            no_password: password.is_none(),
+        }),
+        ..Default::default()
+    })
+    .await
+    .map_err(e)?;
+    auth.user_grant_role(AuthUserGrantRoleRequest {
+        user: "root".into(),
+        role: "root".into(),
+    })
+    .await
+    .map_err(e)?;
+    auth.auth_enable(AuthEnableRequest {}).await.map_err(e)?;
+    Ok(())
 }

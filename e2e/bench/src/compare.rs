@@ -61,6 +61,8 @@ enum Kind {
         workload: Workload,
         /// Report p99 latency instead of throughput.
         latency: bool,
+        /// Auth on, the load sent by a user who is not root.
+        auth: bool,
     },
     Watch {
         watchers: usize,
@@ -92,6 +94,27 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
         target_leader,
         workload,
         latency,
+        auth: false,
+    };
+    let with_auth = |k: Kind| match k {
+        Kind::Load {
+            conns,
+            clients,
+            total,
+            target_leader,
+            workload,
+            latency,
+            ..
+        } => Kind::Load {
+            conns,
+            clients,
+            total,
+            target_leader,
+            workload,
+            latency,
+            auth: true,
+        },
+        other => other,
     };
     vec![
         Scenario {
@@ -148,6 +171,30 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
             ),
         },
         Scenario {
+            name: "auth on (a user): put, 1000 clients / 100 conns, to all members",
+            members: 3,
+            run: with_auth(load(
+                scale(100, 4),
+                scale(1000, 16),
+                scale(100_000, 300),
+                false,
+                put(false),
+                false,
+            )),
+        },
+        Scenario {
+            name: "auth on (a user): range, serializable, 1000 clients / 100 conns",
+            members: 3,
+            run: with_auth(load(
+                scale(100, 4),
+                scale(1000, 16),
+                scale(100_000, 300),
+                false,
+                range(true),
+                false,
+            )),
+        },
+        Scenario {
             name: "watch, 10000 watchers (p99 event latency)",
             members: 3,
             run: Kind::Watch {
@@ -200,9 +247,23 @@ async fn measure(s: &Scenario, cluster: &Cluster) -> Result<Measured, String> {
             target_leader,
             workload,
             latency,
+            auth,
         } => {
+            let token = match auth {
+                true => load::enable_auth(&cluster.endpoints[0]).await?,
+                false => load::Token::default(),
+            };
             let channels = load::connect(&target(*conns, *clients, *target_leader)).await?;
-            let samples = load::run(&channels, *clients, *total, 0, workload.clone(), false).await;
+            let samples = load::run_as(
+                &channels,
+                *clients,
+                *total,
+                0,
+                workload.clone(),
+                false,
+                token,
+            )
+            .await;
             let summary = samples.summary();
             Ok(Measured {
                 scenario: s.name.into(),

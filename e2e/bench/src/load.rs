@@ -3,15 +3,21 @@
 //! requests between them, each request's latency recorded.
 
 use crate::stats::Samples;
+use ferrocd_proto::authpb::{permission, Permission};
 use ferrocd_proto::etcdserverpb::{
-    kv_client::KvClient, lease_client::LeaseClient, maintenance_client::MaintenanceClient,
-    request_op::Request as Op, watch_client::WatchClient, watch_request::RequestUnion,
-    LeaseGrantRequest, LeaseKeepAliveRequest, PutRequest, RangeRequest, RequestOp, StatusRequest,
-    TxnRequest, WatchCreateRequest, WatchRequest,
+    auth_client::AuthClient, kv_client::KvClient, lease_client::LeaseClient,
+    maintenance_client::MaintenanceClient, request_op::Request as Op, watch_client::WatchClient,
+    watch_request::RequestUnion, AuthRoleAddRequest, AuthRoleGrantPermissionRequest,
+    AuthUserAddRequest, AuthUserGrantRoleRequest, AuthenticateRequest, LeaseGrantRequest,
+    LeaseKeepAliveRequest, PutRequest, RangeRequest, RequestOp, StatusRequest, TxnRequest,
+    WatchCreateRequest, WatchRequest,
 };
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tonic::codegen::InterceptedService;
+use tonic::metadata::AsciiMetadataValue;
+use tonic::service::Interceptor;
 use tonic::transport::Channel;
 
 /// Where the load goes.
@@ -116,6 +122,83 @@ fn key_for(n: usize, size: usize, sequential: bool, space: usize) -> Vec<u8> {
     k
 }
 
+/// The auth token every request carries (etcd's `token` metadata), if any.
+#[derive(Debug, Clone, Default)]
+pub struct Token(Option<AsciiMetadataValue>);
+
+impl Interceptor for Token {
+    fn call(&mut self, mut r: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(t) = &self.0 {
+            r.metadata_mut().insert("token", t.clone());
+        }
+        Ok(r)
+    }
+}
+
+type Authed = InterceptedService<Channel, Token>;
+
+/// Turns auth on (root with the root role) and adds user `bench`, who may
+/// read and write every key without being root; `bench`'s token.
+pub async fn enable_auth(endpoint: &str) -> Result<Token, String> {
+    let ch = dial(endpoint).await?;
+    ferrocd_testkit::grpc::enable_auth(ch.clone(), Some("rootpw")).await?;
+    let mut auth = AuthClient::new(ch.clone());
+    let e = |s: tonic::Status| format!("auth setup: {}", s.message());
+    let login = |name: &str, password: &str| AuthenticateRequest {
+        name: name.into(),
+        password: password.into(),
+    };
+    let root = auth
+        .authenticate(login("root", "rootpw"))
+        .await
+        .map_err(e)?;
+    let root = token_value(&root.into_inner().token)?;
+    let mut as_root = AuthClient::with_interceptor(ch, root);
+    as_root
+        .role_add(AuthRoleAddRequest {
+            name: "bench".into(),
+        })
+        .await
+        .map_err(e)?;
+    as_root
+        .role_grant_permission(AuthRoleGrantPermissionRequest {
+            name: "bench".into(),
+            perm: Some(Permission {
+                perm_type: permission::Type::Readwrite as i32,
+                key: vec![0],
+                range_end: vec![0],
+            }),
+        })
+        .await
+        .map_err(e)?;
+    as_root
+        .user_add(AuthUserAddRequest {
+            name: "bench".into(),
+            password: "benchpw".into(),
+            ..Default::default()
+        })
+        .await
+        .map_err(e)?;
+    as_root
+        .user_grant_role(AuthUserGrantRoleRequest {
+            user: "bench".into(),
+            role: "bench".into(),
+        })
+        .await
+        .map_err(e)?;
+    let bench = auth
+        .authenticate(login("bench", "benchpw"))
+        .await
+        .map_err(e)?;
+    token_value(&bench.into_inner().token)
+}
+
+fn token_value(t: &str) -> Result<Token, String> {
+    t.parse()
+        .map(|v| Token(Some(v)))
+        .map_err(|_| format!("token {t:?} is not ASCII"))
+}
+
 /// Runs `total` requests of `workload` from `clients` clients; progress on
 /// stderr when `progress`.
 pub async fn run(
@@ -125,6 +208,28 @@ pub async fn run(
     rate: u64,
     workload: Workload,
     progress: bool,
+) -> Samples {
+    run_as(
+        channels,
+        clients,
+        total,
+        rate,
+        workload,
+        progress,
+        Token::default(),
+    )
+    .await
+}
+
+/// [`run`] with every request carrying `token`.
+pub async fn run_as(
+    channels: &[Channel],
+    clients: usize,
+    total: usize,
+    rate: u64,
+    workload: Workload,
+    progress: bool,
+    token: Token,
 ) -> Samples {
     let next = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicUsize::new(0));
@@ -147,16 +252,17 @@ pub async fn run(
     let mut tasks = Vec::new();
     for c in 0..clients.max(1) {
         let ch = channels[c % channels.len()].clone();
-        let (next, done, pacer, samples, workload) = (
+        let (next, done, pacer, samples, workload, token) = (
             next.clone(),
             done.clone(),
             pacer.clone(),
             samples.clone(),
             workload.clone(),
+            token.clone(),
         );
         tasks.push(tokio::spawn(async move {
             let mut mine = Samples::default();
-            let mut client = Client::new(ch, &workload).await;
+            let mut client = Client::new(ch, &workload, token).await;
             loop {
                 let n = next.fetch_add(1, Ordering::Relaxed);
                 if n >= total {
@@ -190,7 +296,7 @@ pub async fn run(
 
 /// One client's connection state for its workload.
 struct Client {
-    kv: KvClient<Channel>,
+    kv: KvClient<Authed>,
     keepalive: Option<(
         tokio::sync::mpsc::Sender<LeaseKeepAliveRequest>,
         tonic::Streaming<ferrocd_proto::etcdserverpb::LeaseKeepAliveResponse>,
@@ -199,10 +305,10 @@ struct Client {
 }
 
 impl Client {
-    async fn new(ch: Channel, w: &Workload) -> Client {
+    async fn new(ch: Channel, w: &Workload, token: Token) -> Client {
         let keepalive = match w {
             Workload::LeaseKeepalive => {
-                let mut lease = LeaseClient::new(ch.clone());
+                let mut lease = LeaseClient::with_interceptor(ch.clone(), token.clone());
                 let id = lease
                     .lease_grant(LeaseGrantRequest { ttl: 60, id: 0 })
                     .await
@@ -226,7 +332,7 @@ impl Client {
             _ => None,
         };
         Client {
-            kv: KvClient::new(ch),
+            kv: KvClient::with_interceptor(ch, token),
             keepalive,
         }
     }

@@ -30,6 +30,16 @@ pub fn k8s_bin_dir() -> PathBuf {
 
 const ADMIN_TOKEN: &str = "ferrocd-test-admin";
 
+/// How kube-apiserver reaches its store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreAccess {
+    /// Plain HTTP, auth off.
+    Plain,
+    /// TLS with client certificates (`--client-cert-auth`) and auth on:
+    /// kube-apiserver's certificate names user `root`, who has no password.
+    CertificateAuth,
+}
+
 pub struct ControlPlane {
     children: Vec<(String, Child)>,
     pub ip: Ipv4Addr,
@@ -44,13 +54,27 @@ impl ControlPlane {
     /// loopback address and waits until the API server is ready and the
     /// `default` service account exists.
     pub async fn start(etcd: &Path) -> ControlPlane {
+        ControlPlane::start_with(etcd, StoreAccess::Plain).await
+    }
+
+    /// The same, the store reached as `access` says.
+    pub async fn start_with(etcd: &Path, access: StoreAccess) -> ControlPlane {
         let ip = ferrocd_testkit::addr::loopback_ip(&[2379, 2380, 6443]);
-        ControlPlane::start_at(etcd, None, ip).await
+        ControlPlane::start_in(etcd, None, ip, access).await
     }
 
     /// The same inside network namespace `netns`, on `ip` there. The
     /// caller must run on a thread inside that namespace.
     pub async fn start_at(etcd: &Path, netns: Option<String>, ip: Ipv4Addr) -> ControlPlane {
+        ControlPlane::start_in(etcd, netns, ip, StoreAccess::Plain).await
+    }
+
+    async fn start_in(
+        etcd: &Path,
+        netns: Option<String>,
+        ip: Ipv4Addr,
+        access: StoreAccess,
+    ) -> ControlPlane {
         let bin = k8s_bin_dir();
         let dir = tempfile::tempdir().expect("temp dir");
         let d = dir.path().to_path_buf();
@@ -102,39 +126,61 @@ impl ControlPlane {
             netns,
             dir,
         };
-        cp.spawn(
-            "etcd",
-            etcd,
-            &[
-                "--name=k8s-store".into(),
-                format!("--data-dir={}", d.join("etcd").display()),
-                format!("--listen-client-urls=http://{ip}:2379"),
-                format!("--advertise-client-urls=http://{ip}:2379"),
-                format!("--listen-peer-urls=http://{ip}:2380"),
-                format!("--initial-advertise-peer-urls=http://{ip}:2380"),
-                format!("--initial-cluster=k8s-store=http://{ip}:2380"),
-            ],
-        );
         let path = |f: &str| d.join(f).display().to_string();
+        let scheme = match access {
+            StoreAccess::Plain => "http",
+            StoreAccess::CertificateAuth => "https",
+        };
+        let mut store_flags = vec![
+            "--name=k8s-store".into(),
+            format!("--data-dir={}", d.join("etcd").display()),
+            format!("--listen-client-urls={scheme}://{ip}:2379"),
+            format!("--advertise-client-urls={scheme}://{ip}:2379"),
+            format!("--listen-peer-urls=http://{ip}:2380"),
+            format!("--initial-advertise-peer-urls=http://{ip}:2380"),
+            format!("--initial-cluster=k8s-store=http://{ip}:2380"),
+        ];
+        let mut apiserver_flags = vec![format!("--etcd-servers={scheme}://{ip}:2379")];
+        if access == StoreAccess::CertificateAuth {
+            store::issue(&d, &ca, &ca_key, ip);
+            store_flags.extend([
+                format!("--cert-file={}", path("store.crt")),
+                format!("--key-file={}", path("store.key")),
+                format!("--trusted-ca-file={}", path("ca.crt")),
+                "--client-cert-auth".into(),
+            ]);
+            apiserver_flags.extend([
+                format!("--etcd-cafile={}", path("ca.crt")),
+                format!("--etcd-certfile={}", path("root.crt")),
+                format!("--etcd-keyfile={}", path("root.key")),
+            ]);
+        }
+        cp.spawn("etcd", etcd, &store_flags);
+        if access == StoreAccess::CertificateAuth {
+            let url = format!("https://{ip}:2379");
+            if let Err(e) = store::enable_auth(&d, &url).await {
+                panic!("cannot turn auth on in the store: {e}\n{}", cp.logs());
+            }
+        }
+        apiserver_flags.extend([
+            format!("--bind-address={ip}"),
+            format!("--advertise-address={ip}"),
+            "--secure-port=6443".into(),
+            format!("--tls-cert-file={}", path("serving.crt")),
+            format!("--tls-private-key-file={}", path("serving.key")),
+            format!("--token-auth-file={}", path("tokens.csv")),
+            "--service-account-issuer=https://kubernetes.default.svc".into(),
+            format!("--service-account-key-file={}", path("sa.pub")),
+            format!("--service-account-signing-key-file={}", path("sa.key")),
+            "--authorization-mode=RBAC".into(),
+            "--service-cluster-ip-range=10.96.0.0/16".into(),
+            "--enable-priority-and-fairness=false".into(),
+            "--v=1".into(),
+        ]);
         cp.spawn(
             "kube-apiserver",
             &bin.join("kube-apiserver"),
-            &[
-                format!("--etcd-servers=http://{ip}:2379"),
-                format!("--bind-address={ip}"),
-                format!("--advertise-address={ip}"),
-                "--secure-port=6443".into(),
-                format!("--tls-cert-file={}", path("serving.crt")),
-                format!("--tls-private-key-file={}", path("serving.key")),
-                format!("--token-auth-file={}", path("tokens.csv")),
-                "--service-account-issuer=https://kubernetes.default.svc".into(),
-                format!("--service-account-key-file={}", path("sa.pub")),
-                format!("--service-account-signing-key-file={}", path("sa.key")),
-                "--authorization-mode=RBAC".into(),
-                "--service-cluster-ip-range=10.96.0.0/16".into(),
-                "--enable-priority-and-fairness=false".into(),
-                "--v=1".into(),
-            ],
+            &apiserver_flags,
         );
         let client = cp.admin_client();
         let deadline = Instant::now() + Duration::from_secs(90);
@@ -275,6 +321,60 @@ impl ControlPlane {
             String::from_utf8_lossy(&out.stdout).into_owned(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
+    }
+}
+
+/// The store's side of [`StoreAccess::CertificateAuth`].
+mod store {
+    use std::net::Ipv4Addr;
+    use std::path::Path;
+    use std::time::{Duration, Instant};
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+
+    /// `store.crt` for the store's address and `root.crt`, a client
+    /// certificate whose Common Name is `root`, both from the CA.
+    pub fn issue(dir: &Path, ca: &rcgen::Certificate, ca_key: &rcgen::KeyPair, ip: Ipv4Addr) {
+        let make = |name: &str, sans: Vec<String>| {
+            let key = rcgen::KeyPair::generate().expect("key");
+            let mut params = rcgen::CertificateParams::new(sans).expect("params");
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, name);
+            params.extended_key_usages = vec![
+                rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+                rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+            ];
+            let cert = params.signed_by(&key, ca, ca_key).expect("certificate");
+            std::fs::write(dir.join(format!("{name}.crt")), cert.pem()).expect("write cert");
+            std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem())
+                .expect("write key");
+        };
+        make("store", vec![ip.to_string()]);
+        make("root", Vec::new());
+    }
+
+    /// As `root` by certificate: the root role and user, then auth on.
+    pub async fn enable_auth(dir: &Path, url: &str) -> Result<(), String> {
+        let read = |f: &str| std::fs::read(dir.join(f)).map_err(|e| format!("{f}: {e}"));
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(read("ca.crt")?))
+            .identity(Identity::from_pem(read("root.crt")?, read("root.key")?));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let channel = loop {
+            match ferrocd_testkit::grpc::dial(url, Some(tls.clone())).await {
+                Ok(c) => break c,
+                Err(e) if Instant::now() > deadline => return Err(e),
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        };
+        ferrocd_testkit::grpc::enable_auth(channel, None).await
+    }
+}
+
+impl ControlPlane {
+    /// The store's endpoint (`https://` with [`StoreAccess::CertificateAuth`]).
+    pub fn store_dir(&self) -> &Path {
+        self.dir.path()
     }
 }
 

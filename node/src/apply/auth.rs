@@ -280,3 +280,97 @@ pub fn apply(
         new_state: (changed == Changed::Yes).then_some(s),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferrocd_proto::authpb::{permission::Type, Permission};
+    use ferrocd_proto::etcdserverpb::{
+        AuthRoleGrantPermissionRequest, AuthUserAddRequest, DeleteRangeRequest,
+    };
+
+    /// Auth on; `alice` may write `k`; the state's revision.
+    fn state() -> AuthState {
+        let mut s = AuthState::default();
+        for name in ["root", "alice"] {
+            s.user_add(&AuthUserAddRequest {
+                name: name.into(),
+                options: Some(ferrocd_proto::authpb::UserAddOptions { no_password: true }),
+                ..Default::default()
+            })
+            .unwrap();
+        }
+        s.user_grant_role("root", "root").unwrap();
+        s.role_add("w").unwrap();
+        s.role_grant_permission(&AuthRoleGrantPermissionRequest {
+            name: "w".into(),
+            perm: Some(Permission {
+                perm_type: Type::Write as i32,
+                key: b"k".to_vec(),
+                range_end: Vec::new(),
+            }),
+        })
+        .unwrap();
+        s.user_grant_role("alice", "w").unwrap();
+        s.enable().unwrap();
+        s
+    }
+
+    fn put(key: &str, lease: i64) -> Request {
+        Request::Put(PutRequest {
+            key: key.as_bytes().to_vec(),
+            lease,
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn a_write_checked_at_an_older_auth_revision_is_refused() {
+        let s = state();
+        let none = |_| Vec::new();
+        let alice = |revision| AuthInfo {
+            username: "alice".into(),
+            revision,
+        };
+        let now = s.revision();
+        assert_eq!(check_write(&s, &none, &alice(now), &put("k", 0)), Ok(()));
+        assert_eq!(
+            check_write(&s, &none, &alice(now - 1), &put("k", 0)),
+            Err(errors::AUTH_OLD_REVISION)
+        );
+        assert_eq!(
+            check_write(&s, &none, &AuthInfo::default(), &put("k", 0)),
+            Err(errors::USER_EMPTY)
+        );
+        assert_eq!(
+            check_write(&s, &none, &alice(now), &put("j", 0)),
+            Err(errors::PERMISSION_DENIED)
+        );
+        // A lease with a key alice may not write.
+        let attached = |_| vec![b"other".to_vec()];
+        assert_eq!(
+            check_write(&s, &attached, &alice(now), &put("k", 7)),
+            Err(errors::PERMISSION_DENIED)
+        );
+        let delete = Request::DeleteRange(DeleteRangeRequest {
+            key: b"k".to_vec(),
+            prev_kv: true,
+            ..Default::default()
+        });
+        assert_eq!(
+            check_write(&s, &none, &alice(now), &delete),
+            Err(errors::PERMISSION_DENIED),
+            "prev_kv needs read"
+        );
+    }
+
+    #[test]
+    fn the_members_own_entries_are_not_checked() {
+        let header = AuthHeader {
+            member: true,
+            ..Default::default()
+        };
+        assert_eq!(sender(Some(&header)), None);
+        assert_eq!(sender(None), Some(AuthInfo::default()));
+    }
+}

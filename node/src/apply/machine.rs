@@ -104,6 +104,9 @@ impl Machine {
     fn install_here(&mut self, path: &Path, records: Records<'_>) -> Result<(), MvccError> {
         self.store.restore_from(path)?;
         self.lessor.clear();
+        // Tokens name users as of entries the snapshot replaces (a user
+        // deleted or a password changed there): clients log in again.
+        self.auth.tokens().clear();
         self.applier = Applier::open(self.store.clone(), self.lessor.clone(), self.auth.clone())?;
         self.store.write(|t| {
             for (key, value) in records {

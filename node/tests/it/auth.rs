@@ -19,28 +19,10 @@ fn with_token<T>(m: T, token: &str) -> tonic::Request<T> {
 
 /// Root with the root role, then auth on; root's token.
 async fn enable_auth(c: &mut Client) -> String {
-    c.auth
-        .role_add(AuthRoleAddRequest {
-            name: "root".into(),
-        })
+    let channel = c.channel.clone();
+    crate::support::client::enable_auth(channel, Some("rootpw"))
         .await
         .unwrap();
-    c.auth
-        .user_add(AuthUserAddRequest {
-            name: "root".into(),
-            password: "rootpw".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    c.auth
-        .user_grant_role(AuthUserGrantRoleRequest {
-            user: "root".into(),
-            role: "root".into(),
-        })
-        .await
-        .unwrap();
-    c.auth.auth_enable(AuthEnableRequest {}).await.unwrap();
     login(c, "root", "rootpw").await
 }
 
