@@ -189,7 +189,7 @@ impl Leadership {
     }
 }
 
-/// A leader ID from raft's "forward to the leader" answers.
+/// The leader's peer URL from raft's "forward to the leader" answers.
 pub(super) fn forwarded_leader_url(node: Option<&MemberInfo>) -> Option<String> {
     node.and_then(|n| n.peer_urls.first().cloned())
 }

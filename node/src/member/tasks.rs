@@ -26,13 +26,7 @@ impl Tasks {
     /// Runs `task` until it ends or the member stops, whichever is first.
     pub fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
         let stop = self.stop.clone();
-        let mut set = self.lock();
-        // Finished tasks stay in the set until joined: reap them here.
-        while set.try_join_next().is_some() {}
-        if stop.is_cancelled() {
-            return;
-        }
-        set.spawn(async move {
+        self.spawn_graceful(async move {
             tokio::select! {
                 _ = stop.cancelled() => {}
                 _ = task => {}
@@ -44,6 +38,7 @@ impl Tasks {
     /// fires (a listener finishing the requests it serves).
     pub fn spawn_graceful(&self, task: impl Future<Output = ()> + Send + 'static) {
         let mut set = self.lock();
+        // Finished tasks stay in the set until joined: reap them here.
         while set.try_join_next().is_some() {}
         if self.stop.is_cancelled() {
             return;

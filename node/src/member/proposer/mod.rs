@@ -217,9 +217,4 @@ impl Proposer {
         }
         Err(ApplyError::NoSpace.into())
     }
-
-    /// This member's applied index (what a forwarded write's answer says).
-    pub fn applied_index(&self) -> u64 {
-        self.applied_index.get()
-    }
 }
