@@ -15,7 +15,7 @@ pub use tokens::SimpleTokens;
 
 use base64::Engine;
 use ferrocd_proto::errors::{self, EtcdError};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -35,7 +35,9 @@ pub struct AuthInfo {
 #[derive(Debug)]
 pub struct AuthStore {
     state: RwLock<Arc<AuthState>>,
+    /// Copies of the state's flag and revision, read without the lock.
     enabled: AtomicBool,
+    revision: AtomicU64,
     tokens: SimpleTokens,
 }
 
@@ -44,6 +46,7 @@ impl AuthStore {
         AuthStore {
             state: RwLock::new(Arc::new(AuthState::default())),
             enabled: AtomicBool::new(false),
+            revision: AtomicU64::new(AuthState::default().revision()),
             tokens: SimpleTokens::new(token_ttl),
         }
     }
@@ -57,14 +60,15 @@ impl AuthStore {
     }
 
     pub fn revision(&self) -> u64 {
-        self.state().revision()
+        self.revision.load(Ordering::Acquire)
     }
 
     /// Publishes a new applied state (after a change, a restart or a
     /// snapshot); tokens of a disabled store are dropped.
     pub fn publish(&self, s: AuthState) {
-        let enabled = s.enabled();
+        let (enabled, revision) = (s.enabled(), s.revision());
         *self.state.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(s);
+        self.revision.store(revision, Ordering::Release);
         self.enabled.store(enabled, Ordering::Release);
         if !enabled {
             self.tokens.clear();

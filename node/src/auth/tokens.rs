@@ -6,7 +6,8 @@
 
 use rand::Rng;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 /// etcd's `--auth-token-ttl` default.
@@ -14,28 +15,46 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
 
 const PREFIX_LEN: usize = 16;
 
+/// Every request with a token looks it up: lookups share a read lock and
+/// restart the TTL with an atomic store; only assigning and dropping
+/// tokens take the write lock.
 #[derive(Debug)]
 pub struct SimpleTokens {
     ttl: Duration,
-    tokens: Mutex<HashMap<String, Token>>,
+    /// Deadlines are milliseconds since this instant.
+    epoch: Instant,
+    tokens: RwLock<HashMap<String, Token>>,
 }
 
 #[derive(Debug)]
 struct Token {
     user: String,
-    expires: Instant,
+    expires_ms: AtomicU64,
 }
 
 impl SimpleTokens {
     pub fn new(ttl: Duration) -> SimpleTokens {
         SimpleTokens {
             ttl: if ttl.is_zero() { DEFAULT_TTL } else { ttl },
-            tokens: Mutex::default(),
+            epoch: Instant::now(),
+            tokens: RwLock::default(),
         }
     }
 
-    fn tokens(&self) -> std::sync::MutexGuard<'_, HashMap<String, Token>> {
-        self.tokens.lock().unwrap_or_else(|e| e.into_inner())
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn deadline_ms(&self) -> u64 {
+        self.now_ms() + self.ttl.as_millis() as u64
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Token>> {
+        self.tokens.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Token>> {
+        self.tokens.write().unwrap_or_else(|e| e.into_inner())
     }
 
     /// A fresh random prefix (letters only, as etcd's).
@@ -62,37 +81,38 @@ impl SimpleTokens {
     }
 
     pub fn assign(&self, token: String, user: &str) {
-        let now = Instant::now();
-        let mut tokens = self.tokens();
-        tokens.retain(|_, t| t.expires > now);
+        let now = self.now_ms();
+        let expires_ms = AtomicU64::new(self.deadline_ms());
+        let mut tokens = self.write();
+        // Expired tokens go when new ones come (lookups only skip them).
+        tokens.retain(|_, t| t.expires_ms.load(Ordering::Relaxed) > now);
         tokens.insert(
             token,
             Token {
                 user: user.to_string(),
-                expires: now + self.ttl,
+                expires_ms,
             },
         );
     }
 
     /// The user a live token stands for; using it restarts its TTL.
     pub fn user_of(&self, token: &str) -> Option<String> {
-        let now = Instant::now();
-        let mut tokens = self.tokens();
-        let t = tokens.get_mut(token)?;
-        if t.expires <= now {
-            tokens.remove(token);
+        let now = self.now_ms();
+        let tokens = self.read();
+        let t = tokens.get(token)?;
+        if t.expires_ms.load(Ordering::Relaxed) <= now {
             return None;
         }
-        t.expires = now + self.ttl;
+        t.expires_ms.store(self.deadline_ms(), Ordering::Relaxed);
         Some(t.user.clone())
     }
 
     pub fn invalidate_user(&self, user: &str) {
-        self.tokens().retain(|_, t| t.user != user);
+        self.write().retain(|_, t| t.user != user);
     }
 
     pub fn clear(&self) {
-        self.tokens().clear();
+        self.write().clear();
     }
 }
 
