@@ -96,25 +96,11 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
         latency,
         auth: false,
     };
-    let with_auth = |k: Kind| match k {
-        Kind::Load {
-            conns,
-            clients,
-            total,
-            target_leader,
-            workload,
-            latency,
-            ..
-        } => Kind::Load {
-            conns,
-            clients,
-            total,
-            target_leader,
-            workload,
-            latency,
-            auth: true,
-        },
-        other => other,
+    let with_auth = |mut k: Kind| {
+        if let Kind::Load { auth, .. } = &mut k {
+            *auth = true;
+        }
+        k
     };
     vec![
         Scenario {
