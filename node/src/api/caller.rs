@@ -2,10 +2,12 @@
 //! `authorization: Bearer ...`), and the checks reads pass before and after
 //! they run. While auth is off there is no sender and nothing to check.
 
+use crate::apply::auth::check_txn;
 use crate::auth::{Access, AuthInfo};
 use crate::member::Authenticator;
 use crate::tls::ConnInfo;
 use ferrocd_proto::errors;
+use ferrocd_proto::etcdserverpb::TxnRequest;
 use tonic::{Request, Status};
 
 /// What a request carries to say who sends it: a token in its metadata, a
@@ -86,6 +88,26 @@ pub fn still_current(authn: &Authenticator, who: Option<&AuthInfo>) -> Result<()
         }
         _ => Ok(()),
     }
+}
+
+/// etcd's check after a lease read or renewal: the auth store is still at
+/// `revision`, the one the checks before it ran against.
+pub fn unchanged_since(authn: &Authenticator, revision: u64) -> Result<(), Status> {
+    if authn.enabled() && revision != authn.store().revision() {
+        return Err(errors::AUTH_OLD_REVISION.status());
+    }
+    Ok(())
+}
+
+/// etcd's check of a read-only txn served locally: every compare and op.
+pub fn txn(authn: &Authenticator, who: Option<&AuthInfo>, t: &TxnRequest) -> Result<(), Status> {
+    if !authn.enabled() {
+        return Ok(());
+    }
+    let empty = AuthInfo::default();
+    let state = authn.store().state();
+    // Read-only: no puts, so no lease keys to look at.
+    check_txn(&state, &|_| Vec::new(), who.unwrap_or(&empty), t).map_err(|e| e.status())
 }
 
 /// etcd's root check for the RPCs it reserves for root.

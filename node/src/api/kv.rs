@@ -4,7 +4,7 @@
 use super::caller::{self, caller};
 use super::error::status;
 use super::{require_leader, unexpected};
-use crate::apply::{auth::check_txn, kv, EntryResponse};
+use crate::apply::{kv, EntryResponse};
 use crate::auth::Access;
 use crate::member::{Authenticator, Leadership, Member, Proposer, Reader};
 use crate::metrics::Metrics;
@@ -117,12 +117,7 @@ impl Kv for KvService {
         self.metrics.txn_total.fetch_add(1, Ordering::Relaxed);
         if kv::is_read_only(&r) {
             self.reader.linearizable_read().await?;
-            if self.authn.enabled() {
-                let empty = Default::default();
-                let state = self.authn.store().state();
-                check_txn(&state, &|_| Vec::new(), who.as_ref().unwrap_or(&empty), &r)
-                    .map_err(|e| e.status())?;
-            }
+            caller::txn(&self.authn, who.as_ref(), &r)?;
             let view = self.reader.read()?;
             let mut resp = kv::txn_read_only(&view, &r).map_err(|e| status(e.into()))?;
             caller::still_current(&self.authn, who.as_ref())?;

@@ -121,10 +121,7 @@ impl Lease for LeaseService {
                             Access::Write,
                             &leases.keys(r.id),
                         )?;
-                        if rev != authn.store().revision() {
-                            return Err(ferrocd_proto::errors::AUTH_OLD_REVISION.status());
-                        }
-                        Ok::<_, Status>(())
+                        caller::unchanged_since(&authn, rev)
                     };
                     if let Err(e) = checked.await {
                         let _ = tx.send(Err(e)).await;
@@ -149,8 +146,8 @@ impl Lease for LeaseService {
         let who = caller(&req, &self.authn).await?;
         caller::required(&self.authn, who.as_ref())?;
         let r = req.into_inner();
-        let rev = self.authn.store().revision();
-        if r.keys {
+        let (rev, keys) = (self.authn.store().revision(), r.keys);
+        if keys {
             caller::lease_keys(
                 &self.authn,
                 who.as_ref(),
@@ -159,8 +156,9 @@ impl Lease for LeaseService {
             )?;
         }
         let resp = self.leases.time_to_live(r).await.map_err(status)?;
-        if self.authn.enabled() && rev != self.authn.store().revision() {
-            return Err(ferrocd_proto::errors::AUTH_OLD_REVISION.status());
+        // As etcd: the revision matters only when keys were checked.
+        if keys {
+            caller::unchanged_since(&self.authn, rev)?;
         }
         Ok(Response::new(resp))
     }
