@@ -15,6 +15,8 @@ pub mod member;
 // Replication and member-to-member traffic.
 pub mod peer;
 pub mod raft;
+// Backups in etcd's snapshot format.
+pub mod snapshot;
 // Bootstrap by discovery.
 pub mod discovery;
 // The deterministic store.

@@ -40,6 +40,14 @@ fn main() {
             }
             return;
         }
+        Command::Snapshot(cmd) => {
+            ferrocd::logging::init("info", "zap", "default");
+            if let Err(e) = run_snapshot(cmd) {
+                eprintln!("Error: {e}");
+                std::process::exit(1);
+            }
+            return;
+        }
         Command::Run(cfg) => *cfg,
     };
     ferrocd::logging::init(&cfg.log_level, &cfg.logger, &cfg.log_outputs);
@@ -91,6 +99,34 @@ async fn run(cfg: config::Config) -> Result<(), Box<dyn std::error::Error>> {
         return Err(reason.into());
     }
     tracing::info!("ferrocd stopped");
+    Ok(())
+}
+
+/// `ferrocd snapshot status|restore`, as etcdutl's commands.
+fn run_snapshot(cmd: config::snapshot::SnapshotCommand) -> Result<(), String> {
+    use config::snapshot::SnapshotCommand;
+    use ferrocd::snapshot::{restore, status};
+    match cmd {
+        SnapshotCommand::Status { file, format } => {
+            let format = status::Format::parse(&format)
+                .ok_or_else(|| "unsupported output format".to_string())?;
+            let s = status::status(&file).map_err(|e| e.to_string())?;
+            print!("{}", status::render(&s, format));
+        }
+        SnapshotCommand::Restore(cfg) => {
+            tracing::info!(path = %cfg.file.display(), data_dir = %cfg.data_dir.display(), "restoring snapshot");
+            let r = restore::restore(&cfg).map_err(|e| e.to_string())?;
+            tracing::info!(
+                path = %cfg.file.display(),
+                data_dir = %r.data_dir.display(),
+                member_id = %format!("{:x}", r.member_id),
+                cluster_id = %format!("{:x}", r.cluster_id),
+                revision = r.imported.rev,
+                compact_revision = r.imported.compact_rev,
+                "restored snapshot"
+            );
+        }
+    }
     Ok(())
 }
 

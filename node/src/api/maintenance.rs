@@ -6,6 +6,10 @@ use super::{require_leader, unexpected};
 use crate::apply::EntryResponse;
 use crate::member::{Authenticator, Leadership, Member, Membership, Proposer, Reader, Transfer};
 use crate::mvcc::{MvccError, Store};
+use crate::snapshot::export::{self, ClusterInfo};
+use crate::snapshot::layout;
+use crate::snapshot::seal::Sealed;
+use crate::snapshot::SnapshotError;
 use crate::watch::WatchHub;
 use ferrocd_proto::errors;
 use ferrocd_proto::etcdserverpb::{
@@ -15,7 +19,6 @@ use ferrocd_proto::etcdserverpb::{
     MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
 };
 use ferrocd_proto::ferrocdpb::internal_request::Request as Entry;
-use sha2::{Digest, Sha256};
 use std::pin::Pin;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -210,29 +213,58 @@ impl Maintenance for MaintenanceService {
         caller::root_untranslated(&req, &self.authn).await?;
         let store = self.store.clone();
         let dir = self.scratch.clone();
-        let (rev, body) = blocking(move || {
-            let path = dir.join(format!("snapshot-{}.tmp", std::process::id()));
-            let result = store
-                .snapshot_to(&path)
-                .and_then(|view| Ok((view.rev, std::fs::read(&path)?)));
+        let cluster = ClusterInfo {
+            members: self
+                .membership
+                .members()
+                .into_iter()
+                .map(|m| layout::Member {
+                    id: m.id,
+                    peer_urls: m.peer_urls,
+                    is_learner: m.is_learner,
+                    name: m.name,
+                    client_urls: m.client_urls,
+                })
+                .collect(),
+            term: self.leadership.raft_term(),
+        };
+        // The file is written from one read view (writers go on meanwhile),
+        // then streamed from disk; it is unlinked at once, so it goes away
+        // with the stream however that ends.
+        let (rev, mut sealed) = tokio::task::spawn_blocking(move || {
+            static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let path = dir.join(format!("snapshot-{}-{n}.tmp", std::process::id()));
+            let result = store.read().map_err(SnapshotError::from).and_then(|view| {
+                export::write_db(&view, &cluster, &path)?;
+                Ok((view.rev, Sealed::open(&path)?))
+            });
             let _ = std::fs::remove_file(&path);
             result
         })
-        .await?;
-        let body = seal_snapshot(body);
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| Status::internal(format!("snapshot: {e}")))?;
         let (tx, rx) = mpsc::channel(4);
         let leadership = self.leadership.clone();
-        tokio::spawn(async move {
-            let total = body.len();
-            let mut sent = 0;
-            for chunk in body.chunks(SNAPSHOT_CHUNK) {
-                sent += chunk.len();
+        tokio::task::spawn_blocking(move || {
+            let mut left = sealed.total_len();
+            loop {
+                let chunk = match sealed.next_chunk(SNAPSHOT_CHUNK) {
+                    Ok(Some(c)) => c,
+                    Ok(None) => break,
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(Status::internal(format!("snapshot: {e}"))));
+                        break;
+                    }
+                };
+                left -= chunk.len() as u64;
                 let resp = SnapshotResponse {
                     header: Some(leadership.header(rev)),
-                    remaining_bytes: (total - sent) as u64,
-                    blob: chunk.to_vec(),
+                    remaining_bytes: left,
+                    blob: chunk,
                 };
-                if tx.send(Ok(resp)).await.is_err() {
+                if tx.blocking_send(Ok(resp)).is_err() {
                     break;
                 }
             }
@@ -259,30 +291,5 @@ impl Maintenance for MaintenanceService {
     ) -> Result<Response<DowngradeResponse>, Status> {
         caller::root(&req, &self.authn).await?;
         Err(errors::unimplemented("cluster downgrade is not supported"))
-    }
-}
-
-/// The stream `etcdctl snapshot save` accepts: the database padded to a
-/// multiple of 512 bytes, followed by the SHA-256 of all of that.
-pub fn seal_snapshot(mut body: Vec<u8>) -> Vec<u8> {
-    let padded = body.len().div_ceil(512) * 512;
-    body.resize(padded, 0);
-    let sum = Sha256::digest(&body);
-    body.extend_from_slice(&sum);
-    body
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sealed_snapshot_has_etcdctl_shape() {
-        for n in [0usize, 1, 511, 512, 513, 100_000] {
-            let s = seal_snapshot(vec![7u8; n]);
-            assert_eq!(s.len() % 512, 32, "n={n}");
-            let (data, sum) = s.split_at(s.len() - 32);
-            assert_eq!(Sha256::digest(data).as_slice(), sum);
-        }
     }
 }

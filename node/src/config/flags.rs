@@ -25,6 +25,21 @@ pub struct FlagSpec {
     pub help: &'static str,
 }
 
+/// A flag's spec, for the tables of flags.
+pub const fn spec(
+    name: &'static str,
+    kind: Kind,
+    default: &'static str,
+    help: &'static str,
+) -> FlagSpec {
+    FlagSpec {
+        name,
+        kind,
+        default,
+        help,
+    }
+}
+
 impl FlagSpec {
     /// The environment variable etcd reads for this flag.
     pub fn env_name(&self) -> String {

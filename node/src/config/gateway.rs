@@ -1,6 +1,6 @@
 //! `ferrocd gateway start`'s flags, with etcd 3.5's names and defaults.
 
-use super::flags::{self, FlagSpec, Kind};
+use super::flags::{self, spec, FlagSpec, Kind};
 use super::ConfigError;
 use std::time::Duration;
 
@@ -15,20 +15,6 @@ pub const FLAGS: &[FlagSpec] = &[
     spec("trusted-ca-file", Kind::Str, "", "path to the client server TLS CA file for verifying the discovered endpoints when discovery-srv is provided."),
     spec("retry-delay", Kind::Duration, "1m0s", "duration of delay before retrying failed endpoints"),
 ];
-
-const fn spec(
-    name: &'static str,
-    kind: Kind,
-    default: &'static str,
-    help: &'static str,
-) -> FlagSpec {
-    FlagSpec {
-        name,
-        kind,
-        default,
-        help,
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GatewayConfig {

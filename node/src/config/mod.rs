@@ -4,6 +4,7 @@
 pub mod file;
 pub mod flags;
 pub mod gateway;
+pub mod snapshot;
 
 use flags::{FlagSpec, Kind, Values};
 use std::path::PathBuf;
@@ -233,6 +234,8 @@ pub enum Command {
     Run(Box<Config>),
     /// `ferrocd gateway start ...`
     Gateway(gateway::GatewayConfig),
+    /// `ferrocd snapshot status|restore FILE ...`
+    Snapshot(snapshot::SnapshotCommand),
     Help,
     Version,
 }
@@ -276,6 +279,9 @@ pub fn parse_command_line(
                 "usage: ferrocd gateway start [--endpoints=HOST:PORT,...|--discovery-srv=DOMAIN] [--listen-addr=ADDR] [--retry-delay=DURATION]",
             )),
         };
+    }
+    if args.first().map(String::as_str) == Some("snapshot") {
+        return Ok(Command::Snapshot(snapshot::parse(&args[1..])?));
     }
     let values = flags::parse(FLAGS, args, env)?;
     if values.help {

@@ -27,8 +27,7 @@ pub(super) struct Boot {
     pub initialize: Option<BTreeMap<u64, MemberInfo>>,
 }
 
-const META_MEMBER: &str = "member_id";
-const META_CLUSTER: &str = "cluster_id";
+use crate::mvcc::store::{META_CLUSTER_ID as META_CLUSTER, META_MEMBER_ID as META_MEMBER};
 
 pub(super) async fn prepare(
     cfg: &Config,

@@ -1,7 +1,7 @@
 //! The redb database behind a member: table definitions, opening, read views
 //! and the set of tables a write batch works on.
 
-use super::codec::decode_record;
+use super::codec::{decode_record, encode_record, Record};
 use super::index::{KeyIndex, SharedIndex};
 use super::range::{self, EventKey, KeyRange, RangeOptions, RangeResult};
 use super::MvccError;
@@ -25,9 +25,12 @@ pub(crate) const ALARMS: TableDefinition<(u64, i32), ()> = TableDefinition::new(
 /// (the raft layer's last applied log ID and membership).
 pub(crate) const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("state");
 
-pub(crate) const META_REV: &str = "revision";
-pub(crate) const META_COMPACT_REV: &str = "compact_revision";
-pub(crate) const META_APPLIED_INDEX: &str = "applied_index";
+pub const META_REV: &str = "revision";
+pub const META_COMPACT_REV: &str = "compact_revision";
+pub const META_APPLIED_INDEX: &str = "applied_index";
+/// Who this member is, set when it first starts (or by a restore).
+pub const META_MEMBER_ID: &str = "member_id";
+pub const META_CLUSTER_ID: &str = "cluster_id";
 
 /// Key-ordered tables of earlier builds, which kept keys on disk; their
 /// content is derivable from `events`, so opening drops them.
@@ -414,6 +417,18 @@ impl ReadView {
         Ok((out, next))
     }
 
+    /// Every version in revision order (a snapshot being written).
+    pub fn for_each_event<E: From<MvccError>>(
+        &self,
+        mut f: impl FnMut(EventKey, Record) -> Result<(), E>,
+    ) -> Result<(), E> {
+        for item in self.events.iter().map_err(MvccError::from)? {
+            let (k, v) = item.map_err(MvccError::from)?;
+            f(k.value(), decode_record(v.value())?)?;
+        }
+        Ok(())
+    }
+
     /// A value the layers above stored with [`WriteTables::set_state`].
     pub fn state(&self, key: &str) -> Result<Option<Vec<u8>>, MvccError> {
         Ok(self
@@ -569,6 +584,24 @@ impl WriteTables<'_> {
     /// Clears an alarm; false if it was not raised.
     pub fn clear_alarm(&mut self, member: u64, alarm: i32) -> Result<bool, MvccError> {
         Ok(self.alarms.remove((member, alarm))?.is_some())
+    }
+
+    /// Adds one version as it comes from a snapshot being restored, in
+    /// revision order, keeping the key index in step (so that a compaction
+    /// in the same transaction sees it).
+    pub fn load_event(
+        &mut self,
+        rev: EventKey,
+        tombstone: bool,
+        kv: &KeyValue,
+    ) -> Result<(), MvccError> {
+        self.index
+            .write()
+            .load(rev, tombstone, kv)
+            .map_err(MvccError::Storage)?;
+        self.events
+            .insert(rev, encode_record(tombstone, kv).as_slice())?;
+        Ok(())
     }
 
     /// Reads at the current state of this write transaction.

@@ -13,7 +13,7 @@ pub mod wal;
 
 pub use applied::AppliedIndex;
 pub use log_store::LogStore;
-pub use state_machine::StateMachine;
+pub use state_machine::{fresh_records, StateMachine};
 
 use serde::{Deserialize, Serialize};
 use std::io::Cursor;

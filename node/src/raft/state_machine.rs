@@ -24,6 +24,23 @@ use tokio::sync::oneshot;
 const LAST_APPLIED: &str = "raft.last_applied";
 const MEMBERSHIP: &str = "raft.membership";
 
+/// raft's records for a state that did not come through this log (a
+/// restored snapshot, a forced new cluster): everything up to `applied` is
+/// in the store, and `members` are the voters. At start openraft treats the
+/// log before `applied` as purged.
+pub fn fresh_records(
+    applied: LogId,
+    members: std::collections::BTreeMap<u64, super::MemberInfo>,
+) -> Result<Vec<(&'static str, Vec<u8>)>, StorageError> {
+    let voters = members.keys().copied().collect();
+    let membership = openraft::Membership::new(vec![voters], members);
+    let stored = StoredMembership::new(Some(applied), membership);
+    Ok(vec![
+        (LAST_APPLIED, encode_state(&Some(applied))?),
+        (MEMBERSHIP, encode_state(&stored)?),
+    ])
+}
+
 /// Proposals waiting for their apply result on this member, by command ID.
 #[derive(Default)]
 pub struct Waiters {

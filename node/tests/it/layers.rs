@@ -13,11 +13,13 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "api",
         &[
-            "member", "apply", "auth", "mvcc", "watch", "lease", "metrics", "config", "tls",
-            "listen", "ids",
+            "member", "snapshot", "apply", "auth", "mvcc", "watch", "lease", "metrics", "config",
+            "tls", "listen", "ids",
         ],
     ),
     ("gateway", &["config", "discovery", "peer", "listen", "tls"]),
+    // Backups: etcd's snapshot format to and from the store.
+    ("snapshot", &["raft", "apply", "mvcc", "config", "ids"]),
     // The member core.
     (
         "member",
