@@ -72,8 +72,10 @@ pub fn restore(cfg: &RestoreConfig) -> Result<Restored, SnapshotError> {
         t.set_meta(META_APPLIED_INDEX, RESTORED_INDEX)?;
         t.set_meta(META_MEMBER_ID, own)?;
         t.set_meta(META_CLUSTER_ID, cluster_id)?;
+        // The same log ID on every member (a leader ID names a member:
+        // the first, as etcdutl's hard state votes for it).
         let applied = LogId::new(
-            openraft::CommittedLeaderId::new(RESTORED_TERM, own),
+            openraft::CommittedLeaderId::new(RESTORED_TERM, ids[0]),
             RESTORED_INDEX,
         );
         let records = fresh_records(applied, members.clone())

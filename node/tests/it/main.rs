@@ -21,5 +21,6 @@ mod http;
 mod layers;
 mod leadership;
 mod lifecycle;
+mod snapshot;
 mod tls;
 mod watch;

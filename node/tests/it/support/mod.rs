@@ -87,10 +87,20 @@ impl Member {
 
     /// Starts (without waiting) a member with exactly these flags on `ip`.
     pub fn spawn_with(kind: Kind, ip: Ipv4Addr, flags: Vec<String>) -> Member {
+        Member::spawn_in(kind, ip, flags, tempfile::tempdir().expect("temp dir"))
+    }
+
+    /// Like `spawn_with`, in `dir` (whose `data` may already hold a data dir).
+    pub fn spawn_in(
+        kind: Kind,
+        ip: Ipv4Addr,
+        flags: Vec<String>,
+        dir: tempfile::TempDir,
+    ) -> Member {
         let mut m = Member {
             kind,
             ip,
-            dir: tempfile::tempdir().expect("temp dir"),
+            dir,
             extra: Vec::new(),
             flags: None,
             child: None,
@@ -265,6 +275,9 @@ pub fn unique_ips(n: u8) -> Vec<Ipv4Addr> {
     ferrocd_testkit::addr::loopback_ips(n, &MEMBER_PORTS)
 }
 
+/// The token of the clusters tests start.
+pub const CLUSTER_TOKEN: &str = "etcd-cluster-1";
+
 /// A static-bootstrap cluster as seed 001 starts it: member `infraI` on
 /// 127.a.b.(I+1), token `etcd-cluster-1`.
 pub struct Cluster {
@@ -273,37 +286,66 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn start(kind: Kind, n: u8, extra: &[&str]) -> Cluster {
-        let ips = unique_ips(n);
-        let initial = ips
-            .iter()
+        Cluster::start_prepared(kind, n, extra, |_, _| {})
+    }
+
+    /// Member `i`'s flags in the cluster over `ips`.
+    fn member_flags(ips: &[Ipv4Addr], i: usize) -> Vec<String> {
+        let ip = ips[i];
+        vec![
+            "--name".to_string(),
+            format!("infra{i}"),
+            "--initial-advertise-peer-urls".into(),
+            format!("http://{ip}:2380"),
+            "--listen-peer-urls".into(),
+            format!("http://{ip}:2380"),
+            "--listen-client-urls".into(),
+            format!("http://{ip}:2379"),
+            "--advertise-client-urls".into(),
+            format!("http://{ip}:2379"),
+            "--initial-cluster-token".into(),
+            CLUSTER_TOKEN.into(),
+            "--initial-cluster".into(),
+            Cluster::initial_cluster(ips),
+            "--initial-cluster-state".into(),
+            "new".into(),
+        ]
+    }
+
+    fn initial_cluster(ips: &[Ipv4Addr]) -> String {
+        ips.iter()
             .enumerate()
             .map(|(i, ip)| format!("infra{i}=http://{ip}:2380"))
             .collect::<Vec<_>>()
-            .join(",");
-        let mut members: Vec<Member> = ips
-            .iter()
-            .enumerate()
-            .map(|(i, ip)| {
-                let mut flags = vec![
-                    "--name".to_string(),
-                    format!("infra{i}"),
-                    "--initial-advertise-peer-urls".into(),
-                    format!("http://{ip}:2380"),
-                    "--listen-peer-urls".into(),
-                    format!("http://{ip}:2380"),
-                    "--listen-client-urls".into(),
-                    format!("http://{ip}:2379"),
-                    "--advertise-client-urls".into(),
-                    format!("http://{ip}:2379"),
-                    "--initial-cluster-token".into(),
-                    "etcd-cluster-1".into(),
-                    "--initial-cluster".into(),
-                    initial.clone(),
-                    "--initial-cluster-state".into(),
-                    "new".into(),
-                ];
+            .join(",")
+    }
+
+    /// Starts a cluster after `prepare` has had each member's data dir
+    /// written: it gets the member's index and the flags `snapshot restore`
+    /// takes for it (name, initial cluster and token, peer URLs, data dir).
+    pub fn start_prepared(
+        kind: Kind,
+        n: u8,
+        extra: &[&str],
+        mut prepare: impl FnMut(usize, Vec<String>),
+    ) -> Cluster {
+        let ips = unique_ips(n);
+        let mut members: Vec<Member> = (0..ips.len())
+            .map(|i| {
+                let dir = tempfile::tempdir().expect("temp dir");
+                prepare(
+                    i,
+                    vec![
+                        format!("--name=infra{i}"),
+                        format!("--initial-cluster={}", Cluster::initial_cluster(&ips)),
+                        format!("--initial-cluster-token={CLUSTER_TOKEN}"),
+                        format!("--initial-advertise-peer-urls=http://{}:2380", ips[i]),
+                        format!("--data-dir={}", dir.path().join("data").display()),
+                    ],
+                );
+                let mut flags = Cluster::member_flags(&ips, i);
                 flags.extend(extra.iter().map(|s| s.to_string()));
-                Member::spawn_with(kind, *ip, flags)
+                Member::spawn_in(kind, ips[i], flags, dir)
             })
             .collect();
         for m in &mut members {
