@@ -108,14 +108,21 @@ impl Machine {
         // deleted or a password changed there): clients log in again.
         self.auth.tokens().clear();
         self.applier = Applier::open(self.store.clone(), self.lessor.clone(), self.auth.clone())?;
-        self.store.write(|t| {
-            for (key, value) in records {
-                t.set_state(key, value)?;
-            }
-            Ok(())
-        })?;
+        self.write_records(records)?;
         self.hub.reset(self.applier.rev());
         Ok(())
+    }
+
+    /// Replaces raft's records alone (a forced new cluster's membership).
+    pub fn write_records(&mut self, records: Records<'_>) -> Result<(), MvccError> {
+        self.store
+            .write(|t| {
+                for (key, value) in records {
+                    t.set_state(key, value)?;
+                }
+                Ok(())
+            })
+            .map_err(|e| self.named(e))
     }
 }
 

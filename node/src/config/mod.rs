@@ -26,6 +26,7 @@ pub const FLAGS: &[FlagSpec] = &[
     f("initial-cluster", Kind::Str, "default=http://localhost:2380", "Initial cluster configuration for bootstrapping."),
     f("initial-cluster-token", Kind::Str, "etcd-cluster", "Initial cluster token for the etcd cluster during bootstrap."),
     f("initial-cluster-state", Kind::Str, "new", "Initial cluster state ('new' or 'existing')."),
+    f("force-new-cluster", Kind::Bool, "false", "Force to create a new one member cluster."),
     f("initial-cluster-size", Kind::Uint, "0", "ferrocd extension: with --discovery-srv, wait until the SRV records name this many members before bootstrapping a new cluster (0: do not wait)."),
     f("discovery", Kind::Str, "", "Discovery URL used to bootstrap the cluster."),
     f("discovery-srv", Kind::Str, "", "DNS domain used to bootstrap initial cluster."),
@@ -146,6 +147,8 @@ pub struct Config {
     pub initial_cluster: Vec<(String, Vec<String>)>,
     pub initial_cluster_token: String,
     pub initial_cluster_state: ClusterState,
+    /// `--force-new-cluster`: restart from the data dir as a one-member cluster.
+    pub force_new_cluster: bool,
     /// `--discovery-srv`: the initial cluster comes from DNS SRV records.
     pub discovery_srv: Option<SrvDiscovery>,
     /// `--discovery URL [--discovery-proxy URL]`: the v2 discovery protocol.
@@ -538,6 +541,7 @@ impl Config {
             initial_cluster,
             initial_cluster_token: get("initial-cluster-token"),
             initial_cluster_state,
+            force_new_cluster: flag("force-new-cluster"),
             discovery_srv,
             discovery_url,
             discovery_v3,

@@ -22,6 +22,8 @@ use std::sync::Arc;
 
 /// etcd's learner readiness: its log within 10% of the leader's.
 const LEARNER_READY_PERCENT: f64 = 0.9;
+/// How long a membership change waits for the previous one to commit.
+const CHANGE_SETTLE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// etcd allows one learner at a time.
 const MAX_LEARNERS: usize = 1;
 
@@ -145,6 +147,7 @@ impl Membership {
         if !self.leadership.is_leader() {
             return Err(self.leadership.not_leader());
         }
+        self.wait_for_change_in_progress().await;
         let members = self.members();
         let find = |id: u64| members.iter().find(|m| m.id == id).cloned();
         let not_found = || RequestError::Refused(errors::MEMBER_NOT_FOUND);
@@ -180,10 +183,7 @@ impl Membership {
                     .await
                     .map_err(raft_error)?;
                 if !a.is_learner {
-                    self.raft
-                        .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
-                        .await
-                        .map_err(raft_error)?;
+                    self.add_voter(id).await?;
                 }
                 added = Some(Member {
                     id,
@@ -242,6 +242,64 @@ impl Membership {
             added,
             members: self.members().into_iter().map(to_proto).collect(),
         })
+    }
+
+    /// Waits (a while) for a configuration change still committing: one
+    /// MemberAdd right after another finds the first one's last step in
+    /// flight, which openraft would refuse.
+    async fn wait_for_change_in_progress(&self) {
+        let settled = |m: &openraft::RaftMetrics<u64, MemberInfo>| {
+            let c = &m.membership_config;
+            c.membership().get_joint_config().len() == 1 && c.log_id() <= &m.last_applied
+        };
+        let mut metrics = self.raft.metrics();
+        let _ = tokio::time::timeout(CHANGE_SETTLE_WAIT, async {
+            while !settled(&metrics.borrow_and_update()) {
+                if metrics.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+    }
+
+    /// Makes learner `id` a voter. Answers once the new configuration is in
+    /// effect, as etcd answers once its conf change is applied: committing
+    /// the change needs the new member itself when it leaves no quorum
+    /// without it (one member growing to two, the first add after a forced
+    /// new cluster), and it is started only after MemberAdd returns.
+    async fn add_voter(&self, id: u64) -> Result<(), RequestError> {
+        let raft = self.raft.clone();
+        let mut change = tokio::spawn(async move {
+            raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+                .await
+        });
+        let mut metrics = self.raft.metrics();
+        let is_voter = |m: &openraft::RaftMetrics<u64, MemberInfo>| {
+            m.membership_config
+                .membership()
+                .voter_ids()
+                .any(|v| v == id)
+        };
+        loop {
+            if is_voter(&metrics.borrow_and_update()) {
+                // The change goes on in its task until it commits.
+                return Ok(());
+            }
+            tokio::select! {
+                done = &mut change => {
+                    return match done {
+                        Ok(r) => r.map(|_| ()).map_err(raft_error),
+                        Err(e) => Err(RequestError::Raft(e.to_string())),
+                    };
+                }
+                changed = metrics.changed() => {
+                    if changed.is_err() {
+                        return Err(RequestError::Stopped);
+                    }
+                }
+            }
+        }
     }
 
     /// Whether a learner's log is close enough to the leader's to promote it.

@@ -42,7 +42,7 @@ use crate::metrics::Metrics;
 use crate::mvcc::Store;
 use crate::peer::{Forwarder, PeerDialer, PeerNetwork, PeerService, Refusals};
 use crate::raft::state_machine::Waiters;
-use crate::raft::{AppliedIndex, LogStore, StateMachine, TypeConfig};
+use crate::raft::{AppliedIndex, LogStore, MemberInfo, StateMachine, TypeConfig};
 use crate::tls::{ClientTls, ServerTls, TlsError};
 use crate::watch::WatchHub;
 use ferrocd_proto::ferrocdpb::peer_server::PeerServer;
@@ -87,7 +87,7 @@ impl Member {
         let dialer = peer_dialer(&config, peer_tls.as_deref())?;
         let store = Store::open(&config.data_dir)?;
         let metrics = Arc::new(Metrics::default());
-        let log = LogStore::open(&config.data_dir, metrics.clone())
+        let mut log = LogStore::open(&config.data_dir, metrics.clone())
             .map_err(|e| StartError::Config(e.to_string()))?;
         let boot = bootstrap::prepare(&config, &store, &dialer).await?;
         let identity = boot.identity.clone();
@@ -101,7 +101,7 @@ impl Member {
         let applied_index: Arc<AppliedIndex> = Arc::default();
         let auth = Arc::new(AuthStore::new(config.auth_token_ttl));
         let machine = Machine::open(store.clone(), lessor.clone(), auth.clone(), hub.clone())?;
-        let sm = StateMachine::open(
+        let mut sm = StateMachine::open(
             machine,
             waiters.clone(),
             applied_index.clone(),
@@ -109,6 +109,24 @@ impl Member {
             config.data_dir.join("member"),
         )
         .map_err(|e| StartError::Config(e.to_string()))?;
+        if config.force_new_cluster && boot.initialize.is_none() {
+            let own = MemberInfo {
+                name: identity.name.clone(),
+                peer_urls: identity.peer_urls.clone(),
+                client_urls: identity.client_urls.clone(),
+            };
+            let dropped =
+                crate::raft::force_new_cluster(&mut log, &mut sm, identity.member_id, own)
+                    .await
+                    .map_err(|e| StartError::Config(format!("--force-new-cluster: {e}")))?;
+            let dropped: Vec<String> = dropped.iter().map(|id| format!("{id:x}")).collect();
+            tracing::warn!(
+                member_id = %format!("{:x}", identity.member_id),
+                cluster_id = %format!("{:x}", identity.cluster_id),
+                removed = ?dropped,
+                "forced a new one-member cluster from this member's data"
+            );
+        }
         let refusals: Arc<Refusals> = Arc::default();
         let network = PeerNetwork {
             cluster_id: identity.cluster_id,

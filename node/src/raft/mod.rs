@@ -7,11 +7,13 @@
 #![allow(clippy::result_large_err)]
 
 pub mod applied;
+pub mod force;
 pub mod log_store;
 pub mod state_machine;
 pub mod wal;
 
 pub use applied::AppliedIndex;
+pub use force::force_new_cluster;
 pub use log_store::LogStore;
 pub use state_machine::{fresh_records, StateMachine};
 

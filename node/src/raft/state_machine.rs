@@ -32,13 +32,22 @@ pub fn fresh_records(
     applied: LogId,
     members: std::collections::BTreeMap<u64, super::MemberInfo>,
 ) -> Result<Vec<(&'static str, Vec<u8>)>, StorageError> {
-    let voters = members.keys().copied().collect();
-    let membership = openraft::Membership::new(vec![voters], members);
-    let stored = StoredMembership::new(Some(applied), membership);
+    let stored = voters_only(applied, members);
     Ok(vec![
         (LAST_APPLIED, encode_state(&Some(applied))?),
         (MEMBERSHIP, encode_state(&stored)?),
     ])
+}
+
+fn voters_only(
+    applied: LogId,
+    members: std::collections::BTreeMap<u64, super::MemberInfo>,
+) -> StoredMembership {
+    let voters = members.keys().copied().collect();
+    StoredMembership::new(
+        Some(applied),
+        openraft::Membership::new(vec![voters], members),
+    )
 }
 
 /// Proposals waiting for their apply result on this member, by command ID.
@@ -110,6 +119,24 @@ fn raft_state(
 }
 
 impl StateMachine {
+    /// Makes `members` the only voters as of the last applied entry, in the
+    /// store and here (`--force-new-cluster`).
+    pub(super) fn replace_membership(
+        &mut self,
+        members: std::collections::BTreeMap<u64, super::MemberInfo>,
+    ) -> Result<LogId, StorageError> {
+        let applied = self.last_applied.unwrap_or_default();
+        let membership = voters_only(applied, members);
+        let last = encode_state(&Some(applied))?;
+        let encoded = encode_state(&membership)?;
+        self.machine
+            .write_records(&[(LAST_APPLIED, &last), (MEMBERSHIP, &encoded)])
+            .map_err(sm_err(ErrorVerb::Write))?;
+        self.last_applied = Some(applied);
+        self.membership = membership;
+        Ok(applied)
+    }
+
     pub fn open(
         machine: Machine,
         waiters: Arc<Waiters>,

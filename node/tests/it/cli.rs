@@ -210,6 +210,8 @@ fn environment_variables_configure_the_member() {
             "ETCD_INITIAL_ADVERTISE_PEER_URLS",
             format!("http://{ip}:2380"),
         ),
+        // Not the default localhost:2380, which the no-flags test takes.
+        ("ETCD_LISTEN_PEER_URLS", format!("http://{ip}:2380")),
     ];
     let mut p = spawn(&[], &env, dir.path());
     let ep = format!("{ip}:2379");

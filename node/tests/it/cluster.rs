@@ -576,24 +576,6 @@ async fn a_replacement_from_another_cluster_refuses_the_leaders_replication() {
     );
 }
 
-/// Starts a member the way `etcdctl member add` tells you to: its `ETCD_*` lines as environment.
-fn start_added_member(ip: std::net::Ipv4Addr, add_output: &str) -> crate::support::Member {
-    let mut flags = vec![
-        format!("--listen-peer-urls=http://{ip}:2380"),
-        format!("--listen-client-urls=http://{ip}:2379"),
-        format!("--advertise-client-urls=http://{ip}:2379"),
-    ];
-    for line in add_output.lines() {
-        if let Some((k, v)) = line.split_once('=') {
-            if let Some(flag) = k.strip_prefix("ETCD_") {
-                let v = v.trim_matches('"');
-                flags.push(format!("--{}={v}", flag.to_lowercase().replace('_', "-")));
-            }
-        }
-    }
-    crate::support::Member::spawn_with(Kind::Ferrocd, ip, flags)
-}
-
 fn member_id_of(list: &str, peer_url: &str) -> String {
     list.lines()
         .find(|l| l.contains(peer_url))
@@ -639,7 +621,7 @@ async fn add_a_learner_promote_it_remove_a_member_and_replace_a_wiped_one() {
         added.contains("ETCD_INITIAL_CLUSTER_STATE=\"existing\""),
         "{added}"
     );
-    let mut learner = start_added_member(ip, &added);
+    let mut learner = crate::support::start_added_member(Kind::Ferrocd, ip, &added);
     tokio::task::block_in_place(|| learner.wait_healthy());
     let list = ctl(&eps, &["member", "list"]);
     assert!(
@@ -759,7 +741,7 @@ async fn add_a_learner_promote_it_remove_a_member_and_replace_a_wiped_one() {
             &format!("--peer-urls={infra1_peer}"),
         ],
     );
-    let mut replacement = start_added_member(infra1_ip, &added);
+    let mut replacement = crate::support::start_added_member(Kind::Ferrocd, infra1_ip, &added);
     tokio::task::block_in_place(|| replacement.wait_healthy());
     let mut cr = Client::connect(&replacement.endpoint()).await;
     let got = cr

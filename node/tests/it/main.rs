@@ -21,6 +21,7 @@ mod http;
 mod layers;
 mod leadership;
 mod lifecycle;
+mod recovery;
 mod snapshot;
 mod tls;
 mod watch;

@@ -270,6 +270,25 @@ impl Drop for Member {
     }
 }
 
+/// Starts a member the way `etcdctl member add` tells you to: its `ETCD_*`
+/// lines as flags.
+pub fn start_added_member(kind: Kind, ip: Ipv4Addr, add_output: &str) -> Member {
+    let mut flags = vec![
+        format!("--listen-peer-urls=http://{ip}:2380"),
+        format!("--listen-client-urls=http://{ip}:2379"),
+        format!("--advertise-client-urls=http://{ip}:2379"),
+    ];
+    for line in add_output.lines() {
+        if let Some((k, v)) = line.split_once('=') {
+            if let Some(flag) = k.strip_prefix("ETCD_") {
+                let v = v.trim_matches('"');
+                flags.push(format!("--{}={v}", flag.to_lowercase().replace('_', "-")));
+            }
+        }
+    }
+    Member::spawn_with(kind, ip, flags)
+}
+
 /// `n` loopback addresses 127.a.b.1..n in one random /24, client and peer ports free on each.
 pub fn unique_ips(n: u8) -> Vec<Ipv4Addr> {
     ferrocd_testkit::addr::loopback_ips(n, &MEMBER_PORTS)

@@ -1,0 +1,57 @@
+//! `--force-new-cluster`: after quorum loss, a member restarts from its own
+//! data as the only voter of its cluster (same member and cluster IDs), so
+//! that others can be added back with MemberAdd.
+//!
+//! Unlike etcd, which drops the entries after the commit index it knows,
+//! every entry the log holds is applied first: a follower learns of a
+//! commit one heartbeat late, so an entry past its known commit index may
+//! be a write the old leader acknowledged. Keeping it cannot lose an
+//! acknowledged write; the entries that were never committed were never
+//! acknowledged either, and a client that timed out cannot tell.
+
+use super::{LogStore, MemberInfo, StateMachine, StorageError};
+use openraft::storage::{RaftLogStorage, RaftStateMachine};
+use openraft::RaftLogReader;
+use std::collections::BTreeMap;
+
+/// Rewrites the state so that `me` alone is a voter; returns the members
+/// that were dropped.
+pub async fn force_new_cluster(
+    log: &mut LogStore,
+    sm: &mut StateMachine,
+    me: u64,
+    own: MemberInfo,
+) -> Result<Vec<u64>, StorageError> {
+    let state = log.get_log_state().await?;
+    let (applied, _) = sm.applied_state().await?;
+    if let Some(last) = state.last_log_id {
+        if Some(last) > applied {
+            let from = applied.map_or(0, |l| l.index + 1);
+            let entries = log.try_get_log_entries(from..=last.index).await?;
+            tracing::info!(
+                from,
+                to = last.index,
+                "applying every entry of the log before forcing a new cluster"
+            );
+            sm.apply(entries).await?;
+        }
+    }
+    let (_, membership) = sm.applied_state().await?;
+    let info = membership
+        .membership()
+        .get_node(&me)
+        .cloned()
+        .unwrap_or(own);
+    let dropped: Vec<u64> = membership
+        .membership()
+        .nodes()
+        .map(|(id, _)| *id)
+        .filter(|id| *id != me)
+        .collect();
+    let applied = sm.replace_membership(BTreeMap::from([(me, info)]))?;
+    // The log up to here is in the store; what it said about membership
+    // must not override the new one at start.
+    log.save_committed(Some(applied)).await?;
+    log.purge(applied).await?;
+    Ok(dropped)
+}
