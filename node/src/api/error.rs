@@ -35,6 +35,7 @@ fn apply_status(e: ApplyError) -> Status {
         ApplyError::LeaseTtlTooLarge => errors::LEASE_TTL_TOO_LARGE.status(),
         ApplyError::KeyNotFound => errors::KEY_NOT_FOUND.status(),
         ApplyError::NoSpace => errors::NO_SPACE.status(),
+        ApplyError::Corrupt => errors::CORRUPT.status(),
         ApplyError::Refused(e) => e.status(),
     }
 }

@@ -182,24 +182,12 @@ impl Maintenance for MaintenanceService {
         caller::root_untranslated(&req, &self.authn).await?;
         let want = req.into_inner().revision;
         let store = self.store.clone();
-        let (cur, compact, rev, hash) = blocking(move || {
-            let v = store.read()?;
-            let rev = if want <= 0 { v.rev } else { want };
-            if rev > v.rev {
-                return Err(MvccError::FutureRev);
-            }
-            // Unlike Range, etcd refuses a hash at the compacted revision itself.
-            if rev <= v.compact_rev {
-                return Err(MvccError::Compacted);
-            }
-            Ok((v.rev, v.compact_rev, rev, v.hash_kv(rev)?))
-        })
-        .await?;
+        let h = blocking(move || store.read()?.hash_kv_at(want)).await?;
         Ok(Response::new(HashKvResponse {
-            header: Some(self.leadership.header(cur)),
-            hash,
-            compact_revision: compact,
-            hash_revision: rev,
+            header: Some(self.leadership.header(h.current_rev)),
+            hash: h.hash,
+            compact_revision: h.compact_rev,
+            hash_revision: h.rev,
         }))
     }
 

@@ -41,6 +41,10 @@ pub enum ApplyError {
     KeyNotFound,
     #[error("mvcc: database space exceeded")]
     NoSpace,
+    /// A CORRUPT alarm is raised: etcd refuses writes, compactions and
+    /// lease changes until it is disarmed.
+    #[error("corrupt cluster")]
+    Corrupt,
     /// An auth rule refused the request.
     #[error(transparent)]
     Refused(#[from] ferrocd_proto::errors::EtcdError),
@@ -132,6 +136,7 @@ pub struct Applier {
     compact_rev: i64,
     applied_index: u64,
     nospace: bool,
+    corrupt: bool,
 }
 
 impl Applier {
@@ -155,15 +160,15 @@ impl Applier {
         for (key, lease) in view.keys_with_leases()? {
             lessor.attach(lease, &key);
         }
-        let nospace = view
-            .alarms()?
-            .iter()
-            .any(|(_, a)| *a == AlarmType::Nospace as i32);
+        let alarms = view.alarms()?;
+        let raised = |alarm: AlarmType| alarms.iter().any(|(_, a)| *a == alarm as i32);
+        let (nospace, corrupt) = (raised(AlarmType::Nospace), raised(AlarmType::Corrupt));
         Ok(Applier {
             rev: view.rev,
             compact_rev: view.compact_rev,
             applied_index: view.applied_index,
             nospace,
+            corrupt,
             store,
             lessor,
             auth,
@@ -189,7 +194,13 @@ impl Applier {
         also: impl FnOnce(&mut WriteTables<'_>) -> Result<(), MvccError>,
     ) -> Result<AppliedBatch, MvccError> {
         let store = self.store.clone();
-        let saved = (self.rev, self.compact_rev, self.applied_index, self.nospace);
+        let saved = (
+            self.rev,
+            self.compact_rev,
+            self.applied_index,
+            self.nospace,
+            self.corrupt,
+        );
         let result = store.write_lazy(|t| {
             let mut out = AppliedBatch::default();
             for entry in entries {
@@ -211,7 +222,13 @@ impl Applier {
             Ok(out)
         });
         if result.is_err() {
-            (self.rev, self.compact_rev, self.applied_index, self.nospace) = saved;
+            (
+                self.rev,
+                self.compact_rev,
+                self.applied_index,
+                self.nospace,
+                self.corrupt,
+            ) = saved;
         }
         result
     }
@@ -232,6 +249,18 @@ impl Applier {
                 let lessor = &self.lessor;
                 auth::check_write(&self.auth.state(), &|id| lessor.keys(id), who, req)?;
             }
+        }
+        let refused_when_corrupt = matches!(
+            req,
+            Request::Put(_)
+                | Request::DeleteRange(_)
+                | Request::Txn(_)
+                | Request::Compaction(_)
+                | Request::LeaseGrant(_)
+                | Request::LeaseRevoke(_)
+        );
+        if self.corrupt && refused_when_corrupt {
+            return Err(ApplyError::Corrupt);
         }
         match req {
             Request::Put(p) => {
@@ -378,6 +407,14 @@ impl Applier {
                 if a.alarm == AlarmType::Nospace as i32 {
                     self.nospace = true;
                 }
+                if a.alarm == AlarmType::Corrupt as i32 && !self.corrupt {
+                    self.corrupt = true;
+                    tracing::warn!(
+                        alarm = "CORRUPT",
+                        from = %format!("{:x}", a.member_id),
+                        "alarm raised"
+                    );
+                }
                 alarms.push(member);
             }
             Ok(AlarmAction::Deactivate) => {
@@ -386,6 +423,7 @@ impl Applier {
                 }
                 // Writes stay refused while any member still has NOSPACE raised.
                 self.nospace = t.has_alarm(AlarmType::Nospace as i32)?;
+                self.corrupt = t.has_alarm(AlarmType::Corrupt as i32)?;
             }
             _ => {}
         }

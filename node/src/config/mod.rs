@@ -49,6 +49,10 @@ pub const FLAGS: &[FlagSpec] = &[
     f("auto-compaction-mode", Kind::Str, "periodic", "Interpret 'auto-compaction-retention' one of: periodic|revision."),
     f("auto-compaction-retention", Kind::Str, "0", "Auto compaction retention for mvcc key value store. 0 means disable auto compaction."),
     f("experimental-watch-progress-notify-interval", Kind::Duration, "10m", "Duration of periodic watch progress notifications."),
+    f("experimental-initial-corrupt-check", Kind::Bool, "false", "Enable to check data corruption before serving any client/peer traffic."),
+    f("experimental-corrupt-check-time", Kind::Duration, "0s", "Duration of time between cluster corruption check passes."),
+    f("experimental-compact-hash-check-enabled", Kind::Bool, "false", "Enable leader to periodically check followers compaction hashes."),
+    f("experimental-compact-hash-check-time", Kind::Duration, "1m", "Duration of time between leader checks followers compaction hashes."),
     f("cert-file", Kind::Str, "", "Path to the client server TLS cert file."),
     f("key-file", Kind::Str, "", "Path to the client server TLS key file."),
     f("trusted-ca-file", Kind::Str, "", "Path to the client server TLS trusted CA cert file."),
@@ -149,6 +153,8 @@ pub struct Config {
     pub initial_cluster_state: ClusterState,
     /// `--force-new-cluster`: restart from the data dir as a one-member cluster.
     pub force_new_cluster: bool,
+    /// etcd's corruption checks (`--experimental-*corrupt*`, `*compact-hash*`).
+    pub corruption_checks: CorruptionChecks,
     /// `--discovery-srv`: the initial cluster comes from DNS SRV records.
     pub discovery_srv: Option<SrvDiscovery>,
     /// `--discovery URL [--discovery-proxy URL]`: the v2 discovery protocol.
@@ -241,6 +247,17 @@ pub enum Command {
     Snapshot(snapshot::SnapshotCommand),
     Help,
     Version,
+}
+
+/// Which corruption checks run, and how often.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CorruptionChecks {
+    /// Compare HashKV with the peers before serving (a restarting member).
+    pub initial: bool,
+    /// The leader compares HashKV with its followers this often.
+    pub periodic: Option<Duration>,
+    /// The leader compares HashKV at the last compaction this often.
+    pub compact_hash: Option<Duration>,
 }
 
 /// A configuration mistake: one line for the user, and the exit code
@@ -542,6 +559,15 @@ impl Config {
             initial_cluster_token: get("initial-cluster-token"),
             initial_cluster_state,
             force_new_cluster: flag("force-new-cluster"),
+            corruption_checks: CorruptionChecks {
+                initial: flag("experimental-initial-corrupt-check"),
+                periodic: flags::parse_duration(&get("experimental-corrupt-check-time"))
+                    .filter(|d| !d.is_zero()),
+                compact_hash: flag("experimental-compact-hash-check-enabled")
+                    .then(|| flags::parse_duration(&get("experimental-compact-hash-check-time")))
+                    .flatten()
+                    .filter(|d| !d.is_zero()),
+            },
             discovery_srv,
             discovery_url,
             discovery_v3,

@@ -25,6 +25,8 @@ pub(super) struct Boot {
     pub identity: Identity,
     /// The initial membership, when this member bootstraps a new cluster.
     pub initialize: Option<BTreeMap<u64, MemberInfo>>,
+    /// The data dir held this member already (not a first start).
+    pub restarted: bool,
 }
 
 use crate::mvcc::store::{META_CLUSTER_ID as META_CLUSTER, META_MEMBER_ID as META_MEMBER};
@@ -50,6 +52,7 @@ pub(super) async fn prepare(
                 client_urls: cfg.advertise_client_urls.clone(),
             },
             initialize: None,
+            restarted: true,
         });
     }
     let dns = Dns::from_system().map_err(|e| StartError::Config(e.0))?;
@@ -139,6 +142,7 @@ pub(super) async fn prepare(
             client_urls: cfg.advertise_client_urls.clone(),
         },
         initialize: (!joins).then_some(members),
+        restarted: false,
     })
 }
 

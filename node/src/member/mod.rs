@@ -14,6 +14,7 @@
 mod authn;
 mod background;
 mod bootstrap;
+mod corruption;
 mod error;
 pub mod leadership;
 pub mod leases;
@@ -109,7 +110,8 @@ impl Member {
             config.data_dir.join("member"),
         )
         .map_err(|e| StartError::Config(e.to_string()))?;
-        if config.force_new_cluster && boot.initialize.is_none() {
+        let forwarder = Arc::new(Forwarder::new(identity.cluster_id, dialer.clone()));
+        if config.force_new_cluster && boot.restarted {
             let own = MemberInfo {
                 name: identity.name.clone(),
                 peer_urls: identity.peer_urls.clone(),
@@ -126,6 +128,28 @@ impl Member {
                 removed = ?dropped,
                 "forced a new one-member cluster from this member's data"
             );
+        }
+        if config.corruption_checks.initial && boot.restarted {
+            use openraft::storage::RaftStateMachine;
+            let (_, membership) = sm
+                .applied_state()
+                .await
+                .map_err(|e| StartError::Config(e.to_string()))?;
+            let peers: Vec<(u64, Vec<String>)> = membership
+                .membership()
+                .nodes()
+                .filter(|(id, _)| **id != identity.member_id)
+                .map(|(id, n)| (*id, n.peer_urls.clone()))
+                .collect();
+            corruption::initial_check(
+                &store,
+                identity.member_id,
+                &peers,
+                &forwarder,
+                config.request_timeout(),
+            )
+            .await
+            .map_err(StartError::Config)?;
         }
         let refusals: Arc<Refusals> = Arc::default();
         let network = PeerNetwork {
@@ -151,7 +175,6 @@ impl Member {
             config.election_timeout,
             request_timeout,
         ));
-        let forwarder = Arc::new(Forwarder::new(identity.cluster_id, dialer));
         let proposer = Arc::new(Proposer::start(
             proposer::ProposerParts {
                 raft: raft.clone(),
@@ -218,7 +241,7 @@ impl Member {
             raft: raft.clone(),
             leadership: leadership.clone(),
             membership: membership.clone(),
-            forwarder,
+            forwarder: forwarder.clone(),
             election_timeout: config.election_timeout,
             heartbeat_interval: config.heartbeat_interval,
             request_timeout,
@@ -272,6 +295,22 @@ impl Member {
             },
             &member.tasks,
         );
+        let checks = &member.config.corruption_checks;
+        corruption::spawn(
+            corruption::Checker {
+                me: member.identity.member_id,
+                store: member.store.clone(),
+                leadership: member.leadership.clone(),
+                membership: member.membership.clone(),
+                proposer: member.proposer.clone(),
+                reader: member.reader.clone(),
+                forwarder,
+                timeout: request_timeout,
+            },
+            checks.periodic,
+            checks.compact_hash,
+            &member.tasks,
+        );
         tracing::info!(
             name = %member.identity.name,
             member_id = %format!("{:x}", member.identity.member_id),
@@ -289,6 +328,7 @@ impl Member {
             leases: self.leases.clone(),
             membership: self.membership.clone(),
             leadership: self.leadership.clone(),
+            store: self.store.clone(),
         });
         for url in &self.config.listen_peer_urls {
             let listener = crate::listen::bind_url(url)

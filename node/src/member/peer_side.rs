@@ -8,9 +8,10 @@ use super::membership::{to_proto, Membership};
 use super::proposer::Proposer;
 use super::reader::Reader;
 use super::RequestError;
+use crate::mvcc::Store;
 use crate::peer::LocalMember;
 use ferrocd_proto::etcdserverpb::{
-    LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, Member,
+    HashKvResponse, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, Member,
 };
 use ferrocd_proto::ferrocdpb::{
     member_change_request::Change, ApplyResult, InternalRequest, MemberChangeResponse,
@@ -23,6 +24,7 @@ pub(super) struct PeerSide {
     pub leases: Arc<Leases>,
     pub membership: Arc<Membership>,
     pub leadership: Arc<Leadership>,
+    pub store: Store,
 }
 
 impl LocalMember for PeerSide {
@@ -62,5 +64,18 @@ impl LocalMember for PeerSide {
 
     async fn read_index(&self) -> Result<u64, RequestError> {
         self.reader.read_index().await
+    }
+
+    async fn hash_kv(&self, revision: i64) -> Result<HashKvResponse, RequestError> {
+        let store = self.store.clone();
+        let h = tokio::task::spawn_blocking(move || store.read()?.hash_kv_at(revision))
+            .await
+            .map_err(|e| RequestError::Raft(e.to_string()))??;
+        Ok(HashKvResponse {
+            header: Some(self.leadership.header(h.current_rev)),
+            hash: h.hash,
+            compact_revision: h.compact_rev,
+            hash_revision: h.rev,
+        })
     }
 }

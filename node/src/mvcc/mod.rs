@@ -16,7 +16,7 @@ pub mod store;
 pub mod write;
 
 pub use range::{KeyRange, RangeOptions, RangeResult};
-pub use store::{ReadView, Store, WriteTables};
+pub use store::{HashAt, ReadView, Store, WriteTables};
 pub use write::{KvView, TxnWrite};
 
 /// Errors the MVCC layer reports to clients (etcd's texts, without the

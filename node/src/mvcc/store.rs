@@ -506,6 +506,25 @@ impl ReadView {
         Ok(h)
     }
 
+    /// HashKV as etcd answers it: at `want` (the current revision when 0
+    /// or less), refused for a future or compacted revision.
+    pub fn hash_kv_at(&self, want: i64) -> Result<HashAt, MvccError> {
+        let rev = if want <= 0 { self.rev } else { want };
+        if rev > self.rev {
+            return Err(MvccError::FutureRev);
+        }
+        // Unlike Range, etcd refuses a hash at the compacted revision itself.
+        if rev <= self.compact_rev {
+            return Err(MvccError::Compacted);
+        }
+        Ok(HashAt {
+            current_rev: self.rev,
+            compact_rev: self.compact_rev,
+            rev,
+            hash: self.hash_kv(rev)?,
+        })
+    }
+
     /// CRC-32C over all data (etcd's Hash).
     pub fn hash_all(&self) -> Result<u32, MvccError> {
         let mut h = self.hash_kv(self.rev)?;
@@ -524,6 +543,15 @@ fn crc32c_append(crc: u32, data: &[u8]) -> u32 {
     let mut h = crc32fast::Hasher::new_with_initial(crc);
     h.update(data);
     h.finalize()
+}
+
+/// A HashKV answer: the hash of the history up to `rev`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashAt {
+    pub current_rev: i64,
+    pub compact_rev: i64,
+    pub rev: i64,
+    pub hash: u32,
 }
 
 /// The tables one write batch works on, opened once per batch.

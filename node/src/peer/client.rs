@@ -4,12 +4,13 @@
 use crate::raft::{MemberInfo, TypeConfig};
 use crate::tls::{ClientTls, TlsConnector};
 use ferrocd_proto::etcdserverpb::{
-    LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+    HashKvResponse, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
 use ferrocd_proto::ferrocdpb::{
     member_change_request::Change, peer_client::PeerClient, propose_outcome, ApplyResult,
     ClusterInfoRequest, ClusterInfoResponse, InternalRequest, LeaseForward, MemberChangeRequest,
-    MemberChangeResponse, ProposeBatchRequest, RaftMessage, ReadIndexRequest, TimeoutNowRequest,
+    MemberChangeResponse, PeerHashKvRequest, ProposeBatchRequest, RaftMessage, ReadIndexRequest,
+    TimeoutNowRequest,
 };
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
@@ -405,5 +406,19 @@ impl Forwarder {
         };
         c.timeout_now(req).await?;
         Ok(())
+    }
+
+    /// A member's HashKV at `revision`, for the corruption checks.
+    pub async fn hash_kv(
+        &self,
+        member_url: &str,
+        revision: i64,
+    ) -> Result<HashKvResponse, tonic::Status> {
+        let mut c = self.client(member_url)?;
+        let req = PeerHashKvRequest {
+            cluster_id: self.cluster_id,
+            revision,
+        };
+        Ok(c.hash_kv(req).await?.into_inner())
     }
 }

@@ -11,7 +11,7 @@ pub use client::{Forwarder, PeerDialer, PeerNetwork, Refusals};
 pub use service::PeerService;
 
 use ferrocd_proto::etcdserverpb::{
-    LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, Member,
+    HashKvResponse, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, Member,
 };
 use ferrocd_proto::ferrocdpb::{
     member_change_request::Change, ApplyResult, InternalRequest, MemberChangeResponse,
@@ -51,4 +51,10 @@ pub trait LocalMember: Send + Sync + 'static {
 
     /// A read index for a follower (this member must lead).
     fn read_index(&self) -> impl Future<Output = Result<u64, Self::Error>> + Send;
+
+    /// This member's HashKV at `revision` (0: its current one).
+    fn hash_kv(
+        &self,
+        revision: i64,
+    ) -> impl Future<Output = Result<HashKvResponse, Self::Error>> + Send;
 }

@@ -3,12 +3,14 @@
 use super::LocalMember;
 use crate::raft::TypeConfig;
 use ferrocd_proto::errors;
-use ferrocd_proto::etcdserverpb::{LeaseKeepAliveResponse, LeaseTimeToLiveResponse};
+use ferrocd_proto::etcdserverpb::{
+    HashKvResponse, LeaseKeepAliveResponse, LeaseTimeToLiveResponse,
+};
 use ferrocd_proto::ferrocdpb::{
     peer_server::Peer, propose_outcome, ClusterInfoRequest, ClusterInfoResponse, LeaseForward,
-    MemberChangeRequest, MemberChangeResponse, ProposeBatchRequest, ProposeBatchResponse,
-    ProposeError, ProposeOutcome, RaftMessage, ReadIndexRequest, ReadIndexResponse,
-    TimeoutNowRequest, TimeoutNowResponse,
+    MemberChangeRequest, MemberChangeResponse, PeerHashKvRequest, ProposeBatchRequest,
+    ProposeBatchResponse, ProposeError, ProposeOutcome, RaftMessage, ReadIndexRequest,
+    ReadIndexResponse, TimeoutNowRequest, TimeoutNowResponse,
 };
 use openraft::Raft;
 use std::sync::Arc;
@@ -34,7 +36,8 @@ cluster_scoped!(
     LeaseForward,
     MemberChangeRequest,
     ReadIndexRequest,
-    TimeoutNowRequest
+    TimeoutNowRequest,
+    PeerHashKvRequest
 );
 
 pub struct PeerService<M> {
@@ -259,5 +262,18 @@ impl<M: LocalMember> Peer for PeerService<M> {
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
         Ok(Response::new(TimeoutNowResponse {}))
+    }
+
+    async fn hash_kv(
+        &self,
+        req: Request<PeerHashKvRequest>,
+    ) -> Result<Response<HashKvResponse>, Status> {
+        let req = self.accept(req)?;
+        let resp = self
+            .member
+            .hash_kv(req.revision)
+            .await
+            .map_err(Into::into)?;
+        Ok(Response::new(resp))
     }
 }

@@ -242,6 +242,22 @@ impl Member {
         self.restart();
     }
 
+    /// Stops the process and starts it again on the same data dir with these
+    /// flags added, without waiting (it may be meant to refuse to start).
+    pub fn respawn_with(&mut self, extra: &[&str]) {
+        self.kill9();
+        self.extra.extend(extra.iter().map(|s| s.to_string()));
+        if let Some(f) = self.flags.as_mut() {
+            f.extend(extra.iter().map(|s| s.to_string()));
+        }
+        self.spawn();
+    }
+
+    /// The whole log of the current start.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
     /// Starts the process again on the same data dir and waits until healthy.
     pub fn restart(&mut self) {
         self.kill9();
