@@ -8,6 +8,7 @@ say() { printf '==> %s\n' "$*" >&2; }
 
 need_apt=()
 [ -x /usr/bin/etcdctl ] || need_apt+=(etcd-client)        # etcdctl 3.4
+[ -x /usr/bin/etcd ] || need_apt+=(etcd-server)            # etcd 3.4 (its snapshots)
 command -v protoc >/dev/null || need_apt+=(protobuf-compiler) # the etcd-client crate's build
 command -v dnsmasq >/dev/null || need_apt+=(dnsmasq-base)    # SRV records for discovery tests
 command -v ip >/dev/null || need_apt+=(iproute2)              # network namespaces

@@ -59,14 +59,33 @@ pub fn etcdutl() -> PathBuf {
     distro_tool("etcdutl").unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// etcd 3.4 (Debian's etcd-server package; `FERROCD_TEST_ETCD34` overrides).
+pub fn etcd34() -> PathBuf {
+    debian_tool(
+        "FERROCD_TEST_ETCD34",
+        "/usr/bin/etcd",
+        "etcd 3.4",
+        "etcd-server",
+    )
+}
+
 /// etcdctl 3.4 (Debian's etcd-client package; `FERROCD_TEST_ETCDCTL34` overrides).
 pub fn etcdctl34() -> PathBuf {
-    let p = PathBuf::from(
-        std::env::var("FERROCD_TEST_ETCDCTL34").unwrap_or_else(|_| "/usr/bin/etcdctl".into()),
-    );
+    debian_tool(
+        "FERROCD_TEST_ETCDCTL34",
+        "/usr/bin/etcdctl",
+        "etcdctl 3.4",
+        "etcd-client",
+    )
+}
+
+/// A binary from a Debian package, at `path` unless `var` names another;
+/// panics with how to install it.
+fn debian_tool(var: &str, path: &str, what: &str, package: &str) -> PathBuf {
+    let p = PathBuf::from(std::env::var(var).unwrap_or_else(|_| path.into()));
     assert!(
         p.exists(),
-        "etcdctl 3.4 is needed: `apt-get install etcd-client` (the README test command installs it)"
+        "{what} is needed: `apt-get install {package}` (the README test command installs it)"
     );
     p
 }

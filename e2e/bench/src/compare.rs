@@ -16,7 +16,7 @@ use std::path::Path;
 #[derive(Debug, Clone, Serialize)]
 pub struct Measured {
     pub scenario: String,
-    /// Higher is better for every metric here except latency and memory.
+    /// Higher is better for req/s; lower for every other metric.
     pub metric: &'static str,
     /// The median over the rounds.
     pub value: f64,
@@ -72,6 +72,9 @@ enum Kind {
     },
     /// Load keys, then resident memory per member.
     Memory { keys: usize, value_size: usize },
+    /// Fill the store with `bytes` of values, then stream a snapshot while
+    /// one client writes: three rows (time, bytes, the writer's p99).
+    Snapshot { bytes: usize, value_size: usize },
 }
 
 fn scenarios(quick: bool) -> Vec<Scenario> {
@@ -199,6 +202,14 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
             },
         },
         Scenario {
+            name: "single member: snapshot of a 1 GiB store",
+            members: 1,
+            run: Kind::Snapshot {
+                bytes: scale(1 << 30, 4 << 20),
+                value_size: 64 << 10,
+            },
+        },
+        Scenario {
             name: "single member: put, 1 client (p99 latency)",
             members: 1,
             run: load(1, 1, scale(1000, 30), true, put(true), true),
@@ -218,7 +229,7 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
     ]
 }
 
-async fn measure(s: &Scenario, cluster: &Cluster) -> Result<Measured, String> {
+async fn measure(s: &Scenario, cluster: &Cluster) -> Result<Vec<Measured>, String> {
     let target = |conns, clients, target_leader| Target {
         endpoints: cluster.endpoints.clone(),
         conns,
@@ -251,7 +262,7 @@ async fn measure(s: &Scenario, cluster: &Cluster) -> Result<Measured, String> {
             )
             .await;
             let summary = samples.summary();
-            Ok(Measured {
+            Ok(vec![Measured {
                 scenario: s.name.into(),
                 rounds: Vec::new(),
                 metric: if *latency { "p99 ms" } else { "req/s" },
@@ -261,7 +272,7 @@ async fn measure(s: &Scenario, cluster: &Cluster) -> Result<Measured, String> {
                     summary.requests_per_sec
                 },
                 summary: Some(summary),
-            })
+            }])
         }
         Kind::Watch {
             watchers,
@@ -274,13 +285,13 @@ async fn measure(s: &Scenario, cluster: &Cluster) -> Result<Measured, String> {
                 load::watch_latency(&channels, *watchers, *streams, 1, *puts, *put_rate, false)
                     .await;
             let summary = samples.summary();
-            Ok(Measured {
+            Ok(vec![Measured {
                 scenario: s.name.into(),
                 rounds: Vec::new(),
                 metric: "p99 ms",
                 value: summary.p99_secs * 1000.0,
                 summary: Some(summary),
-            })
+            }])
         }
         Kind::Memory { keys, value_size } => {
             let channels = load::connect(&target(8, 64, true)).await?;
@@ -293,13 +304,45 @@ async fn measure(s: &Scenario, cluster: &Cluster) -> Result<Measured, String> {
             load::run(&channels, 64, *keys, 0, fill, false).await;
             let rss = cluster.rss();
             let avg = rss.iter().sum::<u64>() as f64 / rss.len().max(1) as f64;
-            Ok(Measured {
+            Ok(vec![Measured {
                 scenario: s.name.into(),
                 rounds: Vec::new(),
                 metric: "RSS MiB",
                 value: avg / (1024.0 * 1024.0),
                 summary: None,
-            })
+            }])
+        }
+        Kind::Snapshot { bytes, value_size } => {
+            let channels = load::connect(&target(8, 16, true)).await?;
+            let keys = bytes / value_size;
+            let fill = Workload::Put {
+                key_size: 16,
+                val_size: *value_size,
+                sequential_keys: true,
+                key_space_size: keys,
+            };
+            load::run(&channels, 16, keys, 0, fill, false).await;
+            let snap = load::snapshot_under_writes(&channels[0], &channels[1]).await?;
+            let writer = snap.writer.summary();
+            let row = |what: &str, metric, value| Measured {
+                scenario: format!("{}: {what}", s.name),
+                rounds: Vec::new(),
+                metric,
+                value,
+                summary: None,
+            };
+            Ok(vec![
+                row("time", "s", snap.elapsed.as_secs_f64()),
+                row("size", "MiB", snap.bytes as f64 / (1024.0 * 1024.0)),
+                Measured {
+                    summary: Some(writer.clone()),
+                    ..row(
+                        "put p99 of a writer meanwhile",
+                        "p99 ms",
+                        writer.p99_secs * 1000.0,
+                    )
+                },
+            ])
         }
     }
 }
@@ -322,9 +365,10 @@ async fn run_system(
         let cluster = tokio::task::spawn_blocking(move || Cluster::start(&bin_owned, members))
             .await
             .map_err(|e| e.to_string())??;
-        let m = measure(&s, &cluster).await?;
-        eprintln!("  {:.2} {}", m.value, m.metric);
-        out.push(m);
+        for m in measure(&s, &cluster).await? {
+            eprintln!("  {:.2} {}", m.value, m.metric);
+            out.push(m);
+        }
     }
     Ok(out)
 }

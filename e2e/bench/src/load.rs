@@ -9,8 +9,8 @@ use ferrocd_proto::etcdserverpb::{
     maintenance_client::MaintenanceClient, request_op::Request as Op, watch_client::WatchClient,
     watch_request::RequestUnion, AuthRoleAddRequest, AuthRoleGrantPermissionRequest,
     AuthUserAddRequest, AuthUserGrantRoleRequest, AuthenticateRequest, LeaseGrantRequest,
-    LeaseKeepAliveRequest, PutRequest, RangeRequest, RequestOp, StatusRequest, TxnRequest,
-    WatchCreateRequest, WatchRequest,
+    LeaseKeepAliveRequest, PutRequest, RangeRequest, RequestOp, SnapshotRequest, StatusRequest,
+    TxnRequest, WatchCreateRequest, WatchRequest,
 };
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -501,4 +501,70 @@ pub async fn watch_latency(
         eprintln!("\r{puts}/{puts} puts, {} events", samples.latencies.len());
     }
     samples
+}
+
+/// What streaming one Maintenance.Snapshot cost, and what a writer saw
+/// meanwhile.
+pub struct SnapshotRun {
+    pub bytes: u64,
+    pub elapsed: Duration,
+    /// Sequential small puts on another connection during the snapshot.
+    pub writer: Samples,
+}
+
+/// Reads a whole snapshot stream from `snap` (the bytes counted, not kept)
+/// while one client puts small values through `writer`.
+pub async fn snapshot_under_writes(
+    snap: &Channel,
+    writer: &Channel,
+) -> Result<SnapshotRun, String> {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let put_loop = {
+        let stop = stop.clone();
+        let mut kv = KvClient::new(writer.clone());
+        tokio::spawn(async move {
+            let mut samples = Samples::default();
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let put = PutRequest {
+                    key: format!("snapshot-writer/{n}").into_bytes(),
+                    value: vec![b'w'; 256],
+                    ..Default::default()
+                };
+                let t = Instant::now();
+                match kv.put(put).await {
+                    Ok(_) => samples.latencies.push(t.elapsed()),
+                    Err(_) => samples.errors += 1,
+                }
+                n += 1;
+            }
+            samples
+        })
+    };
+    // Let the writer reach its steady pace first.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let start = Instant::now();
+    let mut client = MaintenanceClient::new(snap.clone()).max_decoding_message_size(64 << 20);
+    let result = async {
+        let mut stream = client
+            .snapshot(SnapshotRequest {})
+            .await
+            .map_err(|e| e.to_string())?
+            .into_inner();
+        let mut bytes = 0u64;
+        while let Some(m) = stream.message().await.map_err(|e| e.to_string())? {
+            bytes += m.blob.len() as u64;
+        }
+        Ok::<_, String>(bytes)
+    }
+    .await;
+    let elapsed = start.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let mut writer = put_loop.await.map_err(|e| e.to_string())?;
+    writer.elapsed = elapsed;
+    Ok(SnapshotRun {
+        bytes: result?,
+        elapsed,
+        writer,
+    })
 }

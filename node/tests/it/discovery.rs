@@ -4,7 +4,7 @@
 //! added with MemberAdd joining through the records.
 
 use crate::support::netns::{member_records, NetNs, Record};
-use crate::support::{etcd_bin, etcdctl35, ferrocd_bin, Kind, Process};
+use crate::support::{etcdctl35, ferrocd_bin, Kind, Process};
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
@@ -73,10 +73,7 @@ fn seed_args(ns: &NetNs, i: usize, form: Form, extra: &[&str]) -> Vec<String> {
 }
 
 fn bin(kind: Kind) -> std::path::PathBuf {
-    match kind {
-        Kind::Ferrocd => ferrocd_bin(),
-        Kind::Etcd => etcd_bin(),
-    }
+    kind.bin()
 }
 
 fn start(ns: &NetNs, kind: Kind, i: usize, args: Vec<String>) -> Process {

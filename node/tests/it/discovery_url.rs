@@ -266,7 +266,7 @@ fn discovery_through_debians_discovery_server_on_etcd_and_on_ferrocd() {
             ns.dir().join("store").display().to_string(),
         ];
         let bin = match store {
-            Kind::Etcd => {
+            Kind::Etcd | Kind::Etcd34 => {
                 store_args.push("--enable-v2=true".into());
                 etcd_bin()
             }

@@ -186,7 +186,7 @@ const CANARY: &[u8] = b"CANARY-VALUE-0123456789";
 fn store_file(m: &Member) -> std::path::PathBuf {
     match m.kind {
         Kind::Ferrocd => m.data_dir().join("member").join("db"),
-        Kind::Etcd => m.data_dir().join("member").join("snap").join("db"),
+        Kind::Etcd | Kind::Etcd34 => m.data_dir().join("member").join("snap").join("db"),
     }
 }
 

@@ -166,7 +166,7 @@ fn save_snapshot(endpoint: &str, path: &Path) {
 fn snapshot_cmd(kind: Kind, args: &[String]) -> (i32, String, String) {
     let (bin, mut all) = match kind {
         Kind::Ferrocd => (ferrocd_bin(), vec!["snapshot".to_string()]),
-        Kind::Etcd => (etcdutl(), vec!["snapshot".to_string()]),
+        Kind::Etcd | Kind::Etcd34 => (etcdutl(), vec!["snapshot".to_string()]),
     };
     all.extend(args.iter().cloned());
     run(&bin, &all, &[])
@@ -189,8 +189,8 @@ async fn restored(kind: Kind, n: u8, snap: &Path) -> Cluster {
     .unwrap()
 }
 
-async fn etcd_snapshot_restores_into_ferrocd(source_members: u8) {
-    let src = tokio::task::spawn_blocking(move || Cluster::start(Kind::Etcd, source_members, &[]))
+async fn etcd_snapshot_restores_into_ferrocd(source: Kind, source_members: u8) {
+    let src = tokio::task::spawn_blocking(move || Cluster::start(source, source_members, &[]))
         .await
         .unwrap();
     let ep = src.members[0].endpoint();
@@ -218,12 +218,17 @@ async fn etcd_snapshot_restores_into_ferrocd(source_members: u8) {
 
 #[tokio::test]
 async fn a_one_member_etcd_snapshot_restores_into_a_three_member_ferrocd() {
-    etcd_snapshot_restores_into_ferrocd(1).await;
+    etcd_snapshot_restores_into_ferrocd(Kind::Etcd, 1).await;
 }
 
 #[tokio::test]
 async fn a_three_member_etcd_snapshot_restores_into_a_three_member_ferrocd() {
-    etcd_snapshot_restores_into_ferrocd(3).await;
+    etcd_snapshot_restores_into_ferrocd(Kind::Etcd, 3).await;
+}
+
+#[tokio::test]
+async fn an_etcd_3_4_snapshot_restores_into_a_three_member_ferrocd() {
+    etcd_snapshot_restores_into_ferrocd(Kind::Etcd34, 1).await;
 }
 
 /// The member of `cluster` that is not the leader, by client endpoint.
@@ -438,4 +443,80 @@ async fn damaged_snapshots_and_a_used_data_dir_are_refused_with_one_line_and_not
         vec![format!("--data-dir={}", data.display())],
     );
     assert!(data.join("member").join("db").exists());
+}
+
+/// etcdctl 3.5 against `endpoint`: (exit code, stdout, stderr).
+fn etcdctl(endpoint: &str, args: &[&str]) -> (i32, String, String) {
+    let mut all = vec![format!("--endpoints={endpoint}")];
+    all.extend(args.iter().map(|s| s.to_string()));
+    run(&etcdctl35(), &all, &[])
+}
+
+fn header_revision(json: &str) -> i64 {
+    let v: serde_json::Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    v["header"]["revision"].as_i64().unwrap()
+}
+
+#[tokio::test]
+async fn auth_stays_on_through_a_snapshot_and_a_restore_can_bump_the_revision() {
+    let m = tokio::task::spawn_blocking(|| Member::start(Kind::Ferrocd, &[]))
+        .await
+        .unwrap();
+    let ep = m.endpoint();
+    for args in [
+        &["put", "a", "1"][..],
+        &["put", "b", "2"],
+        &["user", "add", "root", "--new-user-password=rootpw"],
+        &["auth", "enable"],
+    ] {
+        let (code, _, err) = etcdctl(&ep, args);
+        assert_eq!(code, 0, "{args:?}: {err}");
+    }
+    let root = "--user=root:rootpw";
+    let (_, out, _) = etcdctl(&ep, &[root, "get", "a", "-w", "json"]);
+    let rev = header_revision(&out);
+    let tmp = tempfile::tempdir().unwrap();
+    let snap = tmp.path().join("auth.db");
+    let (code, _, err) = etcdctl(
+        &ep,
+        &[root, "snapshot", "save", &snap.display().to_string()],
+    );
+    assert_eq!(code, 0, "{err}");
+
+    // etcd 3.5 and ferrocd restored from it both refuse an anonymous read.
+    let etcd = restored(Kind::Etcd, 1, &snap).await;
+    let (ecode, _, eerr) = etcdctl(&etcd.members[0].endpoint(), &["get", "a"]);
+    let (_, eout, _) = etcdctl(
+        &etcd.members[0].endpoint(),
+        &[root, "get", "a", "--print-value-only"],
+    );
+    drop(etcd);
+    let snap_owned = snap.clone();
+    let bumped = tokio::task::spawn_blocking(move || {
+        Cluster::start_prepared(Kind::Ferrocd, 1, &[], |_, mut flags| {
+            flags.extend([
+                "--bump-revision=1000".to_string(),
+                "--mark-compacted".to_string(),
+            ]);
+            restore_with(Kind::Ferrocd, &snap_owned, flags)
+        })
+    })
+    .await
+    .unwrap();
+    let fep = bumped.members[0].endpoint();
+    let (fcode, _, ferr) = etcdctl(&fep, &["get", "a"]);
+    assert_ne!(ecode, 0);
+    assert_eq!((fcode, error_lines(&ferr)), (ecode, error_lines(&eerr)));
+    let (_, fout, _) = etcdctl(&fep, &[root, "get", "a", "--print-value-only"]);
+    assert_eq!((fout.as_str(), eout.as_str()), ("1\n", "1\n"));
+
+    // The revision moved on by 1000 and everything before is compacted.
+    let (_, out, _) = etcdctl(&fep, &[root, "put", "c", "3", "-w", "json"]);
+    assert_eq!(header_revision(&out), rev + 1000 + 1);
+    let (code, _, err) = etcdctl(&fep, &[root, "get", "a", &format!("--rev={rev}")]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("required revision has been compacted"),
+        "{err}"
+    );
 }

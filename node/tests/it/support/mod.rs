@@ -43,7 +43,10 @@ pub fn unique_ip() -> Ipv4Addr {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Ferrocd,
+    /// etcd 3.5, the reference.
     Etcd,
+    /// etcd 3.4 (Debian's etcd-server), for snapshots written by 3.4.
+    Etcd34,
 }
 
 impl Kind {
@@ -51,6 +54,15 @@ impl Kind {
         match self {
             Kind::Ferrocd => "ferrocd",
             Kind::Etcd => "etcd",
+            Kind::Etcd34 => "etcd-3.4",
+        }
+    }
+
+    pub fn bin(self) -> PathBuf {
+        match self {
+            Kind::Ferrocd => ferrocd_bin(),
+            Kind::Etcd => etcd_bin(),
+            Kind::Etcd34 => ferrocd_testkit::bins::etcd34(),
         }
     }
 }
@@ -143,10 +155,7 @@ impl Member {
 
     fn spawn(&mut self) {
         self.starts += 1;
-        let bin = match self.kind {
-            Kind::Ferrocd => ferrocd_bin(),
-            Kind::Etcd => etcd_bin(),
-        };
+        let bin = self.kind.bin();
         let log = std::fs::File::create(self.log_path()).expect("log file");
         let child = Command::new(bin)
             .args(self.args())
