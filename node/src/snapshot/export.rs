@@ -39,11 +39,16 @@ pub fn write_db(view: &ReadView, cluster: &ClusterInfo, path: &Path) -> Result<u
             crate::ETCD_CLUSTER_VERSION.as_bytes().to_vec(),
         )],
     )?;
-    let members = cluster.members.iter().map(|m| {
-        // Serializing plain strings and numbers cannot fail.
-        let json = serde_json::to_vec(m).unwrap_or_default();
-        (layout::member_key(m.id), json)
-    });
+    // In key order: hex IDs of different lengths do not sort as numbers.
+    let members: BTreeMap<Vec<u8>, Vec<u8>> = cluster
+        .members
+        .iter()
+        .map(|m| {
+            // Serializing plain strings and numbers cannot fail.
+            let json = serde_json::to_vec(m).unwrap_or_default();
+            (layout::member_key(m.id), json)
+        })
+        .collect();
     put_all(&mut w, layout::MEMBERS, members)?;
     put_all(&mut w, layout::MEMBERS_REMOVED, [])?;
     // Not synced: the file is scratch, streamed and removed (an fsync of
@@ -185,4 +190,39 @@ fn put_all(
     }
     b.finish()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mvcc::Store;
+
+    #[test]
+    fn members_are_written_in_key_order_whatever_their_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let member = |id| Member {
+            id,
+            peer_urls: vec![format!("http://m{id}:2380")],
+            is_learner: false,
+            name: String::new(),
+            client_urls: Vec::new(),
+        };
+        // Numeric order 0xfff < 0x1000..., key order "1000..." < "fff".
+        let cluster = ClusterInfo {
+            members: vec![member(0xfff), member(0x1000_0000_0000_0000), member(0x2)],
+            term: 3,
+        };
+        let path = dir.path().join("snap.db");
+        write_db(&store.read().unwrap(), &cluster, &path).unwrap();
+        let db = ferrocd_bolt::Reader::open(&path).unwrap();
+        db.check().unwrap();
+        let mut keys = Vec::new();
+        db.for_each::<ferrocd_bolt::Error>(layout::MEMBERS, |k, _| {
+            keys.push(String::from_utf8_lossy(k).into_owned());
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(keys, ["1000000000000000", "2", "fff"]);
+    }
 }
