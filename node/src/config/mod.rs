@@ -4,83 +4,17 @@
 pub mod file;
 pub mod flags;
 pub mod gateway;
+mod member_flags;
 pub mod snapshot;
 
-use flags::{FlagSpec, Kind, Values};
+pub use member_flags::FLAGS;
+
+use flags::Values;
 use std::path::PathBuf;
 use std::time::Duration;
 use url::Url;
 
 const DEFAULT_QUOTA_BYTES: i64 = 2 * 1024 * 1024 * 1024;
-
-/// Every flag ferrocd accepts, with etcd's names and defaults.
-pub const FLAGS: &[FlagSpec] = &[
-    f("config-file", Kind::Str, "", "Path to the server configuration file. Other flags and environment variables are then ignored."),
-    f("name", Kind::Str, "default", "Human-readable name for this member."),
-    f("data-dir", Kind::Str, "${name}.etcd", "Path to the data directory."),
-    f("listen-client-urls", Kind::Str, "http://localhost:2379", "List of URLs to listen on for client traffic."),
-    f("listen-metrics-urls", Kind::Str, "", "List of additional URLs to listen on that serve /metrics, /health, /livez and /readyz over plain HTTP (for probes that present no client certificate)."),
-    f("advertise-client-urls", Kind::Str, "http://localhost:2379", "List of this member's client URLs to advertise to the public."),
-    f("listen-peer-urls", Kind::Str, "http://localhost:2380", "List of URLs to listen on for peer traffic."),
-    f("initial-advertise-peer-urls", Kind::Str, "http://localhost:2380", "List of this member's peer URLs to advertise to the rest of the cluster."),
-    f("initial-cluster", Kind::Str, "default=http://localhost:2380", "Initial cluster configuration for bootstrapping."),
-    f("initial-cluster-token", Kind::Str, "etcd-cluster", "Initial cluster token for the etcd cluster during bootstrap."),
-    f("initial-cluster-state", Kind::Str, "new", "Initial cluster state ('new' or 'existing')."),
-    f("force-new-cluster", Kind::Bool, "false", "Force to create a new one member cluster."),
-    f("initial-cluster-size", Kind::Uint, "0", "ferrocd extension: with --discovery-srv, wait until the SRV records name this many members before bootstrapping a new cluster (0: do not wait)."),
-    f("discovery", Kind::Str, "", "Discovery URL used to bootstrap the cluster."),
-    f("discovery-srv", Kind::Str, "", "DNS domain used to bootstrap initial cluster."),
-    f("discovery-srv-name", Kind::Str, "", "Suffix to the dns srv name queried when bootstrapping."),
-    f("discovery-fallback", Kind::Str, "proxy", "Expected behavior ('exit' or 'proxy') when discovery services fails."),
-    f("discovery-proxy", Kind::Str, "", "HTTP proxy to use for traffic to discovery service."),
-    f("discovery-token", Kind::Str, "", "V3 discovery: discovery token for the etcd cluster to be bootstrapped."),
-    f("discovery-endpoints", Kind::Str, "", "V3 discovery: List of gRPC endpoints of the discovery service."),
-    f("discovery-dial-timeout", Kind::Duration, "2s", "V3 discovery: dial timeout for client connections."),
-    f("discovery-request-timeout", Kind::Duration, "5s", "V3 discovery: timeout for discovery requests (excluding dial timeout)."),
-    f("heartbeat-interval", Kind::Uint, "100", "Time (in milliseconds) of a heartbeat interval."),
-    f("election-timeout", Kind::Uint, "1000", "Time (in milliseconds) for an election to timeout."),
-    f("snapshot-count", Kind::Uint, "100000", "Number of committed transactions to trigger a snapshot to disk."),
-    f("quota-backend-bytes", Kind::Int, "0", "Raise alarms when backend size exceeds the given quota (0 defaults to 2 GiB)."),
-    f("max-request-bytes", Kind::Uint, "1572864", "Maximum client request size in bytes the server will accept."),
-    f("max-txn-ops", Kind::Uint, "128", "Maximum number of operations permitted in a transaction."),
-    f("auth-token", Kind::Str, "simple", "Specify auth token specific options."),
-    f("auth-token-ttl", Kind::Uint, "300", "The lifetime in seconds of the auth token."),
-    f("bcrypt-cost", Kind::Uint, "10", "Specify bcrypt algorithm cost factor for auth password hashing."),
-    f("auto-compaction-mode", Kind::Str, "periodic", "Interpret 'auto-compaction-retention' one of: periodic|revision."),
-    f("auto-compaction-retention", Kind::Str, "0", "Auto compaction retention for mvcc key value store. 0 means disable auto compaction."),
-    f("experimental-watch-progress-notify-interval", Kind::Duration, "10m", "Duration of periodic watch progress notifications."),
-    f("experimental-initial-corrupt-check", Kind::Bool, "false", "Enable to check data corruption before serving any client/peer traffic."),
-    f("experimental-corrupt-check-time", Kind::Duration, "0s", "Duration of time between cluster corruption check passes."),
-    f("experimental-compact-hash-check-enabled", Kind::Bool, "false", "Enable leader to periodically check followers compaction hashes."),
-    f("experimental-compact-hash-check-time", Kind::Duration, "1m", "Duration of time between leader checks followers compaction hashes."),
-    f("cert-file", Kind::Str, "", "Path to the client server TLS cert file."),
-    f("key-file", Kind::Str, "", "Path to the client server TLS key file."),
-    f("trusted-ca-file", Kind::Str, "", "Path to the client server TLS trusted CA cert file."),
-    f("client-cert-auth", Kind::Bool, "false", "Enable client cert authentication."),
-    f("auto-tls", Kind::Bool, "false", "Client TLS using generated certificates."),
-    f("peer-cert-file", Kind::Str, "", "Path to the peer server TLS cert file."),
-    f("peer-key-file", Kind::Str, "", "Path to the peer server TLS key file."),
-    f("peer-trusted-ca-file", Kind::Str, "", "Path to the peer server TLS trusted CA file."),
-    f("peer-client-cert-auth", Kind::Bool, "false", "Enable peer client cert authentication."),
-    f("peer-auto-tls", Kind::Bool, "false", "Peer TLS using generated certificates."),
-    f("peer-cert-allowed-cn", Kind::Str, "", "Allowed CN for inter peer authentication."),
-    f("peer-cert-allowed-hostname", Kind::Str, "", "Allowed TLS hostname for inter peer authentication."),
-    f("cipher-suites", Kind::Str, "", "Comma-separated list of supported TLS cipher suites between client/server and peers (empty will be auto-populated by rustls)."),
-    f("tls-min-version", Kind::Str, "TLS1.2", "Minimum TLS version supported by etcd. Possible values: TLS1.2, TLS1.3."),
-    f("tls-max-version", Kind::Str, "", "Maximum TLS version supported by etcd. Possible values: TLS1.2, TLS1.3 (empty: TLS1.3)."),
-    f("log-level", Kind::Str, "info", "Configures log level. Only supports debug, info, warn, error, panic, or fatal."),
-    f("logger", Kind::Str, "zap", "Currently only supports 'zap' for structured logging."),
-    f("log-outputs", Kind::Str, "default", "Specify 'stdout' or 'stderr' to skip journald logging, or 'default'."),
-];
-
-const fn f(name: &'static str, kind: Kind, default: &'static str, help: &'static str) -> FlagSpec {
-    FlagSpec {
-        name,
-        kind,
-        default,
-        help,
-    }
-}
 
 /// `--auth-token`: etcd's token kinds and their options.
 #[derive(Debug, Clone, PartialEq, Eq)]
