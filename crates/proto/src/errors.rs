@@ -192,6 +192,12 @@ pub fn is_transient(s: &Status) -> bool {
         || matches!(s.code(), Code::Unavailable | Code::DeadlineExceeded)
 }
 
+/// Why etcd refuses to start a member whose HashKV differs from its peers'
+/// (the initial corruption check).
+pub fn data_inconsistency(member_id: u64) -> String {
+    format!("{member_id:x} found data inconsistency with peers")
+}
+
 /// How a peer's refusal of a member of another cluster starts.
 const CLUSTER_MISMATCH: &str = "ferrocd: cluster ID mismatch";
 

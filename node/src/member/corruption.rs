@@ -5,7 +5,7 @@
 //! (`--experimental-corrupt-check-time`) and at the last compaction
 //! (`--experimental-compact-hash-check-*`): a mismatch raises the CORRUPT
 //! alarm, after which writes, compactions and lease changes are refused
-//! with "etcdserver: corrupt cluster" until it is disarmed.
+//! with etcd's `CORRUPT` error until it is disarmed.
 //!
 //! etcd keeps the hashes it computed while compacting; ferrocd computes
 //! HashKV at the compaction revision when the check runs, which is the same
@@ -19,6 +19,7 @@ use super::reader::Reader;
 use super::tasks::Tasks;
 use crate::mvcc::{HashAt, Store};
 use crate::peer::Forwarder;
+use ferrocd_proto::errors;
 use ferrocd_proto::etcdserverpb::{
     alarm_request::AlarmAction, AlarmRequest, AlarmType, HashKvResponse,
 };
@@ -93,41 +94,32 @@ pub(super) async fn initial_check(
         .map_err(|e| format!("{id} failed to fetch hash ({e})"))?;
     let mut mismatch = 0;
     for p in peer_hashes(forwarder, peers, h.rev, timeout).await {
-        let Ok(resp) = &p.answer else {
-            let e = p
-                .answer
-                .as_ref()
-                .err()
-                .map(|e| e.message())
-                .unwrap_or_default();
-            if e.contains("future revision") {
-                tracing::warn!(local_member_id = %id, local_member_revision = h.rev, remote_peer_id = %format!("{:x}", p.id), remote_peer_endpoints = ?p.urls, "cannot fetch hash from slow remote peer");
-            } else if e.contains("compacted") {
-                tracing::warn!(local_member_id = %id, local_member_revision = h.rev, remote_peer_id = %format!("{:x}", p.id), remote_peer_endpoints = ?p.urls, "cannot fetch hash from remote peer; local member is behind");
+        let peer_id = format!("{:x}", p.id);
+        let resp = match &p.answer {
+            Ok(resp) => resp,
+            Err(e) => {
+                if errors::FUTURE_REV.is(e) {
+                    tracing::warn!(local_member_id = %id, local_member_revision = h.rev, remote_peer_id = %peer_id, remote_peer_endpoints = ?p.urls, "cannot fetch hash from slow remote peer");
+                } else if errors::COMPACTED.is(e) {
+                    tracing::warn!(local_member_id = %id, local_member_revision = h.rev, remote_peer_id = %peer_id, remote_peer_endpoints = ?p.urls, "cannot fetch hash from remote peer; local member is behind");
+                }
+                continue;
             }
-            continue;
         };
         if resp.hash == h.hash {
             continue;
         }
-        let peer_rev = resp.header.as_ref().map_or(0, |h| h.revision);
-        let fields = (
-            format!("{:x}", p.id),
-            peer_rev,
-            resp.compact_revision,
-            resp.hash,
-        );
         if resp.compact_revision == h.compact_rev {
             tracing::warn!(
                 local_member_id = %id,
                 local_member_revision = h.rev,
                 local_member_compact_revision = h.compact_rev,
                 local_member_hash = h.hash,
-                remote_peer_id = %fields.0,
+                remote_peer_id = %peer_id,
                 remote_peer_endpoints = ?p.urls,
-                remote_peer_revision = fields.1,
-                remote_peer_compact_revision = fields.2,
-                remote_peer_hash = fields.3,
+                remote_peer_revision = resp.header.as_ref().map_or(0, |h| h.revision),
+                remote_peer_compact_revision = resp.compact_revision,
+                remote_peer_hash = resp.hash,
                 "found different hash values from remote peer"
             );
             mismatch += 1;
@@ -135,14 +127,14 @@ pub(super) async fn initial_check(
             tracing::warn!(
                 local_member_id = %id,
                 local_member_compact_revision = h.compact_rev,
-                remote_peer_id = %fields.0,
-                remote_peer_compact_revision = fields.2,
+                remote_peer_id = %peer_id,
+                remote_peer_compact_revision = resp.compact_revision,
                 "found different compact revision values from remote peer"
             );
         }
     }
     if mismatch > 0 {
-        let e = format!("{id} found data inconsistency with peers");
+        let e = errors::data_inconsistency(me);
         tracing::error!(error = %e, "checkInitialHashKV failed");
         return Err(e);
     }
