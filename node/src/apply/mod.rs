@@ -135,8 +135,33 @@ pub struct Applier {
     rev: i64,
     compact_rev: i64,
     applied_index: u64,
+    alarms: Raised,
+}
+
+/// The alarms that change what apply accepts, as raised in the store.
+#[derive(Debug, Clone, Copy, Default)]
+struct Raised {
+    /// NOSPACE: puts, txns with puts and lease grants are refused.
     nospace: bool,
+    /// CORRUPT: every write, compaction and lease change is refused.
     corrupt: bool,
+}
+
+impl Raised {
+    fn or(self, other: Raised) -> Raised {
+        Raised {
+            nospace: self.nospace || other.nospace,
+            corrupt: self.corrupt || other.corrupt,
+        }
+    }
+
+    fn from(alarms: &[(u64, i32)]) -> Raised {
+        let raised = |alarm: AlarmType| alarms.iter().any(|(_, a)| *a == alarm as i32);
+        Raised {
+            nospace: raised(AlarmType::Nospace),
+            corrupt: raised(AlarmType::Corrupt),
+        }
+    }
 }
 
 impl Applier {
@@ -160,15 +185,12 @@ impl Applier {
         for (key, lease) in view.keys_with_leases()? {
             lessor.attach(lease, &key);
         }
-        let alarms = view.alarms()?;
-        let raised = |alarm: AlarmType| alarms.iter().any(|(_, a)| *a == alarm as i32);
-        let (nospace, corrupt) = (raised(AlarmType::Nospace), raised(AlarmType::Corrupt));
+        let alarms = Raised::from(&view.alarms()?);
         Ok(Applier {
             rev: view.rev,
             compact_rev: view.compact_rev,
             applied_index: view.applied_index,
-            nospace,
-            corrupt,
+            alarms,
             store,
             lessor,
             auth,
@@ -194,13 +216,7 @@ impl Applier {
         also: impl FnOnce(&mut WriteTables<'_>) -> Result<(), MvccError>,
     ) -> Result<AppliedBatch, MvccError> {
         let store = self.store.clone();
-        let saved = (
-            self.rev,
-            self.compact_rev,
-            self.applied_index,
-            self.nospace,
-            self.corrupt,
-        );
+        let saved = (self.rev, self.compact_rev, self.applied_index, self.alarms);
         let result = store.write_lazy(|t| {
             let mut out = AppliedBatch::default();
             for entry in entries {
@@ -222,13 +238,7 @@ impl Applier {
             Ok(out)
         });
         if result.is_err() {
-            (
-                self.rev,
-                self.compact_rev,
-                self.applied_index,
-                self.nospace,
-                self.corrupt,
-            ) = saved;
+            (self.rev, self.compact_rev, self.applied_index, self.alarms) = saved;
         }
         result
     }
@@ -259,12 +269,12 @@ impl Applier {
                 | Request::LeaseGrant(_)
                 | Request::LeaseRevoke(_)
         );
-        if self.corrupt && refused_when_corrupt {
+        if self.alarms.corrupt && refused_when_corrupt {
             return Err(ApplyError::Corrupt);
         }
         match req {
             Request::Put(p) => {
-                if self.nospace {
+                if self.alarms.nospace {
                     return Err(ApplyError::NoSpace);
                 }
                 self.write(t, events, |w, l| kv::put_top(w, l, p))
@@ -274,7 +284,7 @@ impl Applier {
                 .write(t, events, |w, l| kv::delete_range(w, l, d))
                 .map(EntryResponse::DeleteRange),
             Request::Txn(x) => {
-                if self.nospace && kv::quota_cost_txn(x) > 0 {
+                if self.alarms.nospace && kv::quota_cost_txn(x) > 0 {
                     return Err(ApplyError::NoSpace);
                 }
                 self.write(t, events, |w, l| kv::txn_write(w, l, x))
@@ -343,7 +353,7 @@ impl Applier {
         t: &mut WriteTables<'_>,
         g: &LeaseGrantRequest,
     ) -> Result<LeaseGrantResponse, ApplyError> {
-        if self.nospace {
+        if self.alarms.nospace {
             return Err(ApplyError::NoSpace);
         }
         if g.ttl > MAX_LEASE_TTL {
@@ -404,11 +414,9 @@ impl Applier {
         match AlarmAction::try_from(a.action) {
             Ok(AlarmAction::Activate) if a.alarm != AlarmType::None as i32 => {
                 t.raise_alarm(a.member_id, a.alarm)?;
-                if a.alarm == AlarmType::Nospace as i32 {
-                    self.nospace = true;
-                }
-                if a.alarm == AlarmType::Corrupt as i32 && !self.corrupt {
-                    self.corrupt = true;
+                let was_corrupt = self.alarms.corrupt;
+                self.alarms = Raised::from(&[(a.member_id, a.alarm)]).or(self.alarms);
+                if self.alarms.corrupt && !was_corrupt {
                     tracing::warn!(
                         alarm = "CORRUPT",
                         from = %format!("{:x}", a.member_id),
@@ -421,9 +429,11 @@ impl Applier {
                 if t.clear_alarm(a.member_id, a.alarm)? {
                     alarms.push(member);
                 }
-                // Writes stay refused while any member still has NOSPACE raised.
-                self.nospace = t.has_alarm(AlarmType::Nospace as i32)?;
-                self.corrupt = t.has_alarm(AlarmType::Corrupt as i32)?;
+                // Writes stay refused while any member still has one raised.
+                self.alarms = Raised {
+                    nospace: t.has_alarm(AlarmType::Nospace as i32)?,
+                    corrupt: t.has_alarm(AlarmType::Corrupt as i32)?,
+                };
             }
             _ => {}
         }
