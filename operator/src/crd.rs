@@ -11,6 +11,13 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+pub mod backup;
+
+pub use backup::{
+    BackupDestination, BackupPhase, BackupSchedule, Bootstrap, ClusterBackupStatus, EtcdBackup,
+    EtcdBackupSpec, EtcdBackupStatus, FromBackup, RestoreStatus,
+};
+
 /// An etcd-compatible ferrocd cluster: N members in a StatefulSet that find
 /// each other through DNS SRV records, scaled one member at a time through
 /// the cluster's own membership API.
@@ -72,6 +79,13 @@ pub struct EtcdClusterSpec {
     /// What happens to a removed member's volume on scale-in.
     #[serde(default)]
     pub pvc_retention: PvcRetention,
+    /// Scheduled backups, with retention and optional verification.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupSchedule>,
+    /// Create the cluster from a backup. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("bootstrap is immutable"))]
+    pub bootstrap: Option<Bootstrap>,
 }
 
 pub fn default_cluster_domain() -> String {
@@ -229,6 +243,12 @@ pub struct EtcdClusterStatus {
     pub members: Vec<MemberStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoints: Option<Endpoints>,
+    /// Scheduled backups: the last run and the last success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<ClusterBackupStatus>,
+    /// The backup this cluster was created from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<RestoreStatus>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]

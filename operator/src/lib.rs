@@ -7,6 +7,7 @@
 //! builds the child objects, `membership` plans and carries out member
 //! steps, `controller` ties them together per reconcile.
 
+pub mod backup;
 pub mod controller;
 pub mod crd;
 pub mod leader;

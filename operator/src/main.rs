@@ -3,6 +3,7 @@
 
 use axum::routing::get;
 use clap::Parser;
+use ferrocd_operator::backup::cli::{self as backup, BackupCommand};
 use ferrocd_operator::controller::{self, connect_etcd, Context};
 use ferrocd_operator::leader::LeaderElection;
 use ferrocd_operator::metrics::Metrics;
@@ -17,6 +18,8 @@ use std::time::Duration;
     about = "Runs ferrocd clusters described by EtcdCluster resources"
 )]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Watch EtcdClusters in this namespace only (default: all namespaces).
     #[arg(long, env = "WATCH_NAMESPACE")]
     namespace: Option<String>,
@@ -37,6 +40,13 @@ struct Args {
     lease_duration: u64,
 }
 
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// What backup Jobs and restore init containers run.
+    #[command(subcommand)]
+    Backup(BackupCommand),
+}
+
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
@@ -47,6 +57,9 @@ async fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
+    if let Some(Command::Backup(cmd)) = args.command {
+        std::process::exit(backup::run(cmd).await);
+    }
     if let Err(e) = run(args).await {
         eprintln!("ferrocd-operator: {e}");
         std::process::exit(1);

@@ -410,6 +410,8 @@ mod tests {
                 }),
                 tls: None,
                 pvc_retention: Default::default(),
+                backup: None,
+                bootstrap: None,
             },
         );
         c.metadata.namespace = Some("ns".into());

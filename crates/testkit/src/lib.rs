@@ -9,3 +9,4 @@ pub mod grpc;
 pub mod netns;
 pub mod pki;
 pub mod process;
+pub mod s3;

@@ -281,6 +281,8 @@ impl Harness {
                 options: None,
                 tls: None,
                 pvc_retention: retention,
+                backup: None,
+                bootstrap: None,
             },
         );
         c.metadata.namespace = Some(NS.into());

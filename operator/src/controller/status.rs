@@ -15,6 +15,10 @@ use kube::Resource;
 pub(super) struct Notes {
     pub degraded: Option<(&'static str, String)>,
     pub pdb_missing: bool,
+    /// The schedule's record (carried from the last status when None).
+    pub backup: Option<crate::crd::ClusterBackupStatus>,
+    /// Where the cluster was restored from (carried likewise).
+    pub restore: Option<crate::crd::RestoreStatus>,
 }
 
 fn condition(
@@ -174,5 +178,13 @@ pub(super) fn status_of(
                 names.namespace
             ),
         }),
+        backup: notes
+            .backup
+            .clone()
+            .or_else(|| c.status.as_ref().and_then(|s| s.backup.clone())),
+        restore: notes
+            .restore
+            .clone()
+            .or_else(|| c.status.as_ref().and_then(|s| s.restore.clone())),
     }
 }

@@ -47,8 +47,11 @@ impl Agent {
             "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
         );
         for e in c.env.clone().unwrap_or_default() {
+            let secret = p.secret_env.get(&(c.name.clone(), e.name.clone()));
             let value = if let Some(v) = e.value {
                 expand(&v, &env)
+            } else if let Some(v) = secret {
+                v.clone()
             } else if let Some(field) = e.value_from.as_ref().and_then(|f| f.field_ref.as_ref()) {
                 match field.field_path.as_str() {
                     "metadata.name" => p.name.clone(),

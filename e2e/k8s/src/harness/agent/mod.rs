@@ -53,9 +53,14 @@ struct RunningContainer {
     last_probe: Instant,
     started: bool,
     backoff: Duration,
-    /// The last exit: code, message (the log's tail, as
-    /// FallbackToLogsOnError), when.
+    /// The last exit: code, message (the termination message file, else
+    /// the log's tail after an error, as FallbackToLogsOnError), when.
     last_exit: Option<(i32, String, String)>,
+    /// An init container (runs to completion, in order, before the others).
+    init: bool,
+    /// Exited and not to be restarted (a completed init container, or any
+    /// container under restartPolicy Never / OnFailure after success).
+    done: bool,
 }
 
 struct RunningPod {
@@ -67,6 +72,10 @@ struct RunningPod {
     containers: Vec<RunningContainer>,
     env: BTreeMap<String, String>,
     mounts: HashMap<String, PathBuf>,
+    /// `env[].valueFrom.secretKeyRef` values, read at pod start.
+    secret_env: HashMap<(String, String), String>,
+    /// Always, OnFailure or Never.
+    restart_policy: String,
     secrets_refreshed: Instant,
     last_status: Option<serde_json::Value>,
     start_time: k8s_openapi::jiff::Timestamp,

@@ -52,8 +52,32 @@ impl Agent {
             .map(|s| s.start_jitter)
             .unwrap_or_default();
         let delay = jitter.mul_f64(rand::random::<f64>());
+        let inits = spec.init_containers.clone().unwrap_or_default();
         let mut containers = Vec::new();
-        for c in spec.containers.clone() {
+        let mut secret_env = HashMap::new();
+        for (c, init) in inits
+            .into_iter()
+            .map(|c| (c, true))
+            .chain(spec.containers.clone().into_iter().map(|c| (c, false)))
+        {
+            for var in c.env.clone().unwrap_or_default() {
+                let Some(r) = var.value_from.and_then(|f| f.secret_key_ref) else {
+                    continue;
+                };
+                let api: Api<Secret> = Api::namespaced(self.client.clone(), &ns);
+                let secret = api
+                    .get(&r.name)
+                    .await
+                    .map_err(|e| format!("Secret {} for env {}: {e}", r.name, var.name))?;
+                let value = secret
+                    .data
+                    .and_then(|d| {
+                        d.get(&r.key)
+                            .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+                    })
+                    .ok_or_else(|| format!("Secret {} has no key {}", r.name, r.key))?;
+                secret_env.insert((c.name.clone(), var.name.clone()), value);
+            }
             containers.push(RunningContainer {
                 spec: c,
                 child: None,
@@ -66,6 +90,8 @@ impl Agent {
                 started: false,
                 backoff: Duration::from_secs(1),
                 last_exit: None,
+                init,
+                done: false,
             });
         }
         let running = RunningPod {
@@ -77,6 +103,11 @@ impl Agent {
             containers,
             env,
             mounts,
+            secret_env,
+            restart_policy: spec
+                .restart_policy
+                .clone()
+                .unwrap_or_else(|| "Always".into()),
             secrets_refreshed: Instant::now(),
             last_status: None,
             start_time: k8s_openapi::jiff::Timestamp::now(),
@@ -127,6 +158,20 @@ impl Agent {
                 script.push_str(&format!("mount -o remount,bind,ro {dst}\n"));
             }
         }
+        // The termination message file: the pod's own, over the path the
+        // container names (created empty on the host once, as a mount point).
+        let message_path = c
+            .spec
+            .termination_message_path
+            .clone()
+            .unwrap_or_else(|| "/dev/termination-log".into());
+        let message_file = p.dir.join(format!("{}.termination-log", c.spec.name));
+        std::fs::write(&message_file, b"").map_err(|e| e.to_string())?;
+        let dst = shell_quote(&message_path);
+        script.push_str(&format!(
+            "[ -e {dst} ] || touch {dst}\nmount --bind {} {dst}\n",
+            shell_quote(&message_file.display().to_string())
+        ));
         script.push_str(&format!("exec {}", shell_quote(&bin.display().to_string())));
         for a in &argv[1..] {
             script.push(' ');
@@ -163,36 +208,53 @@ impl Agent {
                 return false;
             };
             let ip = p.net.ip;
+            let policy = p.restart_policy.clone();
             let mut actions = Vec::new();
-            for (i, c) in p.containers.iter_mut().enumerate() {
-                if let Some(child) = c.child.as_mut() {
-                    if let Ok(Some(status)) = child.try_wait() {
-                        tracing::info!(pod = %p.name, container = %c.spec.name, %status, "container exited; restarting");
-                        let code = status.code().unwrap_or(137);
-                        let log =
-                            std::fs::read_to_string(p.dir.join(format!("{}.log", c.spec.name)))
-                                .unwrap_or_default();
-                        // The kubelet's fallback: the log's last lines, at most 2 KiB.
-                        let tail: Vec<&str> = log.lines().rev().take(80).collect();
-                        let mut message: String =
-                            tail.into_iter().rev().collect::<Vec<_>>().join("\n");
-                        if message.len() > 2048 {
-                            message = message[message.len() - 2048..].to_string();
-                        }
-                        c.last_exit = Some((
-                            code,
-                            message,
-                            k8s_openapi::jiff::Timestamp::now().to_string(),
-                        ));
-                        c.child = None;
-                        c.restarts += 1;
-                        c.ready = false;
-                        c.started = false;
-                        c.next_start = Instant::now() + c.backoff;
-                        c.backoff = (c.backoff * 2).min(Duration::from_secs(10));
-                    }
+            for c in p.containers.iter_mut() {
+                let Some(child) = c.child.as_mut() else {
+                    continue;
+                };
+                let Ok(Some(status)) = child.try_wait() else {
+                    continue;
+                };
+                let code = status.code().unwrap_or(137);
+                let message = termination_message(&p.dir, &c.spec, code);
+                c.last_exit = Some((
+                    code,
+                    message,
+                    k8s_openapi::jiff::Timestamp::now().to_string(),
+                ));
+                c.child = None;
+                c.ready = false;
+                c.started = false;
+                let restart = match (c.init, policy.as_str()) {
+                    (_, "Never") => false,
+                    (true, _) | (false, "OnFailure") => code != 0,
+                    (false, _) => true,
+                };
+                if restart {
+                    tracing::info!(pod = %p.name, container = %c.spec.name, %status, "container exited; restarting");
+                    c.restarts += 1;
+                    c.next_start = Instant::now() + c.backoff;
+                    c.backoff = (c.backoff * 2).min(Duration::from_secs(10));
+                } else {
+                    tracing::info!(pod = %p.name, container = %c.spec.name, %status, "container exited");
+                    c.done = true;
                 }
-                if c.child.is_none() && Instant::now() >= c.next_start {
+            }
+            // Init containers one at a time, in order; the others once all
+            // of them have succeeded.
+            let next_init = p.containers.iter().position(|c| c.init && !c.done);
+            let init_failed = p
+                .containers
+                .iter()
+                .any(|c| c.init && c.done && exit_code(c) != Some(0));
+            for (i, c) in p.containers.iter().enumerate() {
+                let turn = match next_init {
+                    Some(n) => i == n,
+                    None => !c.init && !init_failed,
+                };
+                if turn && !c.done && c.child.is_none() && Instant::now() >= c.next_start {
                     actions.push(i);
                 }
             }
@@ -213,7 +275,11 @@ impl Agent {
                 }
             }
             // Probes, each at its period.
-            for c in p.containers.iter_mut().filter(|c| c.child.is_some()) {
+            for c in p
+                .containers
+                .iter_mut()
+                .filter(|c| c.child.is_some() && !c.init)
+            {
                 let spec = c.spec.clone();
                 let period =
                     |pr: &Probe| Duration::from_secs(pr.period_seconds.unwrap_or(10).max(1) as u64);
@@ -268,4 +334,37 @@ impl Agent {
         }
         false
     }
+}
+
+/// The code of a container's last exit.
+pub(super) fn exit_code(c: &RunningContainer) -> Option<i32> {
+    c.last_exit.as_ref().map(|(code, _, _)| *code)
+}
+
+/// What the kubelet reports as a terminated container's message: the
+/// termination message file, else (FallbackToLogsOnError, after a failure)
+/// the log's last lines; at most 4 KiB, the kubelet's limit.
+fn termination_message(dir: &Path, spec: &Container, code: i32) -> String {
+    let file = std::fs::read_to_string(dir.join(format!("{}.termination-log", spec.name)))
+        .unwrap_or_default();
+    let mut message = if !file.is_empty() {
+        file
+    } else if code != 0
+        && spec.termination_message_policy.as_deref() == Some("FallbackToLogsOnError")
+    {
+        let log =
+            std::fs::read_to_string(dir.join(format!("{}.log", spec.name))).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(80).collect();
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    } else {
+        String::new()
+    };
+    if message.len() > 4096 {
+        let cut = message.len() - 4096;
+        let cut = (cut..message.len())
+            .find(|i| message.is_char_boundary(*i))
+            .unwrap_or(cut);
+        message = message[cut..].to_string();
+    }
+    message
 }
