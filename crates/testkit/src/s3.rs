@@ -12,12 +12,11 @@ use std::time::{Duration, Instant};
 pub const ACCESS_KEY: &str = "ferrocd-test";
 pub const SECRET_KEY: &str = "ferrocd-test-secret";
 pub const BUCKET: &str = "backups";
-/// The S3 port; the other SeaweedFS ports are fixed too: the address is
-/// the test's own.
-pub const S3_PORT: u16 = 8333;
-const PORTS: [u16; 10] = [
-    S3_PORT, 9333, 8080, 8888, 18333, 19333, 18080, 18888, 8181, 9101,
-];
+/// SeaweedFS names Unix sockets in /tmp after its ports, whatever the
+/// address: every server gets ports of its own, `base + i` for master,
+/// volume, filer and S3, and gRPC 10000 above each (SeaweedFS's own rule,
+/// which `weed shell` relies on to find the filer).
+const SERVICES: [&str; 4] = ["master", "volume", "filer", "s3"];
 
 /// `weed` as pip installed it (beside python3's scripts).
 pub fn weed() -> PathBuf {
@@ -36,13 +35,23 @@ pub fn weed() -> PathBuf {
     p
 }
 
-/// Ports a SeaweedFS server binds on its address.
-pub fn ports() -> &'static [u16] {
-    &PORTS
+/// A base port whose ports (and gRPC ports) are free on `ip`.
+fn free_base(ip: IpAddr) -> u16 {
+    loop {
+        let base = 20000 + (rand::random::<u16>() % 3000) * 10;
+        let free = (base..base + 4)
+            .chain(base + 10000..base + 10004)
+            .all(|p| std::net::TcpListener::bind((ip, p)).is_ok());
+        if free {
+            return base;
+        }
+    }
 }
 
 pub struct SeaweedFs {
     pub ip: IpAddr,
+    /// master, volume, filer, S3; gRPC at +10000.
+    base: u16,
     dir: PathBuf,
     process: Option<Process>,
 }
@@ -56,12 +65,13 @@ impl SeaweedFs {
         std::fs::write(dir.join("s3.json"), config).expect("s3 config");
         let mut s = SeaweedFs {
             ip,
+            base: free_base(ip),
             dir: dir.to_path_buf(),
             process: None,
         };
         s.restart();
         let out = Command::new(weed())
-            .args(["shell", &format!("-master={ip}:9333")])
+            .args(["shell", &format!("-master={ip}:{}", s.base)])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -83,9 +93,13 @@ impl SeaweedFs {
         s
     }
 
-    /// `http://ip:8333`.
+    fn s3_port(&self) -> u16 {
+        self.base + 3
+    }
+
+    /// `http://ip:port` of the S3 API.
     pub fn endpoint(&self) -> String {
-        format!("http://{}:{S3_PORT}", self.ip)
+        format!("http://{}:{}", self.ip, self.s3_port())
     }
 
     /// Kills the server (SIGKILL), as an outage.
@@ -103,22 +117,21 @@ impl SeaweedFs {
             .args([
                 format!("-ip={ip}"),
                 format!("-ip.bind={ip}"),
-                "-master.port=9333".into(),
-                "-master.port.grpc=19333".into(),
-                "-volume.port=8080".into(),
-                "-volume.port.grpc=18080".into(),
-                "-filer.port=8888".into(),
-                "-filer.port.grpc=18888".into(),
                 "-s3".into(),
-                format!("-s3.port={S3_PORT}"),
-                "-s3.port.grpc=18333".into(),
                 format!("-s3.config={}", self.dir.join("s3.json").display()),
+                "-s3.port.iceberg=0".into(),
+                "-s3.port.lance=0".into(),
                 "-volume.max=0".into(),
                 "-master.volumeSizeLimitMB=256".into(),
             ]);
+        for (i, service) in SERVICES.iter().enumerate() {
+            let port = self.base + i as u16;
+            cmd.arg(format!("-{service}.port={port}"))
+                .arg(format!("-{service}.port.grpc={}", port + 10000));
+        }
         self.process = Some(Process::spawn(cmd, &self.dir.join("weed.log")));
         let deadline = Instant::now() + Duration::from_secs(60);
-        let addr = std::net::SocketAddr::new(self.ip, S3_PORT);
+        let addr = std::net::SocketAddr::new(self.ip, self.s3_port());
         while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
             assert!(
                 Instant::now() < deadline,
@@ -129,6 +142,23 @@ impl SeaweedFs {
                     .unwrap_or_default()
             );
             std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for SeaweedFs {
+    /// The server is killed with its Process; its sockets in /tmp go too.
+    fn drop(&mut self) {
+        self.process = None;
+        let ours: Vec<String> = (self.base..self.base + 4)
+            .chain(self.base + 10000..self.base + 10004)
+            .map(|p| format!("-{p}.sock"))
+            .collect();
+        for entry in std::fs::read_dir("/tmp").into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with("seaweedfs-") && ours.iter().any(|o| name.ends_with(o.as_str())) {
+                let _ = std::fs::remove_file(entry.path());
+            }
         }
     }
 }

@@ -78,6 +78,7 @@ impl LocationArgs {
                     region: self.s3_region.clone(),
                     path_style: self.s3_path_style,
                     ca_file: self.s3_ca_file.clone(),
+                    keys: None,
                 },
                 key: self.key.clone(),
             },

@@ -62,6 +62,8 @@ pub struct S3Target {
     pub path_style: bool,
     /// PEM file of the CA that signed the endpoint's certificate.
     pub ca_file: Option<PathBuf>,
+    /// Access key ID and secret; from the environment when None.
+    pub keys: Option<(String, String)>,
 }
 
 /// One backup object: a key in a bucket, or a file name in a directory.
@@ -103,6 +105,9 @@ fn s3(target: &S3Target) -> Result<AmazonS3, StoreError> {
             retry_timeout: std::time::Duration::from_secs(30),
             ..RetryConfig::default()
         });
+    if let Some((id, secret)) = &target.keys {
+        b = b.with_access_key_id(id).with_secret_access_key(secret);
+    }
     if let Some(endpoint) = &target.endpoint {
         options = options.with_allow_http(endpoint.starts_with("http://"));
         b = b.with_endpoint(endpoint);
@@ -128,6 +133,7 @@ impl Location {
                 let mut writer = WriteMultipart::new_with_chunk_size(upload, PART);
                 let mut file = std::fs::File::open(local).map_err(io)?;
                 let mut buf = vec![0u8; 1 << 20];
+                let mut sent = 0usize;
                 loop {
                     let n = file.read(&mut buf).map_err(io)?;
                     if n == 0 {
@@ -138,6 +144,10 @@ impl Location {
                         return Err(failed(e));
                     }
                     writer.write(&buf[..n]);
+                    sent += n;
+                    if sent % PART < n {
+                        tracing::info!(location = %self, mib = sent >> 20, "parts uploading");
+                    }
                 }
                 writer.finish().await.map_err(failed)?;
                 Ok(())
