@@ -15,7 +15,8 @@ pub mod backup;
 
 pub use backup::{
     BackupDestination, BackupPhase, BackupSchedule, Bootstrap, ClusterBackupStatus, EtcdBackup,
-    EtcdBackupSpec, EtcdBackupStatus, FromBackup, RestoreStatus,
+    EtcdBackupSpec, EtcdBackupStatus, FromBackup, PvcDestination, RestoreStatus, Retention,
+    S3Destination, Verification,
 };
 
 /// An etcd-compatible ferrocd cluster: N members in a StatefulSet that find

@@ -41,6 +41,22 @@ pub enum BackupCommand {
     Verify(verify::VerifyArgs),
     /// Restore a member's data dir from a stored snapshot (init container).
     Restore(restore::RestoreArgs),
+    /// Remove a stored snapshot (retention, deletion policy Delete).
+    Delete(DeleteArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DeleteArgs {
+    #[command(flatten)]
+    pub from: LocationArgs,
+    #[command(flatten)]
+    pub result: ResultArgs,
+}
+
+async fn delete(a: &DeleteArgs) -> Result<Report, AgentError> {
+    let location = a.from.location();
+    location.delete().await?;
+    Ok(Report::Deleted(location.to_string()))
 }
 
 /// Where the backup object is.
@@ -105,6 +121,7 @@ pub async fn run(cmd: BackupCommand) -> i32 {
         BackupCommand::Save(a) => (a.result.result_file.clone(), save::save(&a).await),
         BackupCommand::Verify(a) => (a.result.result_file.clone(), verify::verify(&a).await),
         BackupCommand::Restore(a) => (a.result.result_file.clone(), restore::restore(&a).await),
+        BackupCommand::Delete(a) => (a.result.result_file.clone(), delete(&a).await),
     };
     let report = outcome.unwrap_or_else(|e| {
         Report::Failed(Failed {

@@ -4,8 +4,10 @@
 
 pub mod cli;
 pub mod member;
+pub mod pod;
 pub mod record;
 pub mod restore;
 pub mod save;
+pub mod schedule;
 pub mod store;
 pub mod verify;

@@ -12,6 +12,8 @@ pub enum Report {
     Taken(Taken),
     Verified(Verified),
     Restored(Restored),
+    /// The location of an object removed (or already gone).
+    Deleted(String),
     Failed(Failed),
 }
 
