@@ -4,7 +4,7 @@
   python3 deploy/manifests.py render   # writes deploy/operator.yaml from the chart
   python3 deploy/manifests.py check    # fails on any problem below
 
-check: the chart lints (strict); the chart's CRD equals crds/etcdcluster.yaml;
+check: the chart lints (strict); the chart's CRDs equal crds/*.yaml;
 deploy/operator.yaml equals a fresh render; every built-in object (CRD,
 rendered chart, deploy/*.yaml) passes `kubernetes-validate --strict` for
 Kubernetes 1.33; every example EtcdCluster validates against the CRD's schema.
@@ -23,7 +23,7 @@ import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CHART = ROOT / "charts" / "ferrocd-operator"
-CRD = ROOT / "crds" / "etcdcluster.yaml"
+CRDS = [ROOT / "crds" / "etcdcluster.yaml", ROOT / "crds" / "etcdbackup.yaml"]
 OPERATOR_YAML = ROOT / "deploy" / "operator.yaml"
 EXAMPLES = ROOT / "deploy" / "examples"
 NAMESPACE = "ferrocd-system"
@@ -39,8 +39,7 @@ def rendered() -> str:
         "# kubectl apply --server-side -f deploy/operator.yaml\n"
         "# (Kubernetes < 1.25: kubectl apply --validate=false -f deploy/operator.yaml)\n"
         + yaml.safe_dump(namespace, sort_keys=False),
-        CRD.read_text(),
-    ]
+    ] + [crd.read_text() for crd in CRDS]
     for path in sorted(manifests):
         text = manifests[path].strip()
         if text:
@@ -56,16 +55,17 @@ def check() -> list[str]:
             problems.append(f"helm lint: {m['path']}: {m['error']}")
     problems += [f"helm lint: {e}" for e in report.get("errors", [])]
 
-    chart_crd = CHART / "crds" / "etcdcluster.yaml"
-    if chart_crd.read_text() != CRD.read_text():
-        problems.append(f"{chart_crd} differs from {CRD}: cp {CRD} {chart_crd}")
+    for crd in CRDS:
+        chart_crd = CHART / "crds" / crd.name
+        if not chart_crd.exists() or chart_crd.read_text() != crd.read_text():
+            problems.append(f"{chart_crd} differs from {crd}: cp {crd} {chart_crd}")
     if not OPERATOR_YAML.exists() or OPERATOR_YAML.read_text() != rendered():
         problems.append(f"{OPERATOR_YAML} is stale: python3 deploy/manifests.py render")
 
     with tempfile.TemporaryDirectory() as tmp:
         fresh = pathlib.Path(tmp) / "rendered.yaml"
         fresh.write_text(rendered())
-        files = [CRD, fresh] + sorted(p for p in (ROOT / "deploy").glob("*.yaml"))
+        files = CRDS + [fresh] + sorted(p for p in (ROOT / "deploy").glob("*.yaml"))
         out = subprocess.run(
             ["kubernetes-validate", "--strict", "--quiet", "-k", KUBE_VERSION] + [str(f) for f in files],
             capture_output=True, text=True,
@@ -73,13 +73,19 @@ def check() -> list[str]:
         if out.returncode != 0:
             problems.append("kubernetes-validate --strict:\n" + out.stdout + out.stderr)
 
-    crd = yaml.safe_load(CRD.read_text())
-    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    schemas = {}
+    for path in CRDS:
+        crd = yaml.safe_load(path.read_text())
+        schemas[crd["spec"]["names"]["kind"]] = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     examples = sorted(EXAMPLES.glob("*.yaml"))
     if not examples:
         problems.append(f"no examples in {EXAMPLES}")
     for example in examples:
         for doc in yaml.safe_load_all(example.read_text()):
+            schema = schemas.get(doc.get("kind"))
+            if schema is None:
+                problems.append(f"{example.name}: kind {doc.get('kind')} is none of ours")
+                continue
             try:
                 jsonschema.validate(doc, schema)
             except jsonschema.ValidationError as e:

@@ -41,6 +41,9 @@ pub enum Error {
     Tls(#[from] crate::tls::TlsError),
     #[error("EtcdCluster has no namespace")]
     NoNamespace,
+    /// A step that must finish before this one can (retried).
+    #[error("waiting: {0}")]
+    Waiting(String),
 }
 
 impl Error {
@@ -52,6 +55,7 @@ impl Error {
             Error::Finalizer(_) => "finalizer",
             Error::Tls(_) => "tls",
             Error::NoNamespace => "spec",
+            Error::Waiting(_) => "waiting",
         }
     }
 }
@@ -232,6 +236,28 @@ async fn apply(c: &EtcdCluster, ctx: &Context) -> Result<Action, Error> {
 
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
     let existing = sets.get_opt(&names.headless_service()).await?;
+    let restore_from = match restore::resolve(ctx, c, existing.is_some()).await? {
+        Ok(r) => r,
+        Err(why) => {
+            // No member may start before it knows what to restore.
+            let waiting = Step::Wait(why);
+            let status = status_of(c, &names, None, None, &waiting, &notes);
+            write_status(ctx, c, status).await?;
+            return Ok(Action::requeue(Duration::from_secs(5)));
+        }
+    };
+    // The members render from the recorded source (see restore.rs).
+    let with_restore;
+    let c = match &restore_from {
+        Some(r) if c.status.as_ref().and_then(|s| s.restore.as_ref()) != Some(r) => {
+            let mut copy = c.clone();
+            copy.status.get_or_insert_with(Default::default).restore = Some(r.clone());
+            notes.restore = Some(r.clone());
+            with_restore = copy;
+            &with_restore
+        }
+        _ => c,
+    };
     let bootstrap = bootstrap_replicas(c, existing.as_ref());
     let replicas = existing
         .as_ref()
@@ -276,6 +302,20 @@ async fn apply(c: &EtcdCluster, ctx: &Context) -> Result<Action, Error> {
             None
         }
     };
+    if let Some(r) = &restore_from {
+        if let Some(done) = restore::finish(ctx, c, &names, r, view.as_ref(), bootstrap).await? {
+            let note = format!(
+                "{} members run on {} at revision {}",
+                bootstrap,
+                crate::backup::pod::location(&done.destination, &done.key),
+                done.revision
+                    .map(|r| r.to_string())
+                    .unwrap_or_else(|| "?".into())
+            );
+            publish(ctx, &reference, EventType::Normal, "Restored", note).await;
+            notes.restore = Some(done);
+        }
+    }
     let claims = claim_ordinals(ctx, &names).await?;
     let emptied = emptied_ordinals(ctx, &names).await?;
     let observed = Observed {
@@ -317,6 +357,16 @@ async fn apply(c: &EtcdCluster, ctx: &Context) -> Result<Action, Error> {
             return Err(e);
         }
     };
+    let mut requeue = requeue;
+    if let Some(scheduled) = schedule::run(ctx, c, &names).await? {
+        if let Some(why) = scheduled.invalid {
+            notes.degraded = Some(("InvalidSchedule", why));
+        }
+        if let Some(next) = scheduled.next {
+            requeue = requeue.min(next);
+        }
+        notes.backup = Some(scheduled.status);
+    }
     if let Step::Refuse(why) = &step {
         notes.degraded = Some(("QuorumAtRisk", why.clone()));
         publish(ctx, &reference, EventType::Warning, "Refused", why.clone()).await;
@@ -502,7 +552,7 @@ async fn cleanup(c: &EtcdCluster, ctx: &Context) -> Result<Action, Error> {
     Ok(Action::await_change())
 }
 
-async fn publish(
+pub(crate) async fn publish(
     ctx: &Context,
     reference: &k8s_openapi::api::core::v1::ObjectReference,
     type_: EventType,
@@ -544,8 +594,11 @@ async fn write_status(
     Ok(())
 }
 
+mod restore;
+mod schedule;
 mod status;
 
+pub use schedule::SCHEDULED_LABEL;
 use status::{status_of, Notes};
 
 #[cfg(test)]

@@ -14,9 +14,9 @@ use std::collections::BTreeMap;
 pub mod backup;
 
 pub use backup::{
-    BackupDestination, BackupPhase, BackupSchedule, Bootstrap, ClusterBackupStatus, EtcdBackup,
-    EtcdBackupSpec, EtcdBackupStatus, FromBackup, PvcDestination, RestoreStatus, Retention,
-    S3Destination, Verification,
+    BackupDestination, BackupPhase, BackupSchedule, Bootstrap, ClusterBackupStatus, DeletionPolicy,
+    EtcdBackup, EtcdBackupSpec, EtcdBackupStatus, FromBackup, PvcDestination, RestoreStatus,
+    Retention, S3Destination, Verification,
 };
 
 /// An etcd-compatible ferrocd cluster: N members in a StatefulSet that find

@@ -8,6 +8,7 @@
 //! steps, `controller` ties them together per reconcile.
 
 pub mod backup;
+pub mod backup_controller;
 pub mod controller;
 pub mod crd;
 pub mod leader;

@@ -86,8 +86,17 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     });
 
     let ctx = Arc::new(Context::new(client.clone(), metrics, connect_etcd()));
+    let controllers = {
+        let (ctx, ns) = (ctx.clone(), args.namespace.clone());
+        async move {
+            tokio::join!(
+                controller::run(ctx.clone(), ns.clone()),
+                ferrocd_operator::backup_controller::run(ctx, ns)
+            );
+        }
+    };
     if !args.leader_elect {
-        controller::run(ctx, args.namespace).await;
+        controllers.await;
         return Ok(());
     }
     let lease_ns = args
@@ -105,7 +114,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     );
     election.acquire().await;
     tokio::select! {
-        _ = controller::run(ctx, args.namespace) => Ok(()),
+        _ = controllers => Ok(()),
         _ = election.keep() => Err("lost the leader lease; exiting so a new leader takes over".into()),
     }
 }

@@ -18,6 +18,29 @@ pub struct Metrics {
     duration_buckets: [AtomicU64; BUCKETS.len()],
     duration_count: AtomicU64,
     duration_sum_micros: AtomicU64,
+    backup_failures: Mutex<BTreeMap<&'static str, u64>>,
+    /// Per `namespace/cluster`: the last successful backup (Unix seconds).
+    backup_last_success: Mutex<BTreeMap<(String, String), i64>>,
+}
+
+/// The `reason` label of a backup failure (a fixed set, as labels must be).
+pub fn reason_label(reason: &str) -> &'static str {
+    const KNOWN: [&str; 9] = [
+        "Credentials",
+        "ObjectStore",
+        "LocalDisk",
+        "Cluster",
+        "Snapshot",
+        "ClusterNotFound",
+        "JobFailed",
+        "Verification",
+        "Unexpected",
+    ];
+    KNOWN
+        .iter()
+        .find(|k| **k == reason)
+        .copied()
+        .unwrap_or("Other")
 }
 
 fn bump(map: &Mutex<BTreeMap<&'static str, u64>>, label: &'static str) {
@@ -46,6 +69,16 @@ impl Metrics {
 
     pub fn step(&self, kind: &'static str) {
         bump(&self.steps, kind);
+    }
+
+    pub fn backup_failed(&self, reason: &'static str) {
+        bump(&self.backup_failures, reason);
+    }
+
+    pub fn backup_succeeded(&self, ns: &str, cluster: &str, at: k8s_openapi::jiff::Timestamp) {
+        if let Ok(mut m) = self.backup_last_success.lock() {
+            m.insert((ns.to_string(), cluster.to_string()), at.as_second());
+        }
     }
 
     pub fn render(&self) -> String {
@@ -87,6 +120,27 @@ impl Metrics {
             "step",
             &self.steps,
         );
+        labelled(
+            &mut out,
+            "ferrocd_operator_backup_failures_total",
+            "Backups that failed (or did not verify), by reason.",
+            "reason",
+            &self.backup_failures,
+        );
+        let name = "ferrocd_operator_backup_last_success_timestamp_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} When the last backup of a cluster succeeded (Unix time)."
+        );
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        if let Ok(m) = self.backup_last_success.lock() {
+            for ((ns, cluster), at) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "{name}{{namespace=\"{ns}\",cluster=\"{cluster}\"}} {at}"
+                );
+            }
+        }
         let name = "ferrocd_operator_reconcile_duration_seconds";
         let _ = writeln!(out, "# HELP {name} Time one reconcile took.");
         let _ = writeln!(out, "# TYPE {name} histogram");
@@ -114,7 +168,15 @@ mod tests {
         m.reconciled(Duration::from_secs(3));
         m.failed("kube");
         m.step("add_learner");
+        m.backup_failed(reason_label("Credentials"));
+        m.backup_failed(reason_label("something new"));
+        m.backup_succeeded("ns", "demo", "2026-12-03T00:00:00Z".parse().unwrap());
         let text = m.render();
+        assert!(text.contains("ferrocd_operator_backup_failures_total{reason=\"Credentials\"} 1\n"));
+        assert!(text.contains("ferrocd_operator_backup_failures_total{reason=\"Other\"} 1\n"));
+        assert!(text.contains(
+            "ferrocd_operator_backup_last_success_timestamp_seconds{namespace=\"ns\",cluster=\"demo\"} 1796256000\n"
+        ));
         assert!(
             text.contains("ferrocd_operator_reconciles_total 2\n"),
             "{text}"

@@ -41,6 +41,12 @@ impl ClusterNames {
         }
     }
 
+    /// The ConfigMap whose `done` key tells the restore step of a restored
+    /// cluster's pods that the cluster has formed.
+    pub fn restore_config(&self) -> String {
+        format!("{}-restore", self.name)
+    }
+
     /// The headless Service (and StatefulSet) name.
     pub fn headless_service(&self) -> String {
         self.name.clone()

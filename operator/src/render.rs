@@ -182,6 +182,42 @@ fn option_args(o: &MemberOptions) -> Vec<String> {
     a
 }
 
+/// The cluster's `--initial-cluster-token`.
+pub fn cluster_token(c: &EtcdCluster) -> String {
+    let n = ClusterNames::of(c);
+    match c.meta().uid.as_deref() {
+        // The UID keeps a recreated cluster of the same name from ever
+        // talking to members of the old one.
+        Some(uid) => format!("{}-{}", n.name, &uid[..uid.len().min(8)]),
+        None => n.name.clone(),
+    }
+}
+
+/// The restore init container of a cluster created from a backup, with
+/// the volumes it needs (see `backup::pod::RestoreStep`).
+fn restore_step(c: &EtcdCluster, bootstrap_replicas: i32) -> Option<(Container, Vec<Volume>)> {
+    let restore = c.status.as_ref()?.restore.as_ref()?;
+    let n = ClusterNames::of(c);
+    let image = c.spec.image.clone().unwrap_or_else(default_image);
+    let initial_cluster = (0..bootstrap_replicas.max(1) as u32)
+        .map(|i| format!("{}={}", n.pod_name(i), n.peer_url(i)))
+        .collect::<Vec<_>>()
+        .join(",");
+    let scheme = if n.tls { "https" } else { "http" };
+    let step = crate::backup::pod::RestoreStep {
+        restore,
+        image: &image,
+        data_mount: DATA_DIR,
+        data_dir: &format!("{DATA_DIR}/data"),
+        initial_cluster,
+        token: cluster_token(c),
+        peer_url: format!("{scheme}://$(POD_NAME).{}:{PEER_PORT}", n.srv_domain()),
+        bootstrap_members: bootstrap_replicas,
+        restore_config: n.restore_config(),
+    };
+    Some(step.container())
+}
+
 /// The member's command line (DESIGN.md): its name is the pod's, it finds
 /// its peers through the SRV records of the headless Service, and a fresh
 /// member waits until the records list the bootstrap size.
@@ -189,12 +225,7 @@ pub fn member_args(c: &EtcdCluster, bootstrap_replicas: i32) -> Vec<String> {
     let n = ClusterNames::of(c);
     let scheme = if n.tls { "https" } else { "http" };
     let host = format!("$(POD_NAME).{}", n.srv_domain());
-    let token = match c.meta().uid.as_deref() {
-        // The UID keeps a recreated cluster of the same name from ever
-        // talking to members of the old one.
-        Some(uid) => format!("{}-{}", n.name, &uid[..uid.len().min(8)]),
-        None => n.name.clone(),
-    };
+    let token = cluster_token(c);
     let mut a = vec![
         "--name=$(POD_NAME)".to_string(),
         format!("--data-dir={DATA_DIR}/data"),
@@ -346,6 +377,11 @@ pub fn stateful_set(c: &EtcdCluster, replicas: i32, bootstrap_replicas: i32) -> 
         volume_mounts: Some(mounts),
         ..Container::default()
     };
+    let mut init_containers = Vec::new();
+    if let Some((step, extra)) = restore_step(c, bootstrap_replicas) {
+        init_containers.push(step);
+        volumes.extend(extra);
+    }
     let non_empty = |m: &BTreeMap<String, String>| (!m.is_empty()).then(|| m.clone());
     StatefulSet {
         metadata: meta(c, &n, n.headless_service()),
@@ -365,6 +401,7 @@ pub fn stateful_set(c: &EtcdCluster, replicas: i32, bootstrap_replicas: i32) -> 
                 }),
                 spec: Some(PodSpec {
                     containers: vec![container],
+                    init_containers: (!init_containers.is_empty()).then_some(init_containers),
                     volumes: (!volumes.is_empty()).then_some(volumes),
                     // The member hands leadership over on SIGTERM first.
                     termination_grace_period_seconds: Some(30),

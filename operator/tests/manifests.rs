@@ -1,5 +1,5 @@
 //! The shipped manifests agree with the code and with Kubernetes' schemas:
-//! crds/etcdcluster.yaml is what `crdgen` prints, and deploy/manifests.py
+//! crds/*.yaml are what `crdgen` prints, and deploy/manifests.py
 //! check passes (helm lint, chart CRD, deploy/operator.yaml fresh,
 //! kubernetes-validate --strict for 1.33, examples against the CRD schema).
 // Tests fail by panicking: unwrap and expect are how they say what broke.
@@ -14,16 +14,27 @@ fn root() -> PathBuf {
 }
 
 #[test]
-fn crd_file_is_what_crdgen_prints() {
-    let generated =
-        serde_yaml::to_string(&ferrocd_operator::crd::EtcdCluster::crd()).expect("yaml");
-    let file = std::fs::read_to_string(root().join("crds/etcdcluster.yaml"))
-        .expect("crds/etcdcluster.yaml");
-    assert!(
-        generated == file,
-        "crds/etcdcluster.yaml is stale: cargo run -p ferrocd-operator --bin crdgen > crds/etcdcluster.yaml \
-         && cp crds/etcdcluster.yaml charts/ferrocd-operator/crds/ && python3 deploy/manifests.py render"
-    );
+fn crd_files_are_what_crdgen_prints() {
+    for (file, crd, arg) in [
+        (
+            "crds/etcdcluster.yaml",
+            ferrocd_operator::crd::EtcdCluster::crd(),
+            "",
+        ),
+        (
+            "crds/etcdbackup.yaml",
+            ferrocd_operator::crd::EtcdBackup::crd(),
+            " etcdbackup",
+        ),
+    ] {
+        let generated = serde_yaml::to_string(&crd).expect("yaml");
+        let text = std::fs::read_to_string(root().join(file)).expect(file);
+        assert!(
+            generated == text,
+            "{file} is stale: cargo run -p ferrocd-operator --bin crdgen --{arg} > {file} \
+             && cp {file} charts/ferrocd-operator/crds/ && python3 deploy/manifests.py render"
+        );
+    }
 }
 
 #[test]

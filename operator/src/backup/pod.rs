@@ -84,7 +84,12 @@ fn access(dest: &BackupDestination, key: &str) -> Access {
             a.args.push("--s3-path-style".into());
         }
         if let Some(secret) = &s3.credentials_secret {
-            a.env.push(secret_env("AWS_ACCESS_KEY_ID", secret, "AWS_ACCESS_KEY_ID", false));
+            a.env.push(secret_env(
+                "AWS_ACCESS_KEY_ID",
+                secret,
+                "AWS_ACCESS_KEY_ID",
+                false,
+            ));
             a.env.push(secret_env(
                 "AWS_SECRET_ACCESS_KEY",
                 secret,
@@ -180,10 +185,7 @@ pub fn job_name(backup: &str, step: &str) -> String {
         .map(|b| format!("{b:02x}"))
         .collect();
     let keep = 63 - step.len() - 10;
-    format!(
-        "{}-{hash}-{step}",
-        backup[..keep].trim_end_matches('-')
-    )
+    format!("{}-{hash}-{step}", backup[..keep].trim_end_matches('-'))
 }
 
 /// The client TLS a Job presents to the members: a Secret holding

@@ -65,12 +65,9 @@ const FAILED_KEPT: usize = 3;
 /// and older than `maxAge` (the newest success always stays), and failed
 /// ones beyond the newest few. Running ones are left alone.
 pub fn expired(made: &[Made], retention: &Retention, now: Timestamp) -> Vec<String> {
-    let max_age = retention
-        .max_age
-        .as_deref()
-        .and_then(|a| parse_age(a).ok());
+    let max_age = retention.max_age.as_deref().and_then(|a| parse_age(a).ok());
     let mut newest_first = made.to_vec();
-    newest_first.sort_by(|a, b| b.created.cmp(&a.created));
+    newest_first.sort_by_key(|m| std::cmp::Reverse(m.created));
     let mut out = Vec::new();
     let mut kept = 0usize;
     let mut failed = 0usize;
@@ -172,7 +169,13 @@ mod tests {
             vec!["b2".to_string(), "b1".to_string()]
         );
         let failures: Vec<Made> = (0..5)
-            .map(|i| made(&format!("f{i}"), Failed, &format!("2026-12-0{}T00:00:00Z", i + 1)))
+            .map(|i| {
+                made(
+                    &format!("f{i}"),
+                    Failed,
+                    &format!("2026-12-0{}T00:00:00Z", i + 1),
+                )
+            })
             .collect();
         assert_eq!(
             expired(&failures, &Retention::default(), now),

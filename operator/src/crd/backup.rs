@@ -71,6 +71,8 @@ impl BackupDestination {
 /// One snapshot of an `EtcdCluster`, taken through the Snapshot RPC from a
 /// healthy member (a follower when there is one) and stored whole or not
 /// at all.
+// printcolumn(...) repeats `type_ = ...`, which clippy takes for a duplicate.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "ferrocd.dev",
