@@ -602,6 +602,8 @@ pub use schedule::SCHEDULED_LABEL;
 use status::{status_of, Notes};
 
 #[cfg(test)]
+mod backup_tests;
+#[cfg(test)]
 mod fixtures;
 #[cfg(test)]
 mod tests;

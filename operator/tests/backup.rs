@@ -589,25 +589,10 @@ fn wrong_credentials_and_a_stopped_store_fail_with_a_clear_reason_and_store_noth
 }
 
 async fn list_keys(s3: &SeaweedFs) -> Vec<String> {
-    use futures::StreamExt;
-    use object_store::ObjectStore;
-    let store = object_store::aws::AmazonS3Builder::new()
-        .with_endpoint(s3.endpoint())
-        .with_bucket_name(BUCKET)
-        .with_region("us-east-1")
-        .with_access_key_id(ACCESS_KEY)
-        .with_secret_access_key(SECRET_KEY)
-        .with_allow_http(true)
-        .with_virtual_hosted_style_request(false)
-        .build()
-        .unwrap();
-    let mut keys: Vec<String> = store
-        .list(None)
-        .map(|m| m.unwrap().location.to_string())
-        .collect()
-        .await;
-    keys.sort();
-    keys
+    let Location::S3 { target, .. } = s3_location(s3, "") else {
+        unreachable!("an S3 location")
+    };
+    target.list("").await.unwrap()
 }
 
 #[test]

@@ -6,8 +6,9 @@
 // Tests fail by panicking: unwrap and expect are how they say what broke.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use ferrocd_k8s_harness::harness::with_cluster;
-use ferrocd_k8s_harness::scenarios::{self, local::LocalTarget};
+use ferrocd_k8s_harness::harness::{net::GATEWAY, with_cluster};
+use ferrocd_k8s_harness::scenarios::{self, backup::S3Store, local::LocalTarget};
+use ferrocd_testkit::s3::{SeaweedFs, ACCESS_KEY, BUCKET, SECRET_KEY};
 use std::future::Future;
 use std::sync::Arc;
 
@@ -60,4 +61,24 @@ fn rolling_restart_while_clients_write_loses_no_acknowledged_write() {
 #[test]
 fn a_tls_cluster_serves_clients_with_certificates_from_its_ca() {
     local(scenarios::a_tls_cluster_serves_clients_with_certificates_from_its_ca);
+}
+
+#[test]
+fn backups_to_s3_and_a_volume_on_a_schedule_and_a_restore_from_them() {
+    with_cluster(|c| async move {
+        // The S3 server on the node's address, reached by the pods.
+        let s3 = SeaweedFs::start(std::net::IpAddr::V4(GATEWAY), &c.root().join("s3"));
+        let store = S3Store {
+            endpoint: s3.endpoint(),
+            bucket: BUCKET.into(),
+            access_key: ACCESS_KEY.into(),
+            secret_key: SECRET_KEY.into(),
+        };
+        let target = Arc::new(LocalTarget::new(c));
+        scenarios::run(target, move |t, ns| {
+            scenarios::backup::backups_to_s3_and_a_volume_and_a_restore_from_them(t, ns, store)
+        })
+        .await;
+        drop(s3);
+    });
 }

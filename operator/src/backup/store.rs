@@ -7,7 +7,7 @@
 use futures::StreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as ObjectPath;
-use object_store::{ClientOptions, ObjectStoreExt, RetryConfig, WriteMultipart};
+use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, RetryConfig, WriteMultipart};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -115,6 +115,24 @@ fn s3(target: &S3Target) -> Result<AmazonS3, StoreError> {
     b.with_client_options(options)
         .build()
         .map_err(|e| StoreError::ObjectStore(format!("s3://{}", target.bucket), e))
+}
+
+impl S3Target {
+    /// Keys under `prefix`, sorted: only whole objects (an upload that
+    /// did not complete is not one).
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let store = s3(self)?;
+        let prefix = (!prefix.is_empty()).then(|| ObjectPath::from(prefix));
+        let mut keys = Vec::new();
+        let mut stream = store.list(prefix.as_ref());
+        while let Some(meta) = stream.next().await {
+            let meta =
+                meta.map_err(|e| StoreError::ObjectStore(format!("s3://{}", self.bucket), e))?;
+            keys.push(meta.location.to_string());
+        }
+        keys.sort();
+        Ok(keys)
+    }
 }
 
 impl Location {

@@ -41,6 +41,7 @@ impl LocalTarget {
             "wait",
             "--for=condition=established",
             "crd/etcdclusters.ferrocd.dev",
+            "crd/etcdbackups.ferrocd.dev",
             "--timeout=60s",
         ]);
         cluster.kubectl(&[

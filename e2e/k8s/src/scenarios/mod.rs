@@ -8,6 +8,7 @@
 //! Every scenario runs in a namespace of its own, creates an EtcdCluster
 //! named `demo` there, and prints its timeline through [`Target::say`].
 
+pub mod backup;
 pub mod local;
 pub mod real;
 
@@ -87,19 +88,36 @@ where
     }
 }
 
-fn clusters(t: &impl Target, ns: &str) -> Api<EtcdCluster> {
+pub(crate) fn clusters(t: &impl Target, ns: &str) -> Api<EtcdCluster> {
     Api::namespaced(t.client(), ns)
 }
 
 /// Creates EtcdCluster `demo` with `replicas` members (operator-managed TLS
 /// when `tls`).
 pub async fn create_cluster(t: &impl Target, ns: &str, replicas: u32, tls: bool) {
+    let extra = if tls {
+        serde_json::json!({"tls": {"mode": "OperatorManaged"}})
+    } else {
+        serde_json::json!({})
+    };
+    create_cluster_with(t, ns, replicas, extra).await;
+}
+
+/// Creates EtcdCluster `demo` with `replicas` members and the spec fields
+/// in `extra`.
+pub async fn create_cluster_with(
+    t: &impl Target,
+    ns: &str,
+    replicas: u32,
+    extra: serde_json::Value,
+) {
     let mut spec = serde_json::json!({"replicas": replicas, "storage": {"size": "1Gi"}});
     if let Some(image) = t.member_image() {
         spec["image"] = image.into();
     }
-    if tls {
-        spec["tls"] = serde_json::json!({"mode": "OperatorManaged"});
+    let tls = extra.get("tls").is_some();
+    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+        spec.extend(extra.clone());
     }
     let object: EtcdCluster = serde_json::from_value(serde_json::json!({
         "apiVersion": "ferrocd.dev/v1alpha1",

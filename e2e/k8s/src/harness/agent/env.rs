@@ -47,10 +47,10 @@ impl Agent {
             "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
         );
         for e in c.env.clone().unwrap_or_default() {
-            let secret = p.secret_env.get(&(c.name.clone(), e.name.clone()));
+            let from_object = p.object_env.get(&(c.name.clone(), e.name.clone()));
             let value = if let Some(v) = e.value {
                 expand(&v, &env)
-            } else if let Some(v) = secret {
+            } else if let Some(v) = from_object {
                 v.clone()
             } else if let Some(field) = e.value_from.as_ref().and_then(|f| f.field_ref.as_ref()) {
                 match field.field_path.as_str() {
@@ -62,6 +62,9 @@ impl Agent {
                     "spec.nodeName" => NODE.to_string(),
                     _ => String::new(),
                 }
+            } else if e.value_from.as_ref().is_some_and(|f| f.field_ref.is_none()) {
+                // An optional key that is missing: the variable is unset.
+                continue;
             } else {
                 String::new()
             };

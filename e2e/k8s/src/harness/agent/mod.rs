@@ -9,7 +9,9 @@
 //! graceful deletion.
 
 use super::net::{ClusterNet, PodNet, GATEWAY};
-use k8s_openapi::api::core::v1::{Container, Node, PersistentVolumeClaim, Pod, Probe, Secret};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, Node, PersistentVolumeClaim, Pod, Probe, Secret,
+};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::Client;
 use serde_json::json;
@@ -72,8 +74,8 @@ struct RunningPod {
     containers: Vec<RunningContainer>,
     env: BTreeMap<String, String>,
     mounts: HashMap<String, PathBuf>,
-    /// `env[].valueFrom.secretKeyRef` values, read at pod start.
-    secret_env: HashMap<(String, String), String>,
+    /// `env[].valueFrom` Secret and ConfigMap key values, read at pod start.
+    object_env: HashMap<(String, String), String>,
     /// Always, OnFailure or Never.
     restart_policy: String,
     secrets_refreshed: Instant,

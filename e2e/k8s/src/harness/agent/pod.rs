@@ -54,29 +54,16 @@ impl Agent {
         let delay = jitter.mul_f64(rand::random::<f64>());
         let inits = spec.init_containers.clone().unwrap_or_default();
         let mut containers = Vec::new();
-        let mut secret_env = HashMap::new();
+        let mut object_env = HashMap::new();
         for (c, init) in inits
             .into_iter()
             .map(|c| (c, true))
             .chain(spec.containers.clone().into_iter().map(|c| (c, false)))
         {
             for var in c.env.clone().unwrap_or_default() {
-                let Some(r) = var.value_from.and_then(|f| f.secret_key_ref) else {
-                    continue;
-                };
-                let api: Api<Secret> = Api::namespaced(self.client.clone(), &ns);
-                let secret = api
-                    .get(&r.name)
-                    .await
-                    .map_err(|e| format!("Secret {} for env {}: {e}", r.name, var.name))?;
-                let value = secret
-                    .data
-                    .and_then(|d| {
-                        d.get(&r.key)
-                            .map(|v| String::from_utf8_lossy(&v.0).into_owned())
-                    })
-                    .ok_or_else(|| format!("Secret {} has no key {}", r.name, r.key))?;
-                secret_env.insert((c.name.clone(), var.name.clone()), value);
+                if let Some(value) = self.env_from_object(&ns, &var).await? {
+                    object_env.insert((c.name.clone(), var.name.clone()), value);
+                }
             }
             containers.push(RunningContainer {
                 spec: c,
@@ -103,7 +90,7 @@ impl Agent {
             containers,
             env,
             mounts,
-            secret_env,
+            object_env,
             restart_policy: spec
                 .restart_policy
                 .clone()
@@ -118,6 +105,50 @@ impl Agent {
             .map_err(|_| "agent state poisoned".to_string())?;
         state.pods.insert(uid, running);
         Ok(())
+    }
+
+    /// An env var's value from a Secret or ConfigMap key (read at pod
+    /// start, as the kubelet does); `None` for other sources and for a
+    /// missing optional key. A missing required key keeps the pod from
+    /// starting.
+    async fn env_from_object(
+        &self,
+        ns: &str,
+        var: &k8s_openapi::api::core::v1::EnvVar,
+    ) -> Result<Option<String>, String> {
+        let Some(from) = &var.value_from else {
+            return Ok(None);
+        };
+        let (kind, name, key, optional, data) = if let Some(r) = &from.secret_key_ref {
+            let api: Api<Secret> = Api::namespaced(self.client.clone(), ns);
+            let data = api
+                .get_opt(&r.name)
+                .await
+                .map_err(|e| e.to_string())?
+                .map(|s| {
+                    s.data
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+                        .collect::<BTreeMap<_, _>>()
+                });
+            ("Secret", &r.name, &r.key, r.optional, data)
+        } else if let Some(r) = &from.config_map_key_ref {
+            let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), ns);
+            let data = api
+                .get_opt(&r.name)
+                .await
+                .map_err(|e| e.to_string())?
+                .map(|c| c.data.unwrap_or_default());
+            ("ConfigMap", &r.name, &r.key, r.optional, data)
+        } else {
+            return Ok(None);
+        };
+        match data.and_then(|d| d.get(key).cloned()) {
+            Some(v) => Ok(Some(v)),
+            None if optional == Some(true) => Ok(None),
+            None => Err(format!("{kind} {name} has no key {key} (env {})", var.name)),
+        }
     }
 
     pub(super) fn spawn_container(
