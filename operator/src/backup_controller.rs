@@ -376,6 +376,18 @@ async fn cleanup(b: &EtcdBackup, ctx: &Context) -> Result<Action, Error> {
         return Ok(Action::await_change());
     }
     let ns = b.namespace().ok_or(Error::NoNamespace)?;
+    if status.phase == BackupPhase::Running {
+        // A save still uploading would store its object after the delete.
+        let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
+        let save = jobs.get_opt(&job_name(&b.name_any(), "save")).await?;
+        let finished = save
+            .as_ref()
+            .and_then(|j| j.status.as_ref())
+            .is_some_and(|s| s.succeeded.unwrap_or(0) > 0 || s.failed.unwrap_or(0) > 0);
+        if save.is_some() && !finished {
+            return Err(Error::Waiting("the save Job is still running".into()));
+        }
+    }
     let clusters: Api<EtcdCluster> = Api::namespaced(ctx.client.clone(), &ns);
     let cluster = clusters.get_opt(&b.spec.cluster_name).await?;
     let image = image_of(cluster.as_ref());

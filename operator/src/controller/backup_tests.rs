@@ -337,3 +337,79 @@ async fn a_cluster_from_a_backup_waits_for_it_then_restores_its_founding_members
         sts["spec"]["template"]
     );
 }
+
+#[tokio::test]
+async fn the_schedule_creates_the_due_run_once_and_retention_deletes_the_oldest() {
+    let h = Harness::new(Scenario::Running {
+        members: 3,
+        desired: 3,
+        retention: PvcRetention::Keep,
+    });
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let minutes_ago = |m: i64| {
+        now.checked_sub(k8s_openapi::jiff::SignedDuration::from_secs(60 * m))
+            .unwrap()
+    };
+    let scheduled = |name: &str, created: k8s_openapi::jiff::Timestamp| {
+        json!({"apiVersion": "ferrocd.dev/v1alpha1", "kind": "EtcdBackup",
+               "metadata": {"name": name, "namespace": NS, "creationTimestamp": created.to_string(),
+                            "labels": {"ferrocd.dev/cluster": NAME, "ferrocd.dev/scheduled": "true"}},
+               "spec": {"clusterName": NAME, "destination": {"pvc": {"claimName": "v"}}, "deletionPolicy": "Delete"},
+               "status": {"phase": "Succeeded", "key": format!("ns/demo/{name}.db"),
+                          "completionTime": created.to_string()}})
+    };
+    {
+        let mut api = h.api.lock().unwrap();
+        let c = api.objects.get_mut(CLUSTER_PATH).unwrap();
+        c["spec"]["backup"] = json!({"schedule": "* * * * *", "retention": {"count": 1},
+                                     "destination": {"pvc": {"claimName": "v"}}});
+        c["status"] = json!({"phase": "Running",
+                             "backup": {"lastScheduleTime": minutes_ago(3).to_string()}});
+        let path = "/apis/ferrocd.dev/v1alpha1/namespaces/ns/etcdbackups";
+        api.objects
+            .insert(format!("{path}/old"), scheduled("old", minutes_ago(3)));
+        api.objects
+            .insert(format!("{path}/newer"), scheduled("newer", minutes_ago(2)));
+    }
+    h.reconcile().await.unwrap();
+    let created = h.requests("POST /apis/ferrocd.dev/v1alpha1/namespaces/ns/etcdbackups");
+    assert_eq!(
+        created.len(),
+        1,
+        "one run for the missed minutes: {created:?}"
+    );
+    let status = h.status().backup.expect("backup status");
+    let last: k8s_openapi::jiff::Timestamp = status.last_schedule_time.unwrap().parse().unwrap();
+    assert!(last > minutes_ago(1) && last <= now, "{last}");
+    let made = h
+        .api
+        .lock()
+        .unwrap()
+        .objects
+        .keys()
+        .filter(|k| k.contains("/etcdbackups/demo-"))
+        .cloned()
+        .collect::<Vec<_>>();
+    assert_eq!(made.len(), 1, "{made:?}");
+    let b = h.api.lock().unwrap().objects[&made[0]].clone();
+    assert_eq!(b["spec"]["deletionPolicy"], "Delete");
+    assert_eq!(b["metadata"]["ownerReferences"][0]["kind"], "EtcdCluster");
+    assert_eq!(
+        h.requests("DELETE /apis/ferrocd.dev/v1alpha1/namespaces/ns/etcdbackups/old")
+            .len(),
+        1,
+        "retention keeps one success"
+    );
+    assert!(h
+        .requests("DELETE /apis/ferrocd.dev/v1alpha1/namespaces/ns/etcdbackups/newer")
+        .is_empty());
+    assert_eq!(status.last_successful_backup.as_deref(), Some("newer"));
+
+    // The same minute again: no second run.
+    h.reconcile().await.unwrap();
+    assert_eq!(
+        h.requests("POST /apis/ferrocd.dev/v1alpha1/namespaces/ns/etcdbackups")
+            .len(),
+        1
+    );
+}

@@ -73,7 +73,11 @@ impl ApiState {
             self.applied.push((path.to_string(), body.clone()));
         }
         match *method {
-            Method::GET if path.ends_with("/persistentvolumeclaims") || path.ends_with("/pods") => {
+            Method::GET
+                if path.ends_with("/persistentvolumeclaims")
+                    || path.ends_with("/pods")
+                    || path.ends_with("/etcdbackups") =>
+            {
                 let items: Vec<Value> = self
                     .objects
                     .iter()

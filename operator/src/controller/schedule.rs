@@ -7,6 +7,7 @@ use super::{Context, Error};
 use crate::backup::schedule::{backup_name, due, expired, next_after, parse, Made};
 use crate::crd::{
     BackupPhase, ClusterBackupStatus, DeletionPolicy, EtcdBackup, EtcdBackupSpec, EtcdCluster,
+    Phase,
 };
 use crate::names::{ClusterNames, CLUSTER_LABEL, MANAGED_BY_LABEL, MANAGER};
 use k8s_openapi::jiff::Timestamp;
@@ -57,7 +58,13 @@ pub(super) async fn run(
         .or_else(|| c.meta().creation_timestamp.as_ref().map(|t| t.0))
         .unwrap_or(now);
     let api: Api<EtcdBackup> = Api::namespaced(ctx.client.clone(), &names.namespace);
-    if let Some(at) = due(&cron, since, now) {
+    // A cluster still forming has nothing to back up: its runs wait and
+    // collapse into one once it is up.
+    let forming = matches!(
+        c.status.as_ref().map(|s| s.phase).unwrap_or_default(),
+        Phase::Pending | Phase::Creating
+    );
+    if let Some(at) = due(&cron, since, now).filter(|_| !forming) {
         let name = backup_name(&names.name, at);
         let mut b = EtcdBackup::new(
             &name,

@@ -271,6 +271,7 @@ pub async fn backups_to_s3_and_a_volume_and_a_restore_from_them<T: Target>(
             .and_then(|b| b.last_schedule_time.clone());
         let succeeded: Vec<String> = made
             .iter()
+            .filter(|b| b.metadata.deletion_timestamp.is_none())
             .filter(|b| b.status.as_ref().map(|s| s.phase) == Some(BackupPhase::Succeeded))
             .filter_map(|b| b.status.as_ref()?.key.clone())
             .collect();
@@ -288,10 +289,24 @@ pub async fn backups_to_s3_and_a_volume_and_a_restore_from_them<T: Target>(
                 break;
             }
         }
+        let states: Vec<String> = made
+            .iter()
+            .map(|b| {
+                format!(
+                    "{} {:?}{}",
+                    b.metadata.name.clone().unwrap_or_default(),
+                    b.status.as_ref().map(|s| s.phase),
+                    if b.metadata.deletion_timestamp.is_some() {
+                        " (deleting)"
+                    } else {
+                        ""
+                    }
+                )
+            })
+            .collect();
         assert!(
             started.elapsed() < Duration::from_secs(300),
-            "schedule: {} backups ({succeeded:?} succeeded), objects {objects:?}",
-            made.len()
+            "schedule: backups {states:?}, objects {objects:?}, last run {runs:?}"
         );
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
@@ -311,23 +326,38 @@ pub async fn backups_to_s3_and_a_volume_and_a_restore_from_them<T: Target>(
         .await
         .expect("delete the cluster");
     let deadline = Instant::now() + Duration::from_secs(120);
-    while clusters(&*t, &ns)
-        .get_opt(NAME)
-        .await
-        .ok()
-        .flatten()
-        .is_some()
-        || !member_pods(&*t, &ns).await.is_empty()
-        || claims
+    loop {
+        let cluster_left = clusters(&*t, &ns)
+            .get_opt(NAME)
+            .await
+            .ok()
+            .flatten()
+            .is_some();
+        let pods_left: Vec<String> = member_pods(&*t, &ns)
+            .await
+            .iter()
+            .filter_map(|p| p.metadata.name.clone())
+            .collect();
+        let claims_left: Vec<String> = claims
             .list(&ListParams::default().labels(&format!(
                 "{}={NAME}",
                 ferrocd_operator::names::CLUSTER_LABEL
             )))
             .await
-            .map(|l| !l.items.is_empty())
-            .unwrap_or(true)
-    {
-        assert!(Instant::now() < deadline, "the old cluster did not go");
+            .map(|l| {
+                l.items
+                    .iter()
+                    .filter_map(|c| c.metadata.name.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !cluster_left && pods_left.is_empty() && claims_left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the old cluster did not go: cluster {cluster_left}, pods {pods_left:?}, claims {claims_left:?}"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     t.say("cluster, pods and claims deleted");
