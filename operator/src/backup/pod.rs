@@ -22,6 +22,9 @@ pub const SCRATCH: &str = "/scratch";
 const S3_CA_DIR: &str = "/etc/ferrocd/s3-ca";
 /// Label naming the EtcdBackup a Job works for.
 pub const BACKUP_LABEL: &str = "ferrocd.dev/backup";
+/// Label naming the cluster a Job backs up (not the members' own label:
+/// Job pods are no members to anything selecting those).
+pub const BACKUP_OF_LABEL: &str = "ferrocd.dev/backup-of";
 /// Seconds a save or verify Job may run before Kubernetes stops it.
 const JOB_DEADLINE: i64 = 3600;
 
@@ -279,10 +282,7 @@ pub fn job(b: &EtcdBackup, key: &str, image: &str, kind: JobKind<'_>) -> Job {
             crate::names::MANAGED_BY_LABEL.to_string(),
             crate::names::MANAGER.to_string(),
         ),
-        (
-            crate::names::CLUSTER_LABEL.to_string(),
-            b.spec.cluster_name.clone(),
-        ),
+        (BACKUP_OF_LABEL.to_string(), b.spec.cluster_name.clone()),
         (BACKUP_LABEL.to_string(), b.name_any()),
     ]);
     Job {

@@ -1,7 +1,7 @@
 //! A cluster's backup schedule (`spec.backup`): creates the due run's
 //! `EtcdBackup` (named after its time, so never twice), deletes what
 //! retention no longer keeps (their snapshots go with them), and reports
-//! the last run and the last success.
+//! the last run and the last success. The backups outlive the cluster.
 
 use super::{Context, Error};
 use crate::backup::schedule::{backup_name, due, expired, next_after, parse, Made};
@@ -81,7 +81,8 @@ pub(super) async fn run(
             (SCHEDULED_LABEL.to_string(), "true".to_string()),
             (MANAGED_BY_LABEL.to_string(), MANAGER.to_string()),
         ]));
-        b.metadata.owner_references = c.controller_owner_ref(&()).map(|o| vec![o]);
+        // Not owned by the cluster: deleting the cluster must not delete
+        // the backups it could be restored from.
         match api.create(&PostParams::default(), &b).await {
             Ok(_) => tracing::info!(cluster = %names.name, backup = %name, "scheduled backup"),
             Err(kube::Error::Api(e)) if e.code == 409 => {}
