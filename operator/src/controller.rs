@@ -330,6 +330,17 @@ async fn apply(c: &EtcdCluster, ctx: &Context) -> Result<Action, Error> {
     let step = next_step(&observed);
     tracing::info!(cluster = %names.name, %step, "reconcile");
 
+    // Backups go on whatever the membership step does (a failing step
+    // returns early below).
+    let mut next_backup = None;
+    if let Some(scheduled) = schedule::run(ctx, c, &names).await? {
+        if let Some(why) = scheduled.invalid {
+            notes.degraded = Some(("InvalidSchedule", why));
+        }
+        next_backup = scheduled.next;
+        notes.backup = Some(scheduled.status);
+    }
+
     let target = Target {
         c,
         names: &names,
@@ -357,16 +368,10 @@ async fn apply(c: &EtcdCluster, ctx: &Context) -> Result<Action, Error> {
             return Err(e);
         }
     };
-    let mut requeue = requeue;
-    if let Some(scheduled) = schedule::run(ctx, c, &names).await? {
-        if let Some(why) = scheduled.invalid {
-            notes.degraded = Some(("InvalidSchedule", why));
-        }
-        if let Some(next) = scheduled.next {
-            requeue = requeue.min(next);
-        }
-        notes.backup = Some(scheduled.status);
-    }
+    let requeue = match next_backup {
+        Some(next) => requeue.min(next),
+        None => requeue,
+    };
     if let Step::Refuse(why) = &step {
         notes.degraded = Some(("QuorumAtRisk", why.clone()));
         publish(ctx, &reference, EventType::Warning, "Refused", why.clone()).await;

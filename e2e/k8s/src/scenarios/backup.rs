@@ -13,6 +13,7 @@ use ferrocd_operator::crd::{BackupPhase, EtcdBackup, EtcdBackupStatus};
 use ferrocd_proto::etcdserverpb as pb;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -250,9 +251,12 @@ pub async fn backups_to_s3_and_a_volume_and_a_restore_from_them<T: Target>(
     let down = wait_backup(&*t, &ns, "member-down", 180).await;
     assert_eq!(down.phase, BackupPhase::Succeeded, "{down:?}");
 
-    // The schedule: at least three runs, at most two kept, their snapshots
-    // the only ones under the schedule's prefix.
+    // The schedule: four runs at least; retention keeps two successes
+    // (three for the moment between a new run's success and the next
+    // pass), has deleted the first runs, and the objects under the
+    // schedule's prefix are exactly the kept backups'.
     let started = Instant::now();
+    let mut seen = BTreeSet::new();
     loop {
         let made = backups(&*t, &ns)
             .list(&ListParams::default().labels(&format!("{SCHEDULED_LABEL}=true")))
@@ -269,25 +273,28 @@ pub async fn backups_to_s3_and_a_volume_and_a_restore_from_them<T: Target>(
             .backup
             .as_ref()
             .and_then(|b| b.last_schedule_time.clone());
-        let succeeded: Vec<String> = made
+        let live: BTreeSet<String> = made
+            .iter()
+            .filter(|b| b.metadata.deletion_timestamp.is_none())
+            .filter_map(|b| b.metadata.name.clone())
+            .collect();
+        seen.extend(live.iter().cloned());
+        let mut kept: Vec<String> = made
             .iter()
             .filter(|b| b.metadata.deletion_timestamp.is_none())
             .filter(|b| b.status.as_ref().map(|s| s.phase) == Some(BackupPhase::Succeeded))
             .filter_map(|b| b.status.as_ref()?.key.clone())
             .collect();
+        kept.sort();
         let objects = s3.target().list(&prefix).await.expect("list");
-        // Three minutes since the cluster ran: three runs at least.
-        let three_runs = started.elapsed() > Duration::from_secs(150);
-        if three_runs && succeeded.len() == 2 {
-            let mut want = succeeded.clone();
-            want.sort();
-            if objects == want {
-                t.say(&format!(
-                    "schedule: last run {runs:?}, kept {succeeded:?}, last success {:?}",
-                    status.backup.and_then(|b| b.last_successful_backup)
-                ));
-                break;
-            }
+        let retired = seen.difference(&live).count();
+        if seen.len() >= 4 && retired >= 1 && (2..=3).contains(&kept.len()) && objects == kept {
+            t.say(&format!(
+                "schedule: {} runs seen, {retired} retired, kept {kept:?}, last run {runs:?}, last success {:?}",
+                seen.len(),
+                status.backup.and_then(|b| b.last_successful_backup)
+            ));
+            break;
         }
         let states: Vec<String> = made
             .iter()
@@ -305,7 +312,7 @@ pub async fn backups_to_s3_and_a_volume_and_a_restore_from_them<T: Target>(
             })
             .collect();
         assert!(
-            started.elapsed() < Duration::from_secs(300),
+            started.elapsed() < Duration::from_secs(330),
             "schedule: backups {states:?}, objects {objects:?}, last run {runs:?}"
         );
         tokio::time::sleep(Duration::from_secs(2)).await;
