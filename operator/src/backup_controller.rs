@@ -6,7 +6,7 @@
 //! runs a step twice nor marks anything good that no Job reported.
 
 use crate::backup::pod::{job, job_name, location, object_key, ClientTlsSecret, JobKind};
-use crate::backup::record::Report;
+use crate::backup::record::{Report, Verified};
 use crate::controller::{publish, Context, Error};
 use crate::crd::{
     BackupPhase, DeletionPolicy, EtcdBackup, EtcdBackupStatus, EtcdCluster, Verification,
@@ -158,8 +158,8 @@ async fn write_status(
     Ok(())
 }
 
-/// The cluster's image (it holds the agent) and, for TLS clusters, the
-/// client certificate Secret the save Job presents.
+/// The cluster's image (it holds the agent); the operator's default when
+/// the cluster is gone.
 fn image_of(c: Option<&EtcdCluster>) -> String {
     c.and_then(|c| c.spec.image.clone())
         .unwrap_or_else(crate::render::default_image)
@@ -194,15 +194,15 @@ async fn apply(b: &EtcdBackup, ctx: &Context) -> Result<Action, Error> {
         let verdict = match run_job(ctx, job(b, &key, &image, kind)).await? {
             Outcome::Running => return Ok(Action::requeue(Duration::from_secs(3))),
             Outcome::Done(Ok(Report::Verified(v))) => v,
-            Outcome::Done(Ok(Report::Failed(f))) => crate::backup::record::Verified {
+            Outcome::Done(Ok(Report::Failed(f))) => Verified {
                 verified: false,
                 message: format!("could not verify: {}", f.message),
             },
-            Outcome::Done(Ok(other)) => crate::backup::record::Verified {
+            Outcome::Done(Ok(other)) => Verified {
                 verified: false,
                 message: format!("unexpected report {other:?}"),
             },
-            Outcome::Done(Err(why)) => crate::backup::record::Verified {
+            Outcome::Done(Err(why)) => Verified {
                 verified: false,
                 message: format!("could not verify: {why}"),
             },
