@@ -5,12 +5,12 @@
 //! S3 backup, and holds every key written before the backup's revision.
 
 use super::{
-    clusters, create_cluster_with, member_pods, read_key, running_with, wait_status, Target, NAME,
+    clusters, create_cluster_with, member_pods, put, read_key, running_with, wait_status, Target,
+    NAME,
 };
 use ferrocd_operator::backup::store::S3Target;
 use ferrocd_operator::controller::SCHEDULED_LABEL;
 use ferrocd_operator::crd::{BackupPhase, EtcdBackup, EtcdBackupStatus};
-use ferrocd_proto::etcdserverpb as pb;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use std::collections::BTreeSet;
@@ -116,7 +116,7 @@ impl Writer {
             let mut i = 0u32;
             while !s.load(Ordering::Relaxed) {
                 let key = format!("/w/{i:06}");
-                if let Some(rev) = put(&*t, &ns, &key).await {
+                if let Some(rev) = put(&*t, &ns, &key, &format!("value of {key}")).await {
                     if let Ok(mut a) = a.lock() {
                         a.push((key, rev));
                     }
@@ -133,32 +133,6 @@ impl Writer {
         let _ = self.task.await;
         self.acked.lock().map(|a| a.clone()).unwrap_or_default()
     }
-}
-
-/// One put through the first member that takes it: its revision.
-async fn put(t: &impl Target, ns: &str, key: &str) -> Option<i64> {
-    for pod in member_pods(t, ns).await {
-        let Some(addr) = t.member_addr(ns, &pod, 2379).await else {
-            continue;
-        };
-        let Ok(ch) = ferrocd_testkit::grpc::dial(&addr, None).await else {
-            continue;
-        };
-        let req = pb::PutRequest {
-            key: key.into(),
-            value: format!("value of {key}").into(),
-            ..Default::default()
-        };
-        let put = tokio::time::timeout(
-            Duration::from_secs(5),
-            pb::kv_client::KvClient::new(ch).put(req),
-        )
-        .await;
-        if let Ok(Ok(r)) = put {
-            return r.into_inner().header.map(|h| h.revision);
-        }
-    }
-    None
 }
 
 pub async fn backups_to_s3_and_a_volume_and_a_restore_from_them<T: Target>(
@@ -394,7 +368,7 @@ pub async fn backups_to_s3_and_a_volume_and_a_restore_from_them<T: Target>(
         "restored at revision {revision}: all {} keys acknowledged before it are there",
         before.len()
     ));
-    let next = put(&*t, &ns, "/after")
+    let next = put(&*t, &ns, "/after", "restore")
         .await
         .expect("the restored cluster takes writes");
     assert_eq!(
