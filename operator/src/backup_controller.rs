@@ -5,7 +5,7 @@
 //! are fixed per backup, so an operator restarted at any point neither
 //! runs a step twice nor marks anything good that no Job reported.
 
-use crate::backup::pod::{job, job_name, location, object_key, ClientTlsSecret, JobKind};
+use crate::backup::pod::{job, job_name, location, object_key, JobKind};
 use crate::backup::record::{Report, Verified};
 use crate::controller::{publish, Context, Error};
 use crate::crd::{
@@ -260,12 +260,9 @@ async fn apply(b: &EtcdBackup, ctx: &Context) -> Result<Action, Error> {
     let endpoints: Vec<String> = (0..cluster.spec.replicas.max(1) as u32)
         .map(|i| names.client_url(i))
         .collect();
-    let tls = crate::render::tls_mounts(&cluster).map(|(client, _)| ClientTlsSecret {
-        secret: client.secret,
-    });
     let kind = JobKind::Save {
         endpoints: &endpoints,
-        tls,
+        tls_secret: crate::render::tls_mounts(&cluster).map(|(client, _)| client.secret),
     };
     match run_job(ctx, job(b, &key, &image, kind)).await? {
         Outcome::Running => {

@@ -213,6 +213,17 @@ fn taken(report: Option<Report>, err: &str) -> Taken {
     }
 }
 
+/// `save` from `source`'s members through `scratch` to the place `to` names.
+fn save_args(source: &Members, scratch: &Path, to: Vec<String>) -> Vec<String> {
+    let mut a = vec![
+        "save".to_string(),
+        format!("--endpoints={}", source.endpoints()),
+        format!("--scratch={}", scratch.display()),
+    ];
+    a.extend(to);
+    a
+}
+
 fn verify_args(t: &Taken, from: Vec<String>, scratch: &Path) -> Vec<String> {
     let mut a = vec![
         "verify".to_string(),
@@ -306,12 +317,7 @@ fn a_backup_to_s3_under_writes_verifies_and_restores_into_three_members() {
         tokio::time::sleep(Duration::from_secs(2)).await;
 
         let key = "prod/ns/demo/b1.db";
-        let mut save = vec![
-            "save".to_string(),
-            format!("--endpoints={}", source.endpoints()),
-            format!("--scratch={}", dir.path().display()),
-        ];
-        save.extend(s3_args(&s3, key));
+        let save = save_args(&source, dir.path(), s3_args(&s3, key));
         let scratch = dir.path().to_path_buf();
         let (code, report, err) =
             tokio::task::spawn_blocking(move || agent(&save, SECRET_KEY, &scratch))
@@ -368,12 +374,7 @@ fn a_backup_to_a_volume_directory_appears_whole_and_verifies() {
             format!("--dir={}", volume.display()),
             "--key=ns/demo/b2.db".to_string(),
         ];
-        let mut save = vec![
-            "save".to_string(),
-            format!("--endpoints={}", source.endpoints()),
-            format!("--scratch={}", dir.path().display()),
-        ];
-        save.extend(from.clone());
+        let save = save_args(&source, dir.path(), from.clone());
         let scratch = dir.path().to_path_buf();
         let (code, report, err) =
             tokio::task::spawn_blocking(move || agent(&save, SECRET_KEY, &scratch))
@@ -417,12 +418,7 @@ fn a_backup_whose_object_was_damaged_in_s3_does_not_verify_or_restore() {
             .unwrap();
         }
         let key = "b3.db";
-        let mut save = vec![
-            "save".to_string(),
-            format!("--endpoints={}", source.endpoints()),
-        ];
-        save.push(format!("--scratch={}", dir.path().display()));
-        save.extend(s3_args(&s3, key));
+        let save = save_args(&source, dir.path(), s3_args(&s3, key));
         let (code, report, err) = agent(&save, SECRET_KEY, dir.path());
         assert_eq!(code, 0, "{err}");
         let t = taken(report, &err);
@@ -500,15 +496,13 @@ fn wrong_credentials_and_a_stopped_store_fail_with_a_clear_reason_and_store_noth
         }
         let endpoint = s3.endpoint();
         let save = |key: &str| {
-            vec![
-                "save".to_string(),
-                format!("--endpoints={}", source.endpoints()),
-                format!("--scratch={}", dir.path().display()),
+            let to = vec![
                 format!("--s3-bucket={BUCKET}"),
                 format!("--s3-endpoint={endpoint}"),
                 "--s3-path-style".into(),
                 format!("--key={key}"),
-            ]
+            ];
+            save_args(&source, dir.path(), to)
         };
 
         let (code, report, err) = agent(&save("wrong.db"), "not-the-secret", dir.path());

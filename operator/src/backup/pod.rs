@@ -191,12 +191,6 @@ pub fn job_name(backup: &str, step: &str) -> String {
     format!("{}-{hash}-{step}", backup[..keep].trim_end_matches('-'))
 }
 
-/// The client TLS a Job presents to the members: a Secret holding
-/// `tls.crt`, `tls.key`, `ca.crt`.
-pub struct ClientTlsSecret {
-    pub secret: String,
-}
-
 const CLIENT_TLS_DIR: &str = "/etc/ferrocd/client-tls";
 
 /// What a Job is for.
@@ -204,7 +198,9 @@ pub enum JobKind<'a> {
     /// Take the snapshot from these client URLs.
     Save {
         endpoints: &'a [String],
-        tls: Option<ClientTlsSecret>,
+        /// A Secret with `tls.crt`, `tls.key`, `ca.crt` the Job presents
+        /// to the members (TLS clusters).
+        tls_secret: Option<String>,
     },
     /// Restore it and compare with what was recorded.
     Verify {
@@ -234,9 +230,12 @@ pub fn job(b: &EtcdBackup, key: &str, image: &str, kind: JobKind<'_>) -> Job {
     let mut a = access(&b.spec.destination, key);
     let mut command = vec![kind.step().to_string()];
     match &kind {
-        JobKind::Save { endpoints, tls } => {
+        JobKind::Save {
+            endpoints,
+            tls_secret,
+        } => {
             command.push(format!("--endpoints={}", endpoints.join(",")));
-            if let Some(tls) = tls {
+            if let Some(secret) = tls_secret {
                 command.extend([
                     format!("--cacert={CLIENT_TLS_DIR}/ca.crt"),
                     format!("--cert={CLIENT_TLS_DIR}/tls.crt"),
@@ -245,7 +244,7 @@ pub fn job(b: &EtcdBackup, key: &str, image: &str, kind: JobKind<'_>) -> Job {
                 a.volumes.push(Volume {
                     name: "client-tls".into(),
                     secret: Some(SecretVolumeSource {
-                        secret_name: Some(tls.secret.clone()),
+                        secret_name: Some(secret.clone()),
                         ..SecretVolumeSource::default()
                     }),
                     ..Volume::default()
@@ -441,7 +440,7 @@ mod tests {
             "ferrocd:1",
             JobKind::Save {
                 endpoints: &endpoints,
-                tls: None,
+                tls_secret: None,
             },
         );
         assert_eq!(j.metadata.name.as_deref(), Some("demo-1-save"));

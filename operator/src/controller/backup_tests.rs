@@ -13,6 +13,15 @@ const BACKUP_PATH: &str = "/apis/ferrocd.dev/v1alpha1/namespaces/ns/etcdbackups/
 const JOBS: &str = "/apis/batch/v1/namespaces/ns/jobs";
 const PODS: &str = "/api/v1/namespaces/ns/pods";
 
+/// A running 3-member cluster at 3 replicas.
+fn running_3() -> Harness {
+    Harness::new(Scenario::Running {
+        members: 3,
+        desired: 3,
+        retention: PvcRetention::Keep,
+    })
+}
+
 fn add_backup(h: &Harness, verify: bool) {
     let b: Value = json!({
         "apiVersion": "ferrocd.dev/v1alpha1", "kind": "EtcdBackup",
@@ -82,11 +91,7 @@ fn taken() -> Taken {
 
 #[tokio::test]
 async fn a_backup_runs_one_save_job_records_its_report_then_verifies() {
-    let h = Harness::new(Scenario::Running {
-        members: 3,
-        desired: 3,
-        retention: PvcRetention::Keep,
-    });
+    let h = running_3();
     add_backup(&h, true);
     reconcile_backup(&h).await.unwrap();
     assert_eq!(
@@ -153,11 +158,7 @@ async fn a_backup_runs_one_save_job_records_its_report_then_verifies() {
 
 #[tokio::test]
 async fn a_failed_save_marks_the_backup_failed_with_the_reason_it_reported() {
-    let h = Harness::new(Scenario::Running {
-        members: 3,
-        desired: 3,
-        retention: PvcRetention::Keep,
-    });
+    let h = running_3();
     add_backup(&h, true);
     reconcile_backup(&h).await.unwrap();
     reconcile_backup(&h).await.unwrap();
@@ -184,11 +185,7 @@ async fn a_failed_save_marks_the_backup_failed_with_the_reason_it_reported() {
 
 #[tokio::test]
 async fn a_backup_that_does_not_verify_is_failed_and_a_job_without_report_says_why() {
-    let h = Harness::new(Scenario::Running {
-        members: 3,
-        desired: 3,
-        retention: PvcRetention::Keep,
-    });
+    let h = running_3();
     add_backup(&h, true);
     for _ in 0..2 {
         reconcile_backup(&h).await.unwrap();
@@ -215,11 +212,7 @@ async fn a_backup_that_does_not_verify_is_failed_and_a_job_without_report_says_w
     assert_eq!(s.verification.map(|v| v.verified), Some(false));
 
     // A Job that ended with no report (deadline, never started).
-    let h = Harness::new(Scenario::Running {
-        members: 3,
-        desired: 3,
-        retention: PvcRetention::Keep,
-    });
+    let h = running_3();
     add_backup(&h, false);
     for _ in 0..2 {
         reconcile_backup(&h).await.unwrap();
@@ -311,20 +304,7 @@ async fn a_cluster_from_a_backup_waits_for_it_then_restores_its_founding_members
 
     // The members come up on the restored data: the restore is done, and
     // later pods are told so; the members' template never changes.
-    {
-        let mut m = h.model.lock().unwrap();
-        for i in 0..3u64 {
-            m.members.push(crate::membership::etcd::ListedMember {
-                id: 0x100 + i,
-                name: String::new(),
-                peer_urls: vec![peer(i as u32)],
-                client_urls: vec![],
-                learner: false,
-                healthy: false,
-            });
-        }
-        m.leader = Some(0x100);
-    }
+    h.members_bootstrap(3, 0x100);
     h.pods_follow();
     h.reconcile().await.unwrap();
     let r = h.status().restore.unwrap();
@@ -340,11 +320,7 @@ async fn a_cluster_from_a_backup_waits_for_it_then_restores_its_founding_members
 
 #[tokio::test]
 async fn the_schedule_creates_the_due_run_once_and_retention_deletes_the_oldest() {
-    let h = Harness::new(Scenario::Running {
-        members: 3,
-        desired: 3,
-        retention: PvcRetention::Keep,
-    });
+    let h = running_3();
     let now = k8s_openapi::jiff::Timestamp::now();
     let minutes_ago = |m: i64| {
         now.checked_sub(k8s_openapi::jiff::SignedDuration::from_secs(60 * m))

@@ -386,6 +386,23 @@ impl Harness {
         }
     }
 
+    /// The founding pods bootstrap through SRV: `n` voters (IDs 0x100..),
+    /// not yet named or healthy, with `leader` leading.
+    pub(super) fn members_bootstrap(&self, n: u64, leader: u64) {
+        let mut m = self.model.lock().unwrap();
+        for i in 0..n {
+            m.members.push(ListedMember {
+                id: 0x100 + i,
+                name: String::new(),
+                peer_urls: vec![peer(i as u32)],
+                client_urls: vec![],
+                learner: false,
+                healthy: false,
+            });
+        }
+        m.leader = Some(leader);
+    }
+
     pub(super) fn requests(&self, needle: &str) -> Vec<String> {
         let api = self.api.lock().unwrap();
         api.requests

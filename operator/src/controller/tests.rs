@@ -6,7 +6,6 @@
 use super::fixtures::*;
 use super::*;
 use crate::crd::Phase;
-use crate::membership::etcd::ListedMember;
 use serde_json::Value;
 
 #[tokio::test]
@@ -34,20 +33,7 @@ async fn create_renders_children_then_reports_the_running_cluster() {
     assert_eq!(h.condition("Available").reason, "Unreachable");
 
     // The pods start and bootstrap through SRV: three voters.
-    {
-        let mut m = h.model.lock().unwrap();
-        for i in 0..3 {
-            m.members.push(ListedMember {
-                id: 0x100 + i,
-                name: String::new(),
-                peer_urls: vec![peer(i as u32)],
-                client_urls: vec![],
-                learner: false,
-                healthy: false,
-            });
-        }
-        m.leader = Some(0x101);
-    }
+    h.members_bootstrap(3, 0x101);
     h.pods_follow();
     h.reconcile().await.unwrap();
     let s = h.status();
