@@ -185,6 +185,13 @@ fn ssa() -> PatchParams {
     PatchParams::apply(MANAGER).force()
 }
 
+/// Whether `sts` belongs to another (deleted) EtcdCluster object than `c`.
+fn of_an_earlier_cluster(sts: &StatefulSet, c: &EtcdCluster) -> bool {
+    let owners = sts.metadata.owner_references.as_deref().unwrap_or_default();
+    let uid = c.metadata.uid.as_deref();
+    !owners.is_empty() && uid.is_some() && !owners.iter().any(|o| Some(o.uid.as_str()) == uid)
+}
+
 /// The size the cluster was created with: the running StatefulSet's
 /// `--initial-cluster-size`, else the spec's replicas (a new cluster).
 fn bootstrap_replicas(c: &EtcdCluster, sts: Option<&StatefulSet>) -> i32 {
@@ -236,6 +243,20 @@ async fn apply(c: &EtcdCluster, ctx: &Context) -> Result<Action, Error> {
 
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
     let existing = sets.get_opt(&names.headless_service()).await?;
+    if existing
+        .as_ref()
+        .is_some_and(|s| of_an_earlier_cluster(s, c))
+    {
+        // A cluster deleted and created again under its name: the old
+        // members must be gone before new ones (maybe restored) start.
+        let waiting = Step::Wait(format!(
+            "StatefulSet {} of a deleted cluster of this name to be removed",
+            names.headless_service()
+        ));
+        let status = status_of(c, &names, None, None, &waiting, &notes);
+        write_status(ctx, c, status).await?;
+        return Ok(Action::requeue(Duration::from_secs(3)));
+    }
     let restore_from = match restore::resolve(ctx, c, existing.is_some()).await? {
         Ok(r) => r,
         Err(why) => {

@@ -365,15 +365,50 @@ fn a_backup_to_s3_under_writes_verifies_and_restores_into_three_members() {
 fn a_backup_to_a_volume_directory_appears_whole_and_verifies() {
     runtime().block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let source = Members::start(&bin("ferrocd"), 3, &dir.path().join("src"), None);
-        source.wait_ready().await;
-        let writer = Writer::start(source.client(2).await);
-        tokio::time::sleep(Duration::from_secs(1)).await;
         let volume = dir.path().join("volume");
         let from = vec![
             format!("--dir={}", volume.display()),
             "--key=ns/demo/b2.db".to_string(),
         ];
+        // Asked for while no member is up: it waits, then says so.
+        let ips = ferrocd_testkit::addr::loopback_ips(3, &[2379, 2380]);
+        let endpoints = ips.iter().map(|ip| format!("http://{ip}:2379"));
+        let mut early = vec![
+            "save".to_string(),
+            format!("--endpoints={}", endpoints.collect::<Vec<_>>().join(",")),
+            format!("--scratch={}", dir.path().display()),
+            format!("--dir={}", volume.display()),
+            "--key=early.db".to_string(),
+        ];
+        let mut impatient = early.clone();
+        impatient.push("--wait-for-member=2".into());
+        let (code, report, err) = agent(&impatient, "", dir.path());
+        match &report {
+            Some(Report::Failed(f)) => {
+                assert_eq!((code, f.reason.as_str()), (1, "Cluster"), "{f:?}");
+                assert!(f.message.contains("within 2s"), "{f:?}");
+            }
+            other => panic!("no member up: {other:?}\n{err}"),
+        }
+        assert!(!volume.exists(), "nothing stored");
+
+        // The same request made before the cluster starts is served once
+        // it has formed (a backup created with its cluster).
+        early.push("--wait-for-member=60".into());
+        let scratch = dir.path().to_path_buf();
+        let saving = tokio::task::spawn_blocking(move || agent(&early, SECRET_KEY, &scratch));
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let source = Members::start(&bin("ferrocd"), 3, &dir.path().join("src"), Some(ips));
+        let (code, report, err) = saving.await.unwrap();
+        assert_eq!(code, 0, "{err}");
+        assert!(err.contains("no healthy member yet"), "it waited: {err}");
+        let t = taken(report, &err);
+        assert!(t.location.ends_with("/early.db") && t.keys == 0, "{t:?}");
+        std::fs::remove_file(volume.join("early.db")).expect("the early backup is stored");
+
+        source.wait_ready().await;
+        let writer = Writer::start(source.client(2).await);
+        tokio::time::sleep(Duration::from_secs(1)).await;
         let save = save_args(&source, dir.path(), from.clone());
         let scratch = dir.path().to_path_buf();
         let (code, report, err) =

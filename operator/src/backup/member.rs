@@ -100,10 +100,29 @@ async fn ask_all(c: &ClusterArgs) -> Vec<Source> {
 
 /// The member a snapshot is taken from: a healthy voter that knows a
 /// leader, preferring a caught-up follower (the leader's disk and CPU are
-/// the cluster's), then the highest applied index.
-pub async fn pick_member(c: &ClusterArgs) -> Result<Source, AgentError> {
-    let healthy: Vec<Source> = ask_all(c)
-        .await
+/// the cluster's), then the highest applied index. Asks again for up to
+/// `patience`: a backup asked for while the cluster is still forming (or
+/// electing) waits for it rather than failing at once.
+pub async fn pick_member(c: &ClusterArgs, patience: Duration) -> Result<Source, AgentError> {
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        if let Some(s) = best_of(ask_all(c).await) {
+            return Ok(s);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(AgentError::Cluster(format!(
+                "no healthy member answered at {} within {}s",
+                c.endpoints.join(","),
+                patience.as_secs()
+            )));
+        }
+        tracing::info!("no healthy member yet, asking again in 2s");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+fn best_of(sources: Vec<Source>) -> Option<Source> {
+    let healthy: Vec<Source> = sources
         .into_iter()
         .filter(|s| s.status.leader != 0 && s.status.errors.is_empty() && !s.status.is_learner)
         .collect();
@@ -120,12 +139,6 @@ pub async fn pick_member(c: &ClusterArgs) -> Result<Source, AgentError> {
         .into_iter()
         .filter(|s| s.is_leader() || s.status.raft_applied_index + MAX_LAG >= newest)
         .max_by_key(rank)
-        .ok_or_else(|| {
-            AgentError::Cluster(format!(
-                "no healthy member answered at {}",
-                c.endpoints.join(",")
-            ))
-        })
 }
 
 /// Keys live at `revision`, read from the member's own state.

@@ -22,12 +22,19 @@ pub struct SaveArgs {
     /// Directory for the snapshot while it is checked (an emptyDir).
     #[arg(long, default_value = "/tmp")]
     pub scratch: PathBuf,
+    /// How long to wait for a healthy member before giving up, in seconds.
+    #[arg(long, default_value_t = 120)]
+    pub wait_for_member: u64,
     #[command(flatten)]
     pub result: ResultArgs,
 }
 
 pub async fn save(a: &SaveArgs) -> Result<Report, AgentError> {
-    let source = pick_member(&a.cluster).await?;
+    let source = pick_member(
+        &a.cluster,
+        std::time::Duration::from_secs(a.wait_for_member),
+    )
+    .await?;
     let member = source.member_id();
     tracing::info!(url = %source.url, member = %format!("{member:x}"), leader = source.is_leader(), "taking the snapshot");
     std::fs::create_dir_all(&a.scratch).map_err(io(&a.scratch))?;

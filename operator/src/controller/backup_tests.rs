@@ -265,7 +265,29 @@ async fn a_cluster_from_a_backup_waits_for_it_then_restores_its_founding_members
         let b = api.objects.get_mut(BACKUP_PATH).unwrap();
         b["status"] = json!({"phase": "Succeeded", "key": "ns/demo/b1.db", "revision": 42,
                              "sha256": "ab".repeat(32)});
+        // The same name's earlier cluster was deleted; the garbage
+        // collector has not removed its StatefulSet yet.
+        api.objects.insert(
+            STS_PATH.into(),
+            json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+                   "metadata": {"name": NAME, "namespace": "ns", "ownerReferences": [
+                       {"apiVersion": "ferrocd.dev/v1alpha1", "kind": "EtcdCluster",
+                        "name": NAME, "uid": "an-earlier-uid", "controller": true}]},
+                   "spec": {"replicas": 3, "serviceName": NAME,
+                            "selector": {"matchLabels": {}}, "template": {}}}),
+        );
     }
+    h.reconcile().await.unwrap();
+    let s = h.status();
+    assert!(s.restore.is_none(), "not restored into the old members");
+    assert!(
+        s.conditions
+            .iter()
+            .any(|c| c.message.contains("of a deleted cluster of this name")),
+        "{:?}",
+        s.conditions
+    );
+    h.api.lock().unwrap().objects.remove(STS_PATH);
     h.reconcile().await.unwrap();
     let r = h.status().restore.expect("restore source recorded");
     assert_eq!(
