@@ -87,6 +87,10 @@ pub struct Config {
     pub initial_cluster_state: ClusterState,
     /// `--force-new-cluster`: restart from the data dir as a one-member cluster.
     pub force_new_cluster: bool,
+    /// Test only (`FERROCD_TEST_UNSAFE_LOCAL_READS=1`): linearizable reads
+    /// served from the local store without a read index, a deliberately
+    /// broken mode the robustness suite must catch.
+    pub unsafe_local_reads: bool,
     /// etcd's corruption checks (`--experimental-*corrupt*`, `*compact-hash*`).
     pub corruption_checks: CorruptionChecks,
     /// `--discovery-srv`: the initial cluster comes from DNS SRV records.
@@ -248,7 +252,9 @@ pub fn parse_command_line(
         Some(path) => file::load(std::path::Path::new(path), FLAGS)?,
         None => values,
     };
-    Ok(Command::Run(Box::new(Config::from_values(&values)?)))
+    let mut config = Config::from_values(&values)?;
+    config.unsafe_local_reads = env("FERROCD_TEST_UNSAFE_LOCAL_READS").as_deref() == Some("1");
+    Ok(Command::Run(Box::new(config)))
 }
 
 /// The usage text printed by `--help`.
@@ -482,6 +488,7 @@ impl Config {
             ));
         }
         Ok(Config {
+            unsafe_local_reads: false,
             name,
             data_dir,
             listen_client_urls,

@@ -198,6 +198,7 @@ impl Member {
             forwarder.clone(),
             applied_index.clone(),
             request_timeout,
+            config.unsafe_local_reads,
             &tasks,
         ));
         let jwt = match &config.auth_token {

@@ -18,6 +18,8 @@ pub struct Reader {
     rounds: rounds::ReadRounds,
     applied_index: Arc<AppliedIndex>,
     request_timeout: Duration,
+    /// The robustness suite's broken mode (see `Config::unsafe_local_reads`).
+    unsafe_local_reads: bool,
 }
 
 impl Reader {
@@ -27,8 +29,12 @@ impl Reader {
         forwarder: Arc<Forwarder>,
         applied_index: Arc<AppliedIndex>,
         request_timeout: Duration,
+        unsafe_local_reads: bool,
         tasks: &Tasks,
     ) -> Reader {
+        if unsafe_local_reads {
+            tracing::warn!("FERROCD_TEST_UNSAFE_LOCAL_READS: linearizable reads are NOT linearizable (a test mode)");
+        }
         let (rounds, queue) = rounds::ReadRounds::new();
         let parts = rounds::RoundParts {
             leadership,
@@ -41,6 +47,7 @@ impl Reader {
             rounds,
             applied_index,
             request_timeout,
+            unsafe_local_reads,
         }
     }
 
@@ -52,6 +59,9 @@ impl Reader {
     /// Waits until this member has applied everything committed before the
     /// call (read-index through the leader); then local reads are linearizable.
     pub async fn linearizable_read(&self) -> Result<(), RequestError> {
+        if self.unsafe_local_reads {
+            return Ok(());
+        }
         let deadline = Instant::now() + self.request_timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());

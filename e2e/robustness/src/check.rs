@@ -1,0 +1,114 @@
+//! Every checker over one recorded history: the reference write history
+//! from the watches, each watch stream's guarantees, every answer against
+//! the history at its revision, and linearizability of the operations.
+
+use crate::history::{History, Operation, Request, Response};
+use crate::linearizability::{self, Verdict};
+use crate::reference::Reference;
+use crate::watch_check::check_stream;
+use std::time::{Duration, Instant};
+
+/// How long the linearizability search may take.
+const SEARCH_BUDGET: Duration = Duration::from_secs(20);
+
+#[derive(Debug)]
+pub struct Findings {
+    pub violations: Vec<String>,
+    pub linearizability: String,
+    pub checked_operations: usize,
+    pub check_time: Duration,
+}
+
+pub fn check(history: &History, last_rev: i64) -> Findings {
+    let started = Instant::now();
+    let reference = match Reference::build(&history.watches, last_rev) {
+        Ok(r) => r,
+        Err(problems) => {
+            return Findings {
+                violations: problems,
+                linearizability: "not checked: no reference history".into(),
+                checked_operations: 0,
+                check_time: started.elapsed(),
+            }
+        }
+    };
+    eprintln!(
+        "check: reference of {} revisions in {:?}",
+        reference.events.len(),
+        started.elapsed()
+    );
+    let mut violations = reference.self_check();
+    for w in &history.watches {
+        violations.extend(check_stream(w, &reference, last_rev));
+    }
+    for op in &history.operations {
+        if let Some(v) = reference.check_answer(&op.request, &op.response) {
+            violations.push(format!("client {}: {v}", op.client));
+        }
+    }
+    eprintln!("check: watches and answers in {:?}", started.elapsed());
+    let ops = prepare(&history.operations, &reference);
+    eprintln!(
+        "check: searching a linearization of {} operations ({} with unknown outcome)",
+        ops.len(),
+        ops.iter().filter(|o| o.ret.is_none()).count()
+    );
+    let verdict = linearizability::check(&ops, SEARCH_BUDGET);
+    let linearizability = match verdict {
+        Verdict::Linearizable => "linearizable".to_string(),
+        Verdict::Violation(why) => {
+            violations.push(why.clone());
+            "VIOLATION".into()
+        }
+        Verdict::Unknown(why) => {
+            violations.push(format!("linearizability not decided: {why}"));
+            "UNDECIDED".into()
+        }
+    };
+    Findings {
+        violations,
+        linearizability,
+        checked_operations: ops.len(),
+        check_time: started.elapsed(),
+    }
+}
+
+/// The operations the search orders. Reads at a past revision and stale
+/// reads are left out (checked against the history at their revision);
+/// so are requests with an unknown outcome that cannot have changed
+/// anything (reads, a write whose unique value no watch saw). A write
+/// whose value a watch saw gets the revision it landed at.
+pub fn prepare(ops: &[Operation], reference: &Reference) -> Vec<Operation> {
+    ops.iter()
+        .filter(|op| match &op.request {
+            Request::StaleGet { .. } | Request::Defragment => false,
+            Request::List { revision, .. } => *revision == 0,
+            _ => true,
+        })
+        .filter_map(|op| {
+            let Response::Unknown { .. } = op.response else {
+                return Some(op.clone());
+            };
+            // A lease granted or not: no later request names it (the
+            // client asks for a new one), so it changes nothing seen.
+            if !op.request.writes() || matches!(op.request, Request::LeaseGrant { .. }) {
+                return None;
+            }
+            let Some(value) = op.request.value_written() else {
+                return Some(op.clone());
+            };
+            let rev = reference.put_of(value)?;
+            let response = match op.request {
+                Request::Put { .. } => Response::Put { rev },
+                _ => Response::Txn {
+                    rev,
+                    succeeded: true,
+                },
+            };
+            Some(Operation {
+                response,
+                ..op.clone()
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,224 @@
+//! The cluster under test: `n` members of ferrocd or etcd 3.5 on loopback
+//! addresses of this run's own, each a child process the suite can kill,
+//! pause and start again on its data dir. Every child is killed and reaped
+//! on drop (paused ones are continued first).
+
+use ferrocd_proto::etcdserverpb::{maintenance_client::MaintenanceClient, StatusRequest};
+use std::fs::OpenOptions;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Which server runs the members.
+#[derive(Clone, Debug)]
+pub struct Server {
+    pub bin: PathBuf,
+    /// Flags added to every member's command line.
+    pub extra: Vec<String>,
+    /// Environment of every member.
+    pub env: Vec<(String, String)>,
+    pub label: String,
+}
+
+pub struct Member {
+    pub name: String,
+    pub ip: Ipv4Addr,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    bin: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+    paused: bool,
+}
+
+impl Member {
+    pub fn endpoint(&self) -> String {
+        format!("http://{}:2379", self.ip)
+    }
+
+    pub fn start(&mut self) {
+        if self.child.is_some() {
+            return;
+        }
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap_or_else(|e| panic!("{}: {e}", self.log.display()));
+        let err = log.try_clone().unwrap_or_else(|e| panic!("log: {e}"));
+        let child = Command::new(&self.bin)
+            .args(&self.args)
+            .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.bin.display()));
+        self.child = Some(child);
+    }
+
+    /// kill -9, and reaped.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            if self.paused {
+                self.signal_pid(c.id(), libc::SIGCONT);
+                self.paused = false;
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn pause(&mut self) {
+        if let Some(pid) = self.child.as_ref().map(|c| c.id()) {
+            self.signal_pid(pid, libc::SIGSTOP);
+            self.paused = true;
+        }
+    }
+
+    pub fn resume(&mut self) {
+        if let Some(pid) = self.child.as_ref().map(|c| c.id()) {
+            self.signal_pid(pid, libc::SIGCONT);
+            self.paused = false;
+        }
+    }
+
+    fn signal_pid(&self, pid: u32, sig: libc::c_int) {
+        // SAFETY: kill(2) on our own child's PID; no memory is involved.
+        unsafe {
+            libc::kill(pid as libc::pid_t, sig);
+        }
+    }
+
+    /// Whether the process ended on its own (and how).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub struct Cluster {
+    pub members: Vec<Member>,
+    pub dir: PathBuf,
+}
+
+impl Cluster {
+    /// Starts `n` members in `dir` (data dirs and logs under it).
+    pub fn start(server: &Server, n: u8, dir: &Path) -> Cluster {
+        let ips = ferrocd_testkit::addr::loopback_ips(n, &[2379, 2380]);
+        let initial: Vec<String> = ips
+            .iter()
+            .enumerate()
+            .map(|(i, ip)| format!("m{i}=http://{ip}:2380"))
+            .collect();
+        let token = format!("robustness-{}", rand::random::<u32>());
+        let members = ips
+            .iter()
+            .enumerate()
+            .map(|(i, ip)| {
+                let mut args = vec![
+                    format!("--name=m{i}"),
+                    format!("--data-dir={}", dir.join(format!("m{i}.data")).display()),
+                    format!("--listen-peer-urls=http://{ip}:2380"),
+                    format!("--initial-advertise-peer-urls=http://{ip}:2380"),
+                    format!("--listen-client-urls=http://{ip}:2379"),
+                    format!("--advertise-client-urls=http://{ip}:2379"),
+                    format!("--initial-cluster={}", initial.join(",")),
+                    format!("--initial-cluster-token={token}"),
+                    "--initial-cluster-state=new".into(),
+                ];
+                args.extend(server.extra.iter().cloned());
+                let mut m = Member {
+                    name: format!("m{i}"),
+                    ip: *ip,
+                    args,
+                    env: server.env.clone(),
+                    bin: server.bin.clone(),
+                    log: dir.join(format!("m{i}.log")),
+                    child: None,
+                    paused: false,
+                };
+                m.start();
+                m
+            })
+            .collect();
+        Cluster {
+            members,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members.iter().map(|m| m.endpoint()).collect()
+    }
+
+    /// Waits until every member answers Status with the same leader;
+    /// returns the leader's index.
+    pub async fn wait_healthy(&mut self, limit: Duration) -> Result<usize, String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let mut leaders = Vec::new();
+            for m in &self.members {
+                leaders.push(status(&m.endpoint()).await);
+            }
+            let ids: Vec<u64> = leaders.iter().flatten().map(|(id, _)| *id).collect();
+            let agreed = leaders
+                .iter()
+                .flatten()
+                .map(|(_, l)| *l)
+                .collect::<std::collections::BTreeSet<_>>();
+            if ids.len() == self.members.len() && agreed.len() == 1 {
+                let leader = agreed.into_iter().next().unwrap_or(0);
+                if let Some(i) = ids.iter().position(|id| *id == leader) {
+                    return Ok(i);
+                }
+            }
+            for m in &mut self.members {
+                if let Some(status) = m.exited() {
+                    return Err(format!(
+                        "member {} exited ({status}):\n{}",
+                        m.name,
+                        m.log_tail(20)
+                    ));
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(format!("no agreed leader within {limit:?}: {leaders:?}"));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// (member ID, leader ID) as the member at `endpoint` says.
+pub async fn status(endpoint: &str) -> Result<(u64, u64), String> {
+    let ch = ferrocd_testkit::grpc::dial(endpoint, None).await?;
+    let s = tokio::time::timeout(
+        Duration::from_secs(1),
+        MaintenanceClient::new(ch).status(StatusRequest {}),
+    )
+    .await
+    .map_err(|_| format!("{endpoint}: status timed out"))?
+    .map_err(|e| format!("{endpoint}: {}", e.message()))?
+    .into_inner();
+    let id = s.header.map(|h| h.member_id).unwrap_or(0);
+    if s.leader == 0 {
+        return Err(format!("{endpoint}: no leader"));
+    }
+    Ok((id, s.leader))
+}

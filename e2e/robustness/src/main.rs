@@ -1,0 +1,112 @@
+//! `ferrocd-robustness`: one run of the suite from the command line (the
+//! tests run the short profile; `--long` is the 30-minute one).
+
+use clap::Parser;
+use ferrocd_robustness::cluster::Server;
+use ferrocd_robustness::faults::Fault;
+use ferrocd_robustness::run::{run, Config};
+use ferrocd_robustness::traffic::Profile;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    about = "Traffic under faults against ferrocd or etcd, then linearizability and watch checks"
+)]
+struct Args {
+    /// The member binary: ferrocd (default: the workspace's) or etcd.
+    #[arg(long)]
+    server: Option<PathBuf>,
+    #[arg(long, default_value_t = 3)]
+    members: u8,
+    /// etcd or kubernetes.
+    #[arg(long, default_value = "etcd")]
+    profile: String,
+    /// Seconds of traffic (default 20; 1800 with --long).
+    #[arg(long)]
+    duration: Option<u64>,
+    /// The long profile: 30 minutes.
+    #[arg(long)]
+    long: bool,
+    #[arg(long, default_value_t = 2)]
+    clients_per_member: usize,
+    /// Requests a second per client.
+    #[arg(long, default_value_t = 25.0)]
+    rate: f64,
+    /// Extra flags for every member.
+    #[arg(long = "member-flag")]
+    member_flags: Vec<String>,
+    /// Watchers do not ask for progress while the traffic runs (etcd
+    /// before 3.5.8 answers such requests out of order: etcd-io/etcd#15220).
+    #[arg(long)]
+    no_progress_requests: bool,
+    /// Serve linearizable reads locally (ferrocd's test-only broken mode,
+    /// which the checkers must catch).
+    #[arg(long)]
+    broken_local_reads: bool,
+    /// Where data dirs and logs go (default: a temporary dir, removed).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+fn main() {
+    let a = Args::parse();
+    let profile = match a.profile.as_str() {
+        "etcd" => Profile::EtcdLike,
+        "kubernetes" => Profile::KubernetesLike,
+        other => {
+            eprintln!("ferrocd-robustness: --profile must be etcd or kubernetes, not {other:?}");
+            std::process::exit(2);
+        }
+    };
+    let bin = a.server.unwrap_or_else(|| {
+        ferrocd_testkit::bins::workspace_bin("ferrocd", false).unwrap_or_else(|e| {
+            eprintln!("ferrocd-robustness: {e}");
+            std::process::exit(2)
+        })
+    });
+    let secs = a.duration.unwrap_or(if a.long { 1800 } else { 20 });
+    let cfg = Config {
+        server: Server {
+            label: bin
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            bin,
+            extra: a.member_flags,
+            env: if a.broken_local_reads {
+                vec![("FERROCD_TEST_UNSAFE_LOCAL_READS".into(), "1".into())]
+            } else {
+                vec![]
+            },
+        },
+        members: a.members,
+        profile,
+        clients_per_member: a.clients_per_member,
+        rate: a.rate,
+        duration: Duration::from_secs(secs),
+        faults: Fault::ALL.to_vec(),
+        request_progress: !a.no_progress_requests,
+    };
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| {
+        eprintln!("ferrocd-robustness: temp dir: {e}");
+        std::process::exit(2)
+    });
+    let dir = a.dir.unwrap_or_else(|| tmp.path().to_path_buf());
+    let rt = tokio::runtime::Runtime::new().unwrap_or_else(|e| {
+        eprintln!("ferrocd-robustness: {e}");
+        std::process::exit(2)
+    });
+    match rt.block_on(run(&cfg, &dir)) {
+        Ok(report) => {
+            print!("{report}");
+            if !report.findings.violations.is_empty() {
+                std::process::exit(1);
+            }
+        }
+        Err(e) => {
+            eprintln!("ferrocd-robustness: {e}");
+            std::process::exit(1);
+        }
+    }
+}
