@@ -38,6 +38,7 @@ pub const FLAGS: &[FlagSpec] = &[
     f("bcrypt-cost", Kind::Uint, "10", "Specify bcrypt algorithm cost factor for auth password hashing."),
     f("auto-compaction-mode", Kind::Str, "periodic", "Interpret 'auto-compaction-retention' one of: periodic|revision."),
     f("auto-compaction-retention", Kind::Str, "0", "Auto compaction retention for mvcc key value store. 0 means disable auto compaction."),
+    f("experimental-snapshot-catchup-entries", Kind::Uint, "5000", "Number of entries for a slow follower to catch up after compacting the raft storage entries."),
     f("experimental-watch-progress-notify-interval", Kind::Duration, "10m", "Duration of periodic watch progress notifications."),
     f("experimental-initial-corrupt-check", Kind::Bool, "false", "Enable to check data corruption before serving any client/peer traffic."),
     f("experimental-corrupt-check-time", Kind::Duration, "0s", "Duration of time between cluster corruption check passes."),

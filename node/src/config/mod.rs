@@ -116,6 +116,10 @@ pub struct Config {
     pub heartbeat_interval: Duration,
     pub election_timeout: Duration,
     pub snapshot_count: u64,
+    /// Log entries kept behind a snapshot for slow followers
+    /// (`--experimental-snapshot-catchup-entries`); further behind, a
+    /// follower gets the snapshot.
+    pub snapshot_catchup_entries: u64,
     /// `--cert-file`, `--key-file`, `--trusted-ca-file`, `--client-cert-auth`, `--auto-tls`.
     pub client_tls: crate::tls::TlsFiles,
     /// The `--peer-*` TLS flags.
@@ -524,6 +528,9 @@ impl Config {
             heartbeat_interval: Duration::from_millis(heartbeat_ms),
             election_timeout: Duration::from_millis(election_ms),
             snapshot_count: snapshot_count.max(1),
+            snapshot_catchup_entries: get("experimental-snapshot-catchup-entries")
+                .parse()
+                .unwrap_or(5000),
             client_tls,
             peer_tls,
             tls_policy,

@@ -433,7 +433,7 @@ fn raft_config(identity: &Identity, config: &Config) -> Result<Arc<openraft::Con
         election_timeout_min: timing.election_min_ms,
         election_timeout_max: timing.election_max_ms,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_count),
-        max_in_snapshot_log_to_keep: 1000,
+        max_in_snapshot_log_to_keep: config.snapshot_catchup_entries,
         // Installing a large snapshot takes far longer than a heartbeat.
         install_snapshot_timeout: 10 * config.election_timeout.as_millis() as u64,
         ..Default::default()

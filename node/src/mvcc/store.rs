@@ -280,7 +280,21 @@ impl Store {
         let tx = self.db().begin_write()?;
         {
             replace_table(&from.open_table(EVENTS)?, &mut tx.open_table(EVENTS)?)?;
-            replace_table(&from.open_table(META)?, &mut tx.open_table(META)?)?;
+            // The snapshot is the leader's: its member ID is not this
+            // member's (a restart would take the leader's identity).
+            let mut meta = tx.open_table(META)?;
+            let own: Vec<(&str, Option<u64>)> = [META_MEMBER_ID, META_CLUSTER_ID]
+                .into_iter()
+                .map(|k| Ok((k, meta.get(k)?.map(|v| v.value()))))
+                .collect::<Result<_, MvccError>>()?;
+            replace_table(&from.open_table(META)?, &mut meta)?;
+            for (k, v) in own {
+                match v {
+                    Some(v) => meta.insert(k, v)?,
+                    None => meta.remove(k)?,
+                };
+            }
+            drop(meta);
             replace_table(&from.open_table(LEASES)?, &mut tx.open_table(LEASES)?)?;
             replace_table(&from.open_table(ALARMS)?, &mut tx.open_table(ALARMS)?)?;
             replace_table(&from.open_table(STATE)?, &mut tx.open_table(STATE)?)?;

@@ -6,6 +6,7 @@
 mod support;
 
 mod auth;
+mod catch_up;
 mod cli;
 mod clients;
 mod cluster;

@@ -1,0 +1,208 @@
+//! A member far behind catches up from the leader's snapshot, and stays
+//! itself when it restarts afterwards.
+
+use crate::cluster::{connect_all, leader_index};
+use crate::support::client::Client;
+use crate::support::{Cluster, Kind};
+use ferrocd_proto::etcdserverpb::{PutRequest, RangeRequest, StatusRequest};
+use std::time::{Duration, Instant};
+
+/// A snapshot every 100 entries, 100 entries kept behind it.
+const FLAGS: [&str; 2] = [
+    "--snapshot-count=100",
+    "--experimental-snapshot-catchup-entries=100",
+];
+const KEYS: i64 = 400;
+
+async fn member_id(c: &mut Client) -> u64 {
+    let s = c
+        .maintenance
+        .status(StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    s.header.unwrap().member_id
+}
+
+/// Keys under `s/` and the revision, as the member `c` talks to sees them.
+async fn count_s(c: &mut Client) -> (i64, i64) {
+    let r =
+        c.kv.range(RangeRequest {
+            key: b"s/".to_vec(),
+            range_end: b"s0".to_vec(),
+            count_only: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    (r.count, r.header.unwrap().revision)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_member_far_behind_catches_up_from_a_snapshot() {
+    let mut cluster = tokio::task::spawn_blocking(|| Cluster::start(Kind::Ferrocd, 3, &FLAGS))
+        .await
+        .unwrap();
+    let mut clients = connect_all(&cluster).await;
+    let leader = leader_index(&mut clients).await;
+    let behind = (leader + 1) % 3;
+    let writer = leader;
+    let own_id = member_id(&mut clients[behind]).await;
+    cluster.members[behind].kill9();
+    // More raft entries than the log keeps after a snapshot: one entry per sequential write.
+    let mut c = clients[writer].clone();
+    for i in 0..KEYS {
+        let put = PutRequest {
+            key: format!("s/{i:05}").into_bytes(),
+            value: vec![b'x'; 100],
+            ..Default::default()
+        };
+        c.kv.put(put).await.unwrap();
+    }
+    let (count, rev) = count_s(&mut clients[writer]).await;
+    assert_eq!(count, KEYS);
+    let m = &mut cluster.members[behind];
+    tokio::task::block_in_place(|| m.restart());
+    let mut c = Client::connect(&cluster.members[behind].endpoint()).await;
+    let (got, _) = count_s(&mut c).await;
+    assert_eq!(got, KEYS, "the restarted member has every key");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let a = clients[writer]
+            .maintenance
+            .hash_kv(ferrocd_proto::etcdserverpb::HashKvRequest { revision: rev })
+            .await
+            .unwrap()
+            .into_inner()
+            .hash;
+        let b = c
+            .maintenance
+            .hash_kv(ferrocd_proto::etcdserverpb::HashKvRequest { revision: rev })
+            .await
+            .map(|r| r.into_inner().hash);
+        if b.as_ref().ok() == Some(&a) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "hashkv differs after catching up: {a} vs {b:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = cluster.members[behind].log_tail();
+    assert!(
+        log.contains("installed a snapshot from the leader"),
+        "it caught up without a snapshot:\n{log}"
+    );
+    assert!(
+        !log.contains("\"level\":\"ERROR\""),
+        "errors while catching up:\n{log}"
+    );
+
+    // Restarted again, it is still itself: the snapshot carried the
+    // leader's member ID, which once became this member's own (two members
+    // with one ID: the raft core panicked on the next append).
+    let m = &mut cluster.members[behind];
+    tokio::task::block_in_place(|| {
+        m.kill9();
+        m.restart();
+    });
+    let mut c = Client::connect(&cluster.members[behind].endpoint()).await;
+    assert_eq!(
+        member_id(&mut c).await,
+        own_id,
+        "the member's ID after a restart"
+    );
+    let put = PutRequest {
+        key: b"s/after".to_vec(),
+        value: b"restart".to_vec(),
+        ..Default::default()
+    };
+    c.kv.put(put)
+        .await
+        .expect("the cluster takes writes through it");
+    let log = cluster.members[behind].log_tail();
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+/// A watch open on a member that is cut off, falls behind the leader's
+/// log and installs its snapshot goes on where it was: every event once,
+/// in order. (Watchers once restarted from where they had joined: the
+/// whole history again after the snapshot.)
+/// Revisions of the watch's events until there are `want`.
+async fn collect(
+    stream: &mut tonic::Streaming<ferrocd_proto::etcdserverpb::WatchResponse>,
+    revs: &mut Vec<i64>,
+    want: usize,
+) {
+    use futures::StreamExt;
+    while revs.len() < want {
+        let r = tokio::time::timeout(Duration::from_secs(30), stream.next())
+            .await
+            .expect("events within 30 s")
+            .expect("the stream goes on")
+            .unwrap();
+        revs.extend(r.events.iter().map(|e| e.kv.as_ref().unwrap().mod_revision));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_watch_on_a_member_that_installs_a_snapshot_goes_on_without_repeats() {
+    use ferrocd_proto::etcdserverpb::{watch_request, WatchCreateRequest, WatchRequest};
+    use futures::StreamExt;
+    let cluster = tokio::task::spawn_blocking(|| Cluster::start(Kind::Ferrocd, 3, &FLAGS))
+        .await
+        .unwrap();
+    let mut clients = connect_all(&cluster).await;
+    let leader = leader_index(&mut clients).await;
+    let behind = (leader + 1) % 3;
+    let mut c = clients[leader].clone();
+    let put = |i: i64| PutRequest {
+        key: format!("w/{i:05}").into_bytes(),
+        value: vec![b'x'; 100],
+        ..Default::default()
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let create = WatchCreateRequest {
+        key: b"w/".to_vec(),
+        range_end: b"w0".to_vec(),
+        ..Default::default()
+    };
+    tx.send(WatchRequest {
+        request_union: Some(watch_request::RequestUnion::CreateRequest(create)),
+    })
+    .await
+    .unwrap();
+    let mut stream = clients[behind]
+        .watch
+        .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut revs = Vec::new();
+    for i in 0..20 {
+        c.kv.put(put(i)).await.unwrap();
+    }
+    collect(&mut stream, &mut revs, 20).await;
+    cluster.members[behind].pause();
+    for i in 20..KEYS {
+        c.kv.put(put(i)).await.unwrap();
+    }
+    cluster.members[behind].resume();
+    collect(&mut stream, &mut revs, KEYS as usize).await;
+    // Nothing more comes (a repeat would).
+    let more = tokio::time::timeout(Duration::from_secs(1), stream.next()).await;
+    assert!(more.is_err(), "more events: {more:?}");
+    assert!(
+        revs.windows(2).all(|w| w[0] < w[1]),
+        "events repeated or out of order: {revs:?}"
+    );
+    assert_eq!(revs.len(), KEYS as usize, "{revs:?}");
+    assert!(
+        cluster.members[behind]
+            .log_tail()
+            .contains("installed a snapshot from the leader"),
+        "the member caught up without a snapshot"
+    );
+}
