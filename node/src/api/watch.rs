@@ -88,6 +88,9 @@ impl Watch for WatchService {
 
 struct Watcher {
     handle: WatchHandle,
+    /// The first revision the client asked for: no progress notification
+    /// claims less (a member behind it, e.g. one just added, stays quiet).
+    start_rev: i64,
     prev_kv: bool,
     fragment: bool,
     progress_notify: bool,
@@ -241,6 +244,7 @@ impl WatchStream {
             id,
             Watcher {
                 handle,
+                start_rev: start,
                 prev_kv: c.prev_kv,
                 fragment: c.fragment,
                 progress_notify: c.progress_notify,
@@ -357,9 +361,12 @@ impl WatchStream {
     }
 
     fn all_synced(&self) -> bool {
-        self.watchers
-            .values()
-            .all(|w| self.ctx.hub.is_synced(&w.handle))
+        self.watchers.values().all(|w| self.caught_up(w))
+    }
+
+    /// Synced, and this member has reached the watch's start revision.
+    fn caught_up(&self, w: &Watcher) -> bool {
+        self.ctx.hub.is_synced(&w.handle) && self.ctx.hub.rev() + 1 >= w.start_rev
     }
 
     /// Answers a progress request once every watcher of the stream is synced.
@@ -387,7 +394,7 @@ impl WatchStream {
         let due: Vec<i64> = self
             .watchers
             .iter()
-            .filter(|(_, w)| w.progress_notify && !w.active && self.ctx.hub.is_synced(&w.handle))
+            .filter(|(_, w)| w.progress_notify && !w.active && self.caught_up(w))
             .map(|(id, _)| *id)
             .collect();
         for w in self.watchers.values_mut() {

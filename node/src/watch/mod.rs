@@ -165,10 +165,14 @@ impl WatchHub {
     /// that their revision was compacted.
     pub fn reset(self: &Arc<Self>, rev: i64) {
         let mut inner = self.lock();
+        // Synced watchers have everything published so far; their
+        // `min_rev` is where they joined, not where they are.
+        let delivered = inner.rev;
         inner.rev = rev;
         let keys: Vec<u64> = inner.synced.keys().copied().collect();
         for key in keys {
-            if let Some(w) = inner.remove(key) {
+            if let Some(mut w) = inner.remove(key) {
+                w.min_rev = w.min_rev.max(delivered + 1);
                 self.spawn_catch_up(key, w);
             }
         }
