@@ -12,6 +12,7 @@ need_apt=()
 command -v protoc >/dev/null || need_apt+=(protobuf-compiler) # the etcd-client crate's build
 command -v dnsmasq >/dev/null || need_apt+=(dnsmasq-base)    # SRV records for discovery tests
 command -v ip >/dev/null || need_apt+=(iproute2)              # network namespaces
+command -v iptables >/dev/null || need_apt+=(iptables)         # the robustness suite's partitions
 [ -x /usr/bin/discovery.etcd.io ] || need_apt+=(etcd-discovery) # the public discovery service
 command -v openssl >/dev/null || need_apt+=(openssl)           # certificates for the TLS tests
 command -v shellcheck >/dev/null || need_apt+=(shellcheck)     # the repository's shell scripts

@@ -5,6 +5,7 @@
 
 pub mod addr;
 pub mod bins;
+pub mod bridge;
 pub mod grpc;
 pub mod netns;
 pub mod pki;

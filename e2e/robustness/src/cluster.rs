@@ -1,13 +1,17 @@
-//! The cluster under test: `n` members of ferrocd or etcd 3.5 on loopback
-//! addresses of this run's own, each a child process the suite can kill,
-//! pause and start again on its data dir. Every child is killed and reaped
-//! on drop (paused ones are continued first).
+//! The cluster under test: `n` members of ferrocd or etcd 3.5, each in a
+//! network namespace of its own on a private bridge (so firewall rules can
+//! cut or thin one member's peer traffic), each a child process the suite
+//! can kill, pause, cut off, replace and start again on its data dir.
+//! Every child is killed and reaped on drop (paused ones continued first),
+//! then its namespace deleted.
 
 use ferrocd_proto::etcdserverpb::{maintenance_client::MaintenanceClient, StatusRequest};
+use ferrocd_testkit::bridge::{Bridge, Host};
 use std::fs::OpenOptions;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Which server runs the members.
@@ -21,9 +25,38 @@ pub struct Server {
     pub label: String,
 }
 
+impl Server {
+    /// ferrocd, taking snapshots often and keeping few entries behind
+    /// them, so a follower cut off for seconds catches up from a snapshot.
+    pub fn ferrocd(bin: PathBuf) -> Server {
+        Server {
+            bin,
+            extra: vec![
+                "--snapshot-count=100".into(),
+                "--experimental-snapshot-catchup-entries=50".into(),
+            ],
+            env: vec![],
+            label: "ferrocd".into(),
+        }
+    }
+
+    /// etcd 3.5 (3.5.1 has no flag for its 5000 catch-up entries: its
+    /// followers catch up from the log in a short run).
+    pub fn etcd(bin: PathBuf) -> Server {
+        Server {
+            bin,
+            extra: vec!["--snapshot-count=100".into()],
+            env: vec![],
+            label: "etcd-3.5".into(),
+        }
+    }
+}
+
 pub struct Member {
     pub name: String,
     pub ip: Ipv4Addr,
+    pub data_dir: PathBuf,
+    host: Host,
     args: Vec<String>,
     env: Vec<(String, String)>,
     bin: PathBuf,
@@ -47,7 +80,9 @@ impl Member {
             .open(&self.log)
             .unwrap_or_else(|e| panic!("{}: {e}", self.log.display()));
         let err = log.try_clone().unwrap_or_else(|e| panic!("log: {e}"));
-        let child = Command::new(&self.bin)
+        let child = self
+            .host
+            .command(&self.bin)
             .args(&self.args)
             .env("RUST_LOG", "info")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
@@ -92,6 +127,63 @@ impl Member {
         }
     }
 
+    /// Peer traffic to and from this member dropped (clients still reach it).
+    pub fn cut_off(&self) -> Result<(), String> {
+        for chain in ["INPUT", "OUTPUT"] {
+            self.iptables(&["-A", chain, "-p", "tcp", "--dport", "2380", "-j", "DROP"])?;
+        }
+        Ok(())
+    }
+
+    /// A share of the peer packets this member sends is dropped (one way).
+    pub fn lose_outgoing(&self, probability: f64) -> Result<(), String> {
+        let p = probability.to_string();
+        self.iptables(&[
+            "-A",
+            "OUTPUT",
+            "-p",
+            "tcp",
+            "--dport",
+            "2380",
+            "-m",
+            "statistic",
+            "--mode",
+            "random",
+            "--probability",
+            &p,
+            "-j",
+            "DROP",
+        ])
+    }
+
+    /// Every rule gone.
+    pub fn heal(&self) -> Result<(), String> {
+        self.iptables(&["-F"])
+    }
+
+    fn iptables(&self, args: &[&str]) -> Result<(), String> {
+        let mut full = vec!["iptables"];
+        full.extend_from_slice(args);
+        self.host.exec(&full)
+    }
+
+    /// Starts again as a new member of a running cluster (after a
+    /// MemberAdd), on an empty data dir.
+    pub fn rejoin(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+        for a in &mut self.args {
+            if a.starts_with("--initial-cluster-state=") {
+                *a = "--initial-cluster-state=existing".into();
+            }
+        }
+        self.start();
+    }
+
+    pub fn peer_url(&self) -> String {
+        format!("http://{}:2380", self.ip)
+    }
+
     /// Whether the process ended on its own (and how).
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
         self.child
@@ -99,8 +191,12 @@ impl Member {
             .and_then(|c| c.try_wait().ok().flatten())
     }
 
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     pub fn log_tail(&self, lines: usize) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let text = self.log_text();
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
     }
@@ -115,52 +211,55 @@ impl Drop for Member {
 pub struct Cluster {
     pub members: Vec<Member>,
     pub dir: PathBuf,
+    /// Dropped after the members (fields drop in order).
+    _net: Arc<Bridge>,
 }
 
 impl Cluster {
-    /// Starts `n` members in `dir` (data dirs and logs under it).
-    pub fn start(server: &Server, n: u8, dir: &Path) -> Cluster {
-        let ips = ferrocd_testkit::addr::loopback_ips(n, &[2379, 2380]);
+    /// Starts `n` members on `net` in `dir` (data dirs and logs under it).
+    pub fn start(server: &Server, n: u8, dir: &Path, net: Arc<Bridge>) -> Result<Cluster, String> {
+        let ips: Vec<Ipv4Addr> = (0..n).map(|_| net.allocate()).collect();
         let initial: Vec<String> = ips
             .iter()
             .enumerate()
             .map(|(i, ip)| format!("m{i}=http://{ip}:2380"))
             .collect();
         let token = format!("robustness-{}", rand::random::<u32>());
-        let members = ips
-            .iter()
-            .enumerate()
-            .map(|(i, ip)| {
-                let mut args = vec![
-                    format!("--name=m{i}"),
-                    format!("--data-dir={}", dir.join(format!("m{i}.data")).display()),
-                    format!("--listen-peer-urls=http://{ip}:2380"),
-                    format!("--initial-advertise-peer-urls=http://{ip}:2380"),
-                    format!("--listen-client-urls=http://{ip}:2379"),
-                    format!("--advertise-client-urls=http://{ip}:2379"),
-                    format!("--initial-cluster={}", initial.join(",")),
-                    format!("--initial-cluster-token={token}"),
-                    "--initial-cluster-state=new".into(),
-                ];
-                args.extend(server.extra.iter().cloned());
-                let mut m = Member {
-                    name: format!("m{i}"),
-                    ip: *ip,
-                    args,
-                    env: server.env.clone(),
-                    bin: server.bin.clone(),
-                    log: dir.join(format!("m{i}.log")),
-                    child: None,
-                    paused: false,
-                };
-                m.start();
-                m
-            })
-            .collect();
-        Cluster {
+        let mut members = Vec::new();
+        for (i, ip) in ips.iter().enumerate() {
+            let data_dir = dir.join(format!("m{i}.data"));
+            let mut args = vec![
+                format!("--name=m{i}"),
+                format!("--data-dir={}", data_dir.display()),
+                format!("--listen-peer-urls=http://{ip}:2380"),
+                format!("--initial-advertise-peer-urls=http://{ip}:2380"),
+                format!("--listen-client-urls=http://{ip}:2379"),
+                format!("--advertise-client-urls=http://{ip}:2379"),
+                format!("--initial-cluster={}", initial.join(",")),
+                format!("--initial-cluster-token={token}"),
+                "--initial-cluster-state=new".into(),
+            ];
+            args.extend(server.extra.iter().cloned());
+            let mut m = Member {
+                name: format!("m{i}"),
+                ip: *ip,
+                data_dir,
+                host: Host::new(&net, *ip, "frm")?,
+                args,
+                env: server.env.clone(),
+                bin: server.bin.clone(),
+                log: dir.join(format!("m{i}.log")),
+                child: None,
+                paused: false,
+            };
+            m.start();
+            members.push(m);
+        }
+        Ok(Cluster {
             members,
             dir: dir.to_path_buf(),
-        }
+            _net: net,
+        })
     }
 
     pub fn endpoints(&self) -> Vec<String> {

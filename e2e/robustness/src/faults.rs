@@ -2,6 +2,9 @@
 //! the cluster must agree on a leader again before the next one.
 
 use crate::cluster::Cluster;
+use ferrocd_proto::etcdserverpb::{
+    cluster_client::ClusterClient, MemberAddRequest, MemberListRequest, MemberRemoveRequest,
+};
 use std::time::Duration;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -14,31 +17,65 @@ pub enum Fault {
     PauseLeader,
     /// SIGSTOP of a follower for as long.
     PauseFollower,
+    /// The leader's peer traffic dropped both ways for a while.
+    PartitionLeader,
+    /// A follower's peer traffic dropped both ways for a while.
+    PartitionFollower,
+    /// Half the peer packets the leader sends dropped (one way, random).
+    LeaderPacketLoss,
+    /// A follower cut off long enough that the leader compacts its log
+    /// past it: it catches up from a snapshot.
+    SnapshotWhilePartitioned,
+    /// A follower removed, its data wiped, added again and started empty.
+    ReplaceFollower,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 4] = [
+    pub const ALL: [Fault; 9] = [
         Fault::KillLeader,
         Fault::KillFollower,
         Fault::PauseLeader,
         Fault::PauseFollower,
+        Fault::PartitionLeader,
+        Fault::PartitionFollower,
+        Fault::LeaderPacketLoss,
+        Fault::SnapshotWhilePartitioned,
+        Fault::ReplaceFollower,
     ];
+
+    /// Whether the fault needs other members (peer traffic, a follower).
+    pub fn needs_peers(self) -> bool {
+        !matches!(
+            self,
+            Fault::KillLeader | Fault::KillFollower | Fault::PauseLeader | Fault::PauseFollower
+        )
+    }
 }
 
 /// Longer than the election timeout (1 s, etcd's default).
 const PAUSE: Duration = Duration::from_millis(2500);
 const DOWN: Duration = Duration::from_secs(1);
+const PARTITION: Duration = Duration::from_secs(3);
+/// Long enough, at the suite's write rate, for the leader to take a
+/// snapshot and compact past the follower (with the suite's
+/// `--snapshot-count` and `--experimental-snapshot-catchup-entries`).
+const LONG_PARTITION: Duration = Duration::from_secs(7);
 
 /// Injects `fault` and waits for the cluster to recover.
 pub async fn inject(cluster: &mut Cluster, fault: Fault) -> Result<(), String> {
     let leader = cluster.wait_healthy(Duration::from_secs(30)).await?;
     let n = cluster.members.len();
+    if fault.needs_peers() && n < 2 {
+        return Err(format!("{fault:?} needs more than one member"));
+    }
     let victim = match fault {
-        Fault::KillLeader | Fault::PauseLeader => leader,
-        Fault::KillFollower | Fault::PauseFollower => (leader + 1) % n,
+        Fault::KillLeader | Fault::PauseLeader | Fault::PartitionLeader => leader,
+        Fault::LeaderPacketLoss => leader,
+        _ => (leader + 1) % n,
     };
+    eprintln!("fault: {fault:?} on {}", cluster.members[victim].name);
+    let leader_url = cluster.members[leader].endpoint();
     let m = &mut cluster.members[victim];
-    eprintln!("fault: {fault:?} on {}", m.name);
     match fault {
         Fault::KillLeader | Fault::KillFollower => {
             m.kill();
@@ -49,6 +86,44 @@ pub async fn inject(cluster: &mut Cluster, fault: Fault) -> Result<(), String> {
             m.pause();
             tokio::time::sleep(PAUSE).await;
             m.resume();
+        }
+        Fault::PartitionLeader | Fault::PartitionFollower | Fault::SnapshotWhilePartitioned => {
+            m.cut_off()?;
+            let long = fault == Fault::SnapshotWhilePartitioned;
+            tokio::time::sleep(if long { LONG_PARTITION } else { PARTITION }).await;
+            m.heal()?;
+        }
+        Fault::LeaderPacketLoss => {
+            m.lose_outgoing(0.5)?;
+            tokio::time::sleep(PARTITION).await;
+            m.heal()?;
+        }
+        Fault::ReplaceFollower => {
+            let peer_url = m.peer_url();
+            let mut api = ClusterClient::new(ferrocd_testkit::grpc::dial(&leader_url, None).await?);
+            let e = |s: tonic::Status| format!("replacing {peer_url}: {}", s.message());
+            let listed = api
+                .member_list(MemberListRequest::default())
+                .await
+                .map_err(e)?;
+            let id = listed
+                .into_inner()
+                .members
+                .iter()
+                .find(|mem| mem.peer_ur_ls.contains(&peer_url))
+                .map(|mem| mem.id)
+                .ok_or_else(|| format!("{peer_url} not in the member list"))?;
+            api.member_remove(MemberRemoveRequest { id })
+                .await
+                .map_err(e)?;
+            m.kill();
+            api.member_add(MemberAddRequest {
+                peer_ur_ls: vec![peer_url.clone()],
+                is_learner: false,
+            })
+            .await
+            .map_err(e)?;
+            m.rejoin();
         }
     }
     cluster

@@ -190,6 +190,29 @@ pub struct WatchStream {
     pub messages: Vec<WatchMessage>,
 }
 
+/// One line per watch message (revisions of the events, progress,
+/// resumes): what a look after a failed run starts from.
+pub fn summary(watches: &[WatchStream]) -> String {
+    let mut out = String::new();
+    for w in watches {
+        out.push_str(&format!("{} {:?}\n", w.name, w.spec));
+        for m in &w.messages {
+            let line = match m {
+                WatchMessage::Events { header_rev, events } => {
+                    let revs: Vec<String> =
+                        events.iter().map(|e| e.kv.mod_rev.to_string()).collect();
+                    format!("  events {} (header {header_rev})", revs.join(","))
+                }
+                WatchMessage::Progress { rev } => format!("  progress {rev}"),
+                WatchMessage::Resumed { resume_from } => format!("  resumed from {resume_from}"),
+            };
+            out.push_str(&line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
 /// Everything recorded in one run.
 #[derive(Clone, Debug, Default)]
 pub struct History {

@@ -4,7 +4,7 @@
 use clap::Parser;
 use ferrocd_robustness::cluster::Server;
 use ferrocd_robustness::faults::Fault;
-use ferrocd_robustness::run::{run, Config};
+use ferrocd_robustness::run::{run_in_network, Config};
 use ferrocd_robustness::traffic::Profile;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -66,26 +66,28 @@ fn main() {
         })
     });
     let secs = a.duration.unwrap_or(if a.long { 1800 } else { 20 });
+    let is_etcd = bin.file_name().is_some_and(|n| n == "etcd");
+    let mut server = if is_etcd {
+        Server::etcd(bin)
+    } else {
+        Server::ferrocd(bin)
+    };
+    server.extra.extend(a.member_flags);
+    if a.broken_local_reads {
+        server.env = vec![("FERROCD_TEST_UNSAFE_LOCAL_READS".into(), "1".into())];
+    }
+    let faults = Fault::ALL
+        .into_iter()
+        .filter(|f| a.members > 1 || !f.needs_peers())
+        .collect();
     let cfg = Config {
-        server: Server {
-            label: bin
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            bin,
-            extra: a.member_flags,
-            env: if a.broken_local_reads {
-                vec![("FERROCD_TEST_UNSAFE_LOCAL_READS".into(), "1".into())]
-            } else {
-                vec![]
-            },
-        },
+        server,
         members: a.members,
         profile,
         clients_per_member: a.clients_per_member,
         rate: a.rate,
         duration: Duration::from_secs(secs),
-        faults: Fault::ALL.to_vec(),
+        faults,
         request_progress: !a.no_progress_requests,
     };
     let tmp = tempfile::tempdir().unwrap_or_else(|e| {
@@ -93,11 +95,7 @@ fn main() {
         std::process::exit(2)
     });
     let dir = a.dir.unwrap_or_else(|| tmp.path().to_path_buf());
-    let rt = tokio::runtime::Runtime::new().unwrap_or_else(|e| {
-        eprintln!("ferrocd-robustness: {e}");
-        std::process::exit(2)
-    });
-    match rt.block_on(run(&cfg, &dir)) {
+    match run_in_network(&cfg, &dir) {
         Ok(report) => {
             print!("{report}");
             if !report.findings.violations.is_empty() {

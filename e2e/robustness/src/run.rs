@@ -8,8 +8,10 @@ use crate::faults::{inject, Fault};
 use crate::history::{History, Recorder, WatchSpec};
 use crate::traffic::{Profile, TrafficClient};
 use crate::watcher::{StopAt, Watcher};
+use ferrocd_testkit::bridge::Bridge;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,6 +42,8 @@ pub struct Report {
     pub watch_messages: usize,
     pub last_revision: i64,
     pub faults: BTreeMap<String, usize>,
+    /// Snapshots members installed from a leader (from their logs).
+    pub snapshots_installed: usize,
     pub findings: Findings,
 }
 
@@ -55,7 +59,11 @@ impl std::fmt::Display for Report {
             self.watch_messages,
             self.last_revision
         )?;
-        writeln!(f, "  faults injected: {:?}", self.faults)?;
+        writeln!(
+            f,
+            "  faults injected: {:?}; snapshots installed: {}",
+            self.faults, self.snapshots_installed
+        )?;
         writeln!(
             f,
             "  linearizability: {} ({} operations checked in {:.1}s)",
@@ -71,9 +79,28 @@ impl std::fmt::Display for Report {
     }
 }
 
-pub async fn run(cfg: &Config, dir: &Path) -> Result<Report, String> {
+/// The private network every run's members live on.
+const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 78, 0, 1);
+
+/// One run on a network of its own: the members each in a namespace on a
+/// bridge, the clients, watchers and checks in the bridge's namespace.
+pub fn run_in_network(cfg: &Config, dir: &Path) -> Result<Report, String> {
+    let net = std::sync::Arc::new(Bridge::new("frb", GATEWAY, 16)?);
+    let (cfg, dir): (Config, PathBuf) = (cfg.clone(), dir.to_path_buf());
+    let hub = net.name.clone();
+    ferrocd_testkit::netns::in_netns(&hub, move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| format!("runtime: {e}"))?;
+        rt.block_on(run(&cfg, &dir, net))
+    })
+}
+
+async fn run(cfg: &Config, dir: &Path, net: std::sync::Arc<Bridge>) -> Result<Report, String> {
     let started = Instant::now();
-    let mut cluster = Cluster::start(&cfg.server, cfg.members, dir);
+    let mut cluster = Cluster::start(&cfg.server, cfg.members, dir, net)?;
     cluster.wait_healthy(Duration::from_secs(60)).await?;
     let endpoints = cluster.endpoints();
 
@@ -175,7 +202,23 @@ pub async fn run(cfg: &Config, dir: &Path) -> Result<Report, String> {
         .iter()
         .filter(|o| o.ret.is_none())
         .count();
+    // The recorded history beside the members' logs, for a look after a
+    // failed run.
+    let _ = std::fs::write(dir.join("history.txt"), format!("{history:#?}"));
+    let _ = std::fs::write(
+        dir.join("watches.txt"),
+        crate::history::summary(&history.watches),
+    );
     let findings = check(&history, last_rev);
+    let snapshots_installed = cluster
+        .members
+        .iter()
+        .map(|m| {
+            m.log_text()
+                .matches("installed a snapshot from the leader")
+                .count()
+        })
+        .sum();
     Ok(Report {
         label: format!("{} x{} {:?}", cfg.server.label, cfg.members, cfg.profile),
         operations: history.operations.len(),
@@ -184,6 +227,7 @@ pub async fn run(cfg: &Config, dir: &Path) -> Result<Report, String> {
         watch_messages: history.watches.iter().map(|w| w.messages.len()).sum(),
         last_revision: last_rev,
         faults: injected,
+        snapshots_installed,
         findings,
     })
 }

@@ -1,6 +1,7 @@
 //! The short profile: etcd-like and Kubernetes-like traffic on 1- and
-//! 3-member ferrocd clusters under kill -9 and SIGSTOP of leaders and
-//! followers, checked for linearizability and watch guarantees; the same
+//! 3-member ferrocd clusters under kill -9, SIGSTOP, partitions, one-way
+//! packet loss, a snapshot install after a partition and a member
+//! replaced, checked for linearizability and watch guarantees; the same
 //! against etcd 3.5 (the control); and ferrocd's deliberately broken mode,
 //! which the checkers must catch.
 // Tests fail by panicking: unwrap and expect are how they say what broke.
@@ -8,42 +9,31 @@
 
 use ferrocd_robustness::cluster::Server;
 use ferrocd_robustness::faults::Fault;
-use ferrocd_robustness::run::{run, Config, Report};
+use ferrocd_robustness::run::{run_in_network, Config, Report};
 use ferrocd_robustness::traffic::Profile;
 use std::time::Duration;
 
 fn ferrocd() -> Server {
-    Server {
-        bin: ferrocd_testkit::bins::workspace_bin("ferrocd", false)
-            .unwrap_or_else(|e| panic!("{e}")),
-        extra: vec![],
-        env: vec![],
-        label: "ferrocd".into(),
-    }
+    let bin = ferrocd_testkit::bins::workspace_bin("ferrocd", false);
+    Server::ferrocd(bin.unwrap_or_else(|e| panic!("{e}")))
 }
 
-fn config(server: Server, members: u8, profile: Profile) -> Config {
+fn config(server: Server, members: u8, profile: Profile, faults: &[Fault]) -> Config {
     Config {
         server,
         members,
         profile,
         clients_per_member: 2,
         rate: 25.0,
-        duration: Duration::from_secs(20),
-        faults: Fault::ALL.to_vec(),
+        duration: Duration::from_secs(25),
+        faults: faults.to_vec(),
         request_progress: true,
     }
 }
 
 fn run_one(cfg: Config) -> Report {
     let dir = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let report = rt
-        .block_on(run(&cfg, dir.path()))
+    let report = run_in_network(&cfg, dir.path())
         .unwrap_or_else(|e| panic!("the run did not complete: {e}"));
     eprint!("{report}");
     report
@@ -62,53 +52,69 @@ fn assert_clean(r: &Report, min_faults: usize) {
 }
 
 #[test]
-fn ferrocd_3_members_etcd_like_traffic_under_kills_and_pauses() {
-    let r = run_one(config(ferrocd(), 3, Profile::EtcdLike));
+fn ferrocd_3_members_etcd_like_traffic_under_kills_partitions_and_a_snapshot_install() {
+    let faults = [
+        Fault::KillLeader,
+        Fault::PartitionFollower,
+        Fault::SnapshotWhilePartitioned,
+        Fault::PauseLeader,
+        Fault::LeaderPacketLoss,
+    ];
+    let r = run_one(config(ferrocd(), 3, Profile::EtcdLike, &faults));
     assert_clean(&r, 4);
+    assert!(r.snapshots_installed >= 1, "no snapshot was installed: {r}");
 }
 
 #[test]
-fn ferrocd_3_members_kubernetes_like_traffic_under_kills_and_pauses() {
-    let r = run_one(config(ferrocd(), 3, Profile::KubernetesLike));
+fn ferrocd_3_members_kubernetes_like_traffic_under_pauses_a_partition_and_a_replaced_member() {
+    let faults = [
+        Fault::PauseFollower,
+        Fault::ReplaceFollower,
+        Fault::PartitionLeader,
+        Fault::KillFollower,
+    ];
+    let r = run_one(config(ferrocd(), 3, Profile::KubernetesLike, &faults));
     assert_clean(&r, 4);
 }
 
 #[test]
 fn ferrocd_1_member_under_kills_and_pauses() {
-    let mut cfg = config(ferrocd(), 1, Profile::EtcdLike);
+    let faults = [Fault::KillLeader, Fault::PauseLeader];
+    let mut cfg = config(ferrocd(), 1, Profile::EtcdLike, &faults);
     cfg.clients_per_member = 4;
     cfg.duration = Duration::from_secs(15);
     let r = run_one(cfg);
     assert_clean(&r, 3);
 }
 
-/// The control: etcd 3.5 passes the same checks. Its watchers do not ask
-/// for progress while the traffic runs: etcd 3.5.1 answers such a request
-/// ahead of queued events (etcd-io/etcd#15220, fixed in 3.5.8), which the
-/// bookmarkable check reports.
+/// The control: etcd 3.5 passes the same checks under the same faults.
+/// Its watchers do not ask for progress while the traffic runs: etcd 3.5.1
+/// answers such a request ahead of queued events (etcd-io/etcd#15220,
+/// fixed in 3.5.8), which the bookmarkable check reports.
 #[test]
 fn etcd_35_passes_the_same_suite() {
-    let etcd = Server {
-        bin: ferrocd_testkit::bins::etcd(),
-        extra: vec![],
-        env: vec![],
-        label: "etcd-3.5".into(),
-    };
-    let mut cfg = config(etcd, 3, Profile::EtcdLike);
+    let faults = [
+        Fault::KillLeader,
+        Fault::PartitionFollower,
+        Fault::PauseLeader,
+        Fault::ReplaceFollower,
+        Fault::LeaderPacketLoss,
+    ];
+    let etcd = Server::etcd(ferrocd_testkit::bins::etcd());
+    let mut cfg = config(etcd, 3, Profile::EtcdLike, &faults);
     cfg.request_progress = false;
     let r = run_one(cfg);
     assert_clean(&r, 4);
 }
 
-/// Linearizable reads served from a follower's store without a read index
+/// Linearizable reads served from a member's store without a read index
 /// (ferrocd's test-only broken mode) are caught.
 #[test]
 fn serving_linearizable_reads_locally_is_caught() {
     let mut server = ferrocd();
     server.env = vec![("FERROCD_TEST_UNSAFE_LOCAL_READS".into(), "1".into())];
-    let mut cfg = config(server, 3, Profile::EtcdLike);
-    cfg.faults = vec![Fault::PauseFollower, Fault::KillFollower];
-    let r = run_one(cfg);
+    let faults = [Fault::PauseFollower, Fault::PartitionFollower];
+    let r = run_one(config(server, 3, Profile::EtcdLike, &faults));
     assert_eq!(r.findings.linearizability, "VIOLATION", "{r}");
     assert!(
         r.findings

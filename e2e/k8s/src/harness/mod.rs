@@ -18,7 +18,7 @@ use agent::{Agent, AgentConfig, AgentState};
 use dns::ClusterDns;
 use k8s_openapi::api::core::v1::{Endpoints, Service};
 use kube::api::{Api, ListParams};
-use net::{ClusterNet, PodNet, GATEWAY};
+use net::{cluster_net, pod_net, ClusterNet, PodNet, GATEWAY};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -45,8 +45,7 @@ where
     F: FnOnce(Arc<LocalCluster>) -> Fut + Send + 'static,
     Fut: Future<Output = ()>,
 {
-    let net =
-        Arc::new(ClusterNet::new().expect("cluster network namespace (needs root and iproute2)"));
+    let net = Arc::new(cluster_net().expect("cluster network namespace (needs root and iproute2)"));
     let ns = net.name.clone();
     net::in_netns(&ns, move || {
         // Worker threads are started from this thread, so they inherit its
@@ -139,8 +138,7 @@ impl LocalCluster {
     /// A namespace for clients (etcdctl) on the cluster network, resolving
     /// names as a pod in `kube_ns` does.
     pub fn client_net(&self, kube_ns: &str) -> PodNet {
-        PodNet::new(&self.net, self.net.allocate(), kube_ns, "client", None)
-            .expect("client namespace")
+        pod_net(&self.net, self.net.allocate(), kube_ns, "client", None).expect("client namespace")
     }
 
     /// A pod's container log.

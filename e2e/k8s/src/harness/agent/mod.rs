@@ -8,7 +8,7 @@
 //! the pod's probes, restarts crashed or unhealthy containers, and honours
 //! graceful deletion.
 
-use super::net::{ClusterNet, PodNet, GATEWAY};
+use super::net::{pod_net, ClusterNet, PodNet, GATEWAY};
 use k8s_openapi::api::core::v1::{
     ConfigMap, Container, Node, PersistentVolumeClaim, Pod, Probe, Secret,
 };

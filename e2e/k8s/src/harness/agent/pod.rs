@@ -37,7 +37,7 @@ impl Agent {
             .as_ref()
             .map(|sub| format!("{hostname}.{sub}.{ns}.svc.{}", crate::harness::dns::DOMAIN));
         let ip = self.net.allocate();
-        let net = PodNet::new(&self.net, ip, &ns, &hostname, fqdn.as_deref())?;
+        let net = pod_net(&self.net, ip, &ns, &hostname, fqdn.as_deref())?;
 
         let mut env = BTreeMap::new();
         env.insert("KUBERNETES_SERVICE_HOST".to_string(), GATEWAY.to_string());
