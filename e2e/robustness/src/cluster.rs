@@ -32,8 +32,8 @@ impl Server {
         Server {
             bin,
             extra: vec![
-                "--snapshot-count=100".into(),
-                "--experimental-snapshot-catchup-entries=50".into(),
+                "--snapshot-count=50".into(),
+                "--experimental-snapshot-catchup-entries=20".into(),
             ],
             env: vec![],
             label: "ferrocd".into(),

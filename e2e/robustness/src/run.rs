@@ -161,7 +161,9 @@ async fn run(cfg: &Config, dir: &Path, net: std::sync::Arc<Bridge>) -> Result<Re
     let mut next = 0usize;
     let mut failure = None;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    while Instant::now() < deadline && !cfg.faults.is_empty() {
+    // Every fault listed is injected once at least, however long the
+    // recoveries take; then more until the time is up.
+    while (Instant::now() < deadline || next < cfg.faults.len()) && !cfg.faults.is_empty() {
         let fault = cfg.faults[next % cfg.faults.len()];
         next += 1;
         if let Err(e) = inject(&mut cluster, fault).await {

@@ -117,8 +117,14 @@ const ALICE_MAY: [&str; 3] = ["ok", "etcdserver: permission denied", "ok"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_members_share_users_roles_and_tokens_through_restarts_and_snapshots() {
+    /// A snapshot every 100 entries, 1000 kept behind it (1300 writes
+    /// later, a member that was down needs the snapshot).
+    const SNAPSHOT_EVERY_100: [&str; 2] = [
+        "--snapshot-count=100",
+        "--experimental-snapshot-catchup-entries=1000",
+    ];
     let mut cluster =
-        tokio::task::spawn_blocking(|| Cluster::start(Kind::Ferrocd, 3, &["--snapshot-count=100"]))
+        tokio::task::spawn_blocking(|| Cluster::start(Kind::Ferrocd, 3, &SNAPSHOT_EVERY_100))
             .await
             .unwrap();
     let mut c: Vec<Client> = Vec::new();

@@ -906,7 +906,13 @@ async fn without_a_leader_requests_fail_with_etcds_errors_in_bounded_time() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_raft_log_stays_bounded_under_an_endless_write_stream() {
     let m = tokio::task::spawn_blocking(|| {
-        crate::support::Member::start(Kind::Ferrocd, &["--snapshot-count=100"])
+        crate::support::Member::start(
+            Kind::Ferrocd,
+            &[
+                "--snapshot-count=100",
+                "--experimental-snapshot-catchup-entries=1000",
+            ],
+        )
     })
     .await
     .unwrap();
