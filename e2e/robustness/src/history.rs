@@ -113,7 +113,7 @@ pub enum Response {
     LeaseRevoke {
         rev: i64,
     },
-    /// etcd's definite "requested lease not found" (for a put or revoke).
+    /// etcd's definite `LEASE_NOT_FOUND` (for a put or revoke).
     LeaseNotFound,
     Defragment,
     /// No answer, or an error after which the request may or may not have

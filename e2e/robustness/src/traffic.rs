@@ -205,7 +205,7 @@ impl TrafficClient {
         let ret = self.recorder.now();
         let response = match answer {
             Ok(Ok(r)) => r,
-            Ok(Err(status)) if status.message() == "etcdserver: requested lease not found" => {
+            Ok(Err(status)) if ferrocd_proto::errors::LEASE_NOT_FOUND.is(&status) => {
                 Response::LeaseNotFound
             }
             Ok(Err(status)) => Response::Unknown {
