@@ -18,7 +18,7 @@ impl Agent {
         let mut mounts = HashMap::new();
         for v in spec.volumes.clone().unwrap_or_default() {
             let path = if let Some(pvc) = &v.persistent_volume_claim {
-                self.claim_dir(&ns, &pvc.claim_name)
+                self.claim_dir(&ns, &pvc.claim_name).await?
             } else if let Some(s) = &v.secret {
                 let d = dir.join("secrets").join(&v.name);
                 self.write_secret(&ns, s.secret_name.as_deref().unwrap_or_default(), &d)

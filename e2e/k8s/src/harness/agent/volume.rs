@@ -8,15 +8,7 @@ impl Agent {
     pub(super) async fn collect_claims(&self) -> Result<(), kube::Error> {
         let claims: Api<PersistentVolumeClaim> = Api::all(self.client.clone());
         let list = claims.list(&ListParams::default()).await?.items;
-        let live: Vec<PathBuf> = list
-            .iter()
-            .filter_map(|c| {
-                Some(self.claim_dir(
-                    c.metadata.namespace.as_deref()?,
-                    c.metadata.name.as_deref()?,
-                ))
-            })
-            .collect();
+        let live: Vec<PathBuf> = list.iter().filter_map(|c| self.dir_of(c)).collect();
         let Ok(namespaces) = std::fs::read_dir(self.config.root.join("claims")) else {
             return Ok(());
         };
@@ -30,8 +22,33 @@ impl Agent {
         Ok(())
     }
 
-    pub(super) fn claim_dir(&self, ns: &str, claim: &str) -> PathBuf {
-        self.config.root.join("claims").join(ns).join(claim)
+    /// The directory of a pod's claim, made when first mounted. A claim
+    /// that does not exist yet keeps the pod waiting, as in a real cluster.
+    pub(super) async fn claim_dir(&self, ns: &str, claim: &str) -> Result<PathBuf, String> {
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), ns);
+        let c = claims
+            .get(claim)
+            .await
+            .map_err(|e| format!("PersistentVolumeClaim {claim}: {e}"))?;
+        self.dir_of(&c)
+            .ok_or_else(|| format!("PersistentVolumeClaim {claim} has no UID"))
+    }
+
+    /// Keyed by the claim's UID: a claim deleted and created again under the
+    /// same name gets an empty volume, as a new PersistentVolume would be,
+    /// even when the old directory has not been collected yet.
+    fn dir_of(&self, c: &PersistentVolumeClaim) -> Option<PathBuf> {
+        Some(
+            self.config
+                .root
+                .join("claims")
+                .join(c.metadata.namespace.as_deref()?)
+                .join(format!(
+                    "{}-{}",
+                    c.metadata.name.as_deref()?,
+                    c.metadata.uid.as_deref()?
+                )),
+        )
     }
 
     pub(super) async fn write_secret(
