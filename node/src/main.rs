@@ -51,6 +51,8 @@ fn main() {
         Command::Run(cfg) => *cfg,
     };
     ferrocd::logging::init(&cfg.log_level, &cfg.logger, &cfg.log_outputs);
+    #[cfg(feature = "failpoints")]
+    let _failpoints = arm_failpoints();
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     // The raft log's fsync blocks the worker it runs on (raft waits for it
     // anyway): keep a second worker for everything else on one-core hosts.
@@ -71,6 +73,20 @@ fn main() {
         eprintln!("ferrocd: {e}");
         std::process::exit(1);
     }
+}
+
+/// A test build's fail points: those in FAILPOINTS (`name=action;...`) are
+/// armed now, others over HTTP later (api/failpoints.rs). Any panic aborts
+/// the process, so a fail point's `panic` is a crash at that instant, not
+/// the end of one task.
+#[cfg(feature = "failpoints")]
+fn arm_failpoints() -> fail::FailScenario<'static> {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        std::process::abort();
+    }));
+    fail::FailScenario::setup()
 }
 
 async fn run(cfg: config::Config) -> Result<(), Box<dyn std::error::Error>> {

@@ -11,3 +11,4 @@ pub mod netns;
 pub mod pki;
 pub mod process;
 pub mod s3;
+pub mod tmpfs;

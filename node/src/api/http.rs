@@ -13,10 +13,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 pub fn router(server: Arc<Member>) -> Router {
-    probes()
+    let router = probes()
         .route("/version", get(version))
-        .merge(super::v2keys::router())
-        .with_state(server)
+        .merge(super::v2keys::router());
+    #[cfg(feature = "failpoints")]
+    let router = router.merge(super::failpoints::router());
+    router.with_state(server)
 }
 
 /// What `--listen-metrics-urls` serves: health, probes and metrics.

@@ -5,6 +5,8 @@ pub mod auth;
 pub mod caller;
 pub mod cluster;
 pub mod error;
+#[cfg(feature = "failpoints")]
+pub mod failpoints;
 pub mod http;
 pub mod kv;
 pub mod lease;

@@ -88,7 +88,8 @@ impl Member {
         let dialer = peer_dialer(&config, peer_tls.as_deref())?;
         let store = Store::open(&config.data_dir)?;
         let metrics = Arc::new(Metrics::default());
-        let mut log = LogStore::open(&config.data_dir, metrics.clone())
+        let applied_index: Arc<AppliedIndex> = Arc::default();
+        let mut log = LogStore::open(&config.data_dir, metrics.clone(), applied_index.clone())
             .map_err(|e| StartError::Config(e.to_string()))?;
         let boot = bootstrap::prepare(&config, &store, &dialer).await?;
         let identity = boot.identity.clone();
@@ -99,7 +100,6 @@ impl Member {
             tokio::runtime::Handle::current(),
         );
         let waiters: Arc<Waiters> = Arc::default();
-        let applied_index: Arc<AppliedIndex> = Arc::default();
         let auth = Arc::new(AuthStore::new(config.auth_token_ttl));
         let machine = Machine::open(store.clone(), lessor.clone(), auth.clone(), hub.clone())?;
         let mut sm = StateMachine::open(

@@ -197,7 +197,12 @@ impl Store {
             f(&mut tables)
         };
         let committed = match out {
-            Ok(out) => tx.commit().map(|()| out).map_err(MvccError::from),
+            Ok(out) => {
+                fail::fail_point!("beforeCommit");
+                let done = tx.commit().map(|()| out).map_err(MvccError::from);
+                fail::fail_point!("afterCommit");
+                done
+            }
             Err(e) => Err(e),
         };
         let out = match committed {
@@ -236,8 +241,12 @@ impl Store {
     pub fn defragment(&self) -> Result<(), MvccError> {
         for _ in 0..200 {
             let mut db = self.db.write().unwrap_or_else(|e| e.into_inner());
+            fail::fail_point!("defragBeforeCompact");
             match db.compact() {
-                Ok(_) => return Ok(()),
+                Ok(_) => {
+                    fail::fail_point!("defragAfterCompact");
+                    return Ok(());
+                }
                 Err(redb::CompactionError::TransactionInProgress) => {
                     drop(db);
                     std::thread::sleep(std::time::Duration::from_millis(10));

@@ -147,6 +147,8 @@ pub fn compact(tables: &mut WriteTables<'_>, rev: i64) -> Result<usize, MvccErro
     for at in &removed {
         tables.events.remove(*at)?;
     }
+    // The versions are gone from the transaction, not yet from the file.
+    fail::fail_point!("compactBeforeCommit");
     Ok(removed.len())
 }
 

@@ -5,7 +5,7 @@
 //! answer, each commit), hundreds of them under load.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -13,6 +13,8 @@ use tokio::sync::oneshot;
 #[derive(Default)]
 pub struct AppliedIndex {
     index: AtomicU64,
+    /// The state machine failed: the index moves no more.
+    stopped: AtomicBool,
     /// By the index each waiter needs.
     waiting: Mutex<BTreeMap<u64, Vec<oneshot::Sender<()>>>>,
 }
@@ -39,10 +41,22 @@ impl AppliedIndex {
         }
     }
 
+    /// The state machine failed (its storage): every waiter gives up now
+    /// rather than at its time limit, and later ones do not wait.
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+        let waiting = std::mem::take(&mut *self.waiting.lock().unwrap_or_else(|e| e.into_inner()));
+        // Dropped senders wake their receivers with an error.
+        drop(waiting);
+    }
+
     /// Waits at most `limit` until `index` is applied; whether it was.
     pub async fn reached(&self, index: u64, limit: Duration) -> bool {
         if self.get() >= index {
             return true;
+        }
+        if self.stopped.load(Ordering::Acquire) {
+            return false;
         }
         let (tx, rx) = oneshot::channel();
         {
@@ -51,6 +65,9 @@ impl AppliedIndex {
             // before it takes the lock, so no wake-up is missed.
             if self.get() >= index {
                 return true;
+            }
+            if self.stopped.load(Ordering::Acquire) {
+                return false;
             }
             waiting.entry(index).or_default().push(tx);
         }
@@ -90,5 +107,22 @@ mod tests {
         assert!(!applied.reached(1, Duration::from_millis(20)).await);
         applied.advance(1); // the abandoned waiter is dropped quietly
         assert!(applied.waiting.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn waiters_give_up_at_once_when_the_state_machine_stops() {
+        let applied = Arc::new(AppliedIndex::default());
+        let a = applied.clone();
+        let waiter = tokio::spawn(async move { a.reached(5, Duration::from_secs(60)).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        applied.stop();
+        let woke = tokio::time::timeout(Duration::from_secs(1), waiter).await;
+        assert!(!woke.expect("woken by the stop").unwrap());
+        assert!(!applied.reached(5, Duration::from_secs(60)).await);
+        applied.advance(1);
+        assert!(
+            applied.reached(1, Duration::ZERO).await,
+            "what was applied stays"
+        );
     }
 }

@@ -3,6 +3,7 @@
 //! state file replaced atomically. Every append is durable (fdatasync)
 //! before openraft is told it is flushed.
 
+use super::applied::AppliedIndex;
 use super::wal::Wal;
 use super::{io_error, Entry, LogId, StorageError, TypeConfig, Vote};
 use openraft::storage::{LogFlushed, RaftLogStorage};
@@ -36,7 +37,13 @@ pub struct LogStore {
     /// Rewritten in place at every commit (one pwrite, no sync).
     committed: Arc<std::fs::File>,
     metrics: Arc<crate::metrics::Metrics>,
+    /// The state machine's applied index: a purge waits for it.
+    applied: Arc<AppliedIndex>,
 }
+
+/// How long a purge waits for the state machine to apply what it covers
+/// (the install of a leader's snapshot) before raft stops with an error.
+const PURGE_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// A storage error naming the WAL dir, so the line that stops the member
 /// says where (a full or failing disk).
@@ -94,6 +101,7 @@ impl LogStore {
     pub fn open(
         dir: &Path,
         metrics: Arc<crate::metrics::Metrics>,
+        applied: Arc<AppliedIndex>,
     ) -> Result<LogStore, StorageError> {
         let open = || -> io::Result<LogStore> {
             let dir = dir.join("member").join("wal");
@@ -122,6 +130,7 @@ impl LogStore {
                 inner: Arc::new(Mutex::new(Inner { wal, hard })),
                 committed: Arc::new(committed),
                 metrics,
+                applied,
             })
         };
         let wal_dir = dir.join("member").join("wal");
@@ -259,6 +268,22 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        // A follower is told to purge up to a leader's snapshot as soon as
+        // the snapshot is handed to the state machine, not once the store
+        // has it. Recorded at once, a crash in between left the log purged
+        // past the store, and the raft core panicked at the restart.
+        if !self.applied.reached(log_id.index, PURGE_WAIT).await {
+            return Err(io_error(
+                ErrorSubject::Logs,
+                ErrorVerb::Delete,
+                format!(
+                    "{}: purge up to entry {} while the state machine has applied only {} after {PURGE_WAIT:?}",
+                    self.dir.display(),
+                    log_id.index,
+                    self.applied.get()
+                ),
+            ));
+        }
         let mut inner = self.lock();
         let mut purge = || -> io::Result<()> {
             // The purge point first: a restart never finds a gap it does

@@ -231,10 +231,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let records: &[(&str, &[u8])] = &[(LAST_APPLIED, &last), (MEMBERSHIP, &membership)];
         // Watchers learn the new revision before the applied index moves: a
         // forwarded write or a read released by the index may open a watch at once.
-        let results = self
-            .machine
-            .apply(&log, records)
-            .map_err(sm_err(ErrorVerb::Write))?;
+        let results = self.machine.apply(&log, records).map_err(|e| {
+            self.applied_index.stop();
+            sm_err(ErrorVerb::Write)(e)
+        })?;
         self.metrics
             .backend_commit
             .observe(started.elapsed().as_secs_f64());
@@ -287,9 +287,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let last = encode_state(&meta.last_log_id)?;
         let membership = encode_state(&meta.last_membership)?;
         let records: &[(&str, &[u8])] = &[(LAST_APPLIED, &last), (MEMBERSHIP, &membership)];
+        fail::fail_point!("raftBeforeApplySnap");
         let installed = self.machine.install(&path, records);
+        fail::fail_point!("raftAfterApplySnap");
         let _ = std::fs::remove_file(&path);
         installed.map_err(|e| {
+            self.applied_index.stop();
             io_error(
                 ErrorSubject::Snapshot(Some(meta.signature())),
                 ErrorVerb::Write,

@@ -213,6 +213,7 @@ impl Wal {
         let Some(first) = entries.first() else {
             return Ok(());
         };
+        fail::fail_point!("raftBeforeSave");
         if self.locs.is_empty() {
             // An empty log starts where it is told (after a purge or a
             // snapshot install): one fresh segment.
@@ -245,7 +246,9 @@ impl Wal {
             pending_locs.push((entry.log_id.index, Loc { file, offset }));
             self.last = Some(entry.log_id);
         }
-        self.write_out(&mut pending, &mut pending_locs)
+        self.write_out(&mut pending, &mut pending_locs)?;
+        fail::fail_point!("raftAfterSave");
+        Ok(())
     }
 
     fn current(&self) -> io::Result<&Segment> {

@@ -39,6 +39,47 @@ async fn count_s(c: &mut Client) -> (i64, i64) {
     (r.count, r.header.unwrap().revision)
 }
 
+/// More raft entries than the log keeps after a snapshot: one entry per
+/// sequential write.
+async fn write_keys(c: &mut Client) {
+    for i in 0..KEYS {
+        let put = PutRequest {
+            key: format!("s/{i:05}").into_bytes(),
+            value: vec![b'x'; 100],
+            ..Default::default()
+        };
+        c.kv.put(put).await.unwrap();
+    }
+}
+
+/// Waits until `b` has the same HashKV at `rev` as `a`.
+async fn wait_same_hash(a: &mut Client, b: &mut Client, rev: i64) {
+    use ferrocd_proto::etcdserverpb::HashKvRequest;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let want = a
+            .maintenance
+            .hash_kv(HashKvRequest { revision: rev })
+            .await
+            .unwrap()
+            .into_inner()
+            .hash;
+        let got = b
+            .maintenance
+            .hash_kv(HashKvRequest { revision: rev })
+            .await
+            .map(|r| r.into_inner().hash);
+        if got.as_ref().ok() == Some(&want) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "hashkv differs after catching up: {want} vs {got:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_member_far_behind_catches_up_from_a_snapshot() {
     let mut cluster = tokio::task::spawn_blocking(|| Cluster::start(Kind::Ferrocd, 3, &FLAGS))
@@ -50,16 +91,7 @@ async fn a_member_far_behind_catches_up_from_a_snapshot() {
     let writer = leader;
     let own_id = member_id(&mut clients[behind]).await;
     cluster.members[behind].kill9();
-    // More raft entries than the log keeps after a snapshot: one entry per sequential write.
-    let mut c = clients[writer].clone();
-    for i in 0..KEYS {
-        let put = PutRequest {
-            key: format!("s/{i:05}").into_bytes(),
-            value: vec![b'x'; 100],
-            ..Default::default()
-        };
-        c.kv.put(put).await.unwrap();
-    }
+    write_keys(&mut clients[writer]).await;
     let (count, rev) = count_s(&mut clients[writer]).await;
     assert_eq!(count, KEYS);
     let m = &mut cluster.members[behind];
@@ -67,29 +99,7 @@ async fn a_member_far_behind_catches_up_from_a_snapshot() {
     let mut c = Client::connect(&cluster.members[behind].endpoint()).await;
     let (got, _) = count_s(&mut c).await;
     assert_eq!(got, KEYS, "the restarted member has every key");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let a = clients[writer]
-            .maintenance
-            .hash_kv(ferrocd_proto::etcdserverpb::HashKvRequest { revision: rev })
-            .await
-            .unwrap()
-            .into_inner()
-            .hash;
-        let b = c
-            .maintenance
-            .hash_kv(ferrocd_proto::etcdserverpb::HashKvRequest { revision: rev })
-            .await
-            .map(|r| r.into_inner().hash);
-        if b.as_ref().ok() == Some(&a) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "hashkv differs after catching up: {a} vs {b:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_same_hash(&mut clients[writer], &mut c, rev).await;
     let log = cluster.members[behind].log_tail();
     assert!(
         log.contains("installed a snapshot from the leader"),
@@ -124,6 +134,44 @@ async fn a_member_far_behind_catches_up_from_a_snapshot() {
         .expect("the cluster takes writes through it");
     let log = cluster.members[behind].log_tail();
     assert!(!log.contains("panicked"), "{log}");
+}
+
+/// A follower that crashes while it installs the leader's snapshot, before
+/// or after the store takes it, starts again and catches up. (It once
+/// recorded the log purge up to the snapshot before the store had it:
+/// restarted, its raft core found a log purged past its state and
+/// panicked. Found by the robustness suite.)
+#[cfg(feature = "failpoints")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_crash_while_installing_a_snapshot_loses_nothing() {
+    for point in ["raftBeforeApplySnap", "raftAfterApplySnap"] {
+        let mut cluster = tokio::task::spawn_blocking(|| Cluster::start(Kind::Ferrocd, 3, &FLAGS))
+            .await
+            .unwrap();
+        let mut clients = connect_all(&cluster).await;
+        let leader = leader_index(&mut clients).await;
+        let behind = (leader + 1) % 3;
+        cluster.members[behind].kill9();
+        write_keys(&mut clients[leader]).await;
+        let (_, rev) = count_s(&mut clients[leader]).await;
+        let m = &mut cluster.members[behind];
+        m.env = vec![("FAILPOINTS".into(), format!("{point}=panic"))];
+        m.respawn();
+        let crashed = tokio::task::block_in_place(|| m.wait_exit(Duration::from_secs(30)));
+        assert!(
+            crashed.is_some_and(|s| !s.success()),
+            "{point}: no crash: {crashed:?}\n{}",
+            m.log_tail()
+        );
+        m.env.clear();
+        tokio::task::block_in_place(|| m.restart());
+        let mut c = Client::connect(&cluster.members[behind].endpoint()).await;
+        let (got, _) = count_s(&mut c).await;
+        assert_eq!(got, KEYS, "{point}: the restarted member has every key");
+        wait_same_hash(&mut clients[leader], &mut c, rev).await;
+        let log = cluster.members[behind].log_tail();
+        assert!(!log.contains("panicked"), "{point}:\n{log}");
+    }
 }
 
 /// A watch open on a member that is cut off, falls behind the leader's

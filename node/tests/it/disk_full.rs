@@ -5,40 +5,10 @@
 use crate::support::client::Client;
 use crate::support::{ferrocd_bin, http_get, single_member_flags, unique_ip, Process};
 use ferrocd_proto::etcdserverpb::{PutRequest, RangeRequest};
+use ferrocd_testkit::tmpfs::Tmpfs;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// A small tmpfs mounted for one test; unmounted (then removed) on drop.
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn mount(size: &str) -> Tmpfs {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .expect("mount (the tests run as root)");
-        assert!(ok.success(), "mount -t tmpfs failed");
-        Tmpfs { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount")
-            .arg("-l")
-            .arg(self.dir.path())
-            .status();
-    }
-}
 
 fn start(ip: std::net::Ipv4Addr, data_dir: &Path, log: &Path) -> Process {
     let mut c = Command::new(ferrocd_bin());

@@ -78,6 +78,8 @@ pub struct Member {
     flags: Option<Vec<String>>,
     child: Option<Child>,
     starts: u32,
+    /// Environment added at each start (e.g. FAILPOINTS).
+    pub env: Vec<(String, String)>,
 }
 
 impl Member {
@@ -91,6 +93,7 @@ impl Member {
             flags: None,
             child: None,
             starts: 0,
+            env: Vec::new(),
         };
         m.spawn();
         m.wait_healthy();
@@ -117,6 +120,7 @@ impl Member {
             flags: None,
             child: None,
             starts: 0,
+            env: Vec::new(),
         };
         let data = m.data_dir().display().to_string();
         let mut all = flags;
@@ -163,6 +167,7 @@ impl Member {
                 "RUST_LOG",
                 std::env::var("FERROCD_TEST_LOG").unwrap_or_else(|_| "info".into()),
             )
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -249,6 +254,12 @@ impl Member {
             f.extend(extra.iter().map(|s| s.to_string()));
         }
         self.restart();
+    }
+
+    /// Stops the process and starts it again on the same data dir, without
+    /// waiting.
+    pub fn respawn(&mut self) {
+        self.respawn_with(&[]);
     }
 
     /// Stops the process and starts it again on the same data dir with these
