@@ -58,4 +58,5 @@ shellcheck .ci/run e2e/*.sh e2e/k8s/*.sh
 say "cargo clippy"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 say "cargo nextest run (unit, integration, differential against etcd 3.5)"
-cargo nextest run --workspace --no-fail-fast
+# The fail points of the robustness suite are compiled in (inert until armed).
+cargo nextest run --workspace --no-fail-fast --features ferrocd/failpoints

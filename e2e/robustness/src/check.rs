@@ -8,8 +8,11 @@ use crate::reference::Reference;
 use crate::watch_check::check_stream;
 use std::time::{Duration, Instant};
 
-/// How long the linearizability search may take.
-const SEARCH_BUDGET: Duration = Duration::from_secs(20);
+/// How long the linearizability search may take: 20 s, and 2 ms more per
+/// operation for long runs.
+fn search_budget(operations: usize) -> Duration {
+    Duration::from_secs(20) + Duration::from_millis(2) * operations as u32
+}
 
 #[derive(Debug)]
 pub struct Findings {
@@ -53,7 +56,7 @@ pub fn check(history: &History, last_rev: i64) -> Findings {
         ops.len(),
         ops.iter().filter(|o| o.ret.is_none()).count()
     );
-    let verdict = linearizability::check(&ops, SEARCH_BUDGET);
+    let verdict = linearizability::check(&ops, search_budget(ops.len()));
     let linearizability = match verdict {
         Verdict::Linearizable => "linearizable".to_string(),
         Verdict::Violation(why) => {

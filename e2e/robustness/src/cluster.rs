@@ -7,7 +7,9 @@
 
 use ferrocd_proto::etcdserverpb::{maintenance_client::MaintenanceClient, StatusRequest};
 use ferrocd_testkit::bridge::{Bridge, Host};
+use ferrocd_testkit::tmpfs::Tmpfs;
 use std::fs::OpenOptions;
+use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -23,6 +25,12 @@ pub struct Server {
     /// Environment of every member.
     pub env: Vec<(String, String)>,
     pub label: String,
+    /// Each member's data dir on a tmpfs of this size (`256m`), so the
+    /// suite can fill its disk.
+    pub disk: Option<String>,
+    /// Built with `--features failpoints` (ferrocd's test build): fail
+    /// points can be armed over HTTP.
+    pub failpoints: bool,
 }
 
 impl Server {
@@ -37,6 +45,8 @@ impl Server {
             ],
             env: vec![],
             label: "ferrocd".into(),
+            disk: None,
+            failpoints: true,
         }
     }
 
@@ -48,6 +58,8 @@ impl Server {
             extra: vec!["--snapshot-count=100".into()],
             env: vec![],
             label: "etcd-3.5".into(),
+            disk: None,
+            failpoints: false,
         }
     }
 }
@@ -63,7 +75,12 @@ pub struct Member {
     log: PathBuf,
     child: Option<Child>,
     paused: bool,
+    /// Unmounted after the member is killed (fields drop after `drop`).
+    disk: Option<Tmpfs>,
 }
+
+/// The file that fills a member's disk.
+const FILLER: &str = "filler";
 
 impl Member {
     pub fn endpoint(&self) -> String {
@@ -184,6 +201,66 @@ impl Member {
         format!("http://{}:2380", self.ip)
     }
 
+    /// Fills the member's tmpfs to the last byte.
+    pub fn fill_disk(&self) -> Result<u64, String> {
+        let disk = self
+            .disk
+            .as_ref()
+            .ok_or("the member has no disk of its own")?;
+        let mut f = std::fs::File::create(disk.path().join(FILLER)).map_err(|e| e.to_string())?;
+        let chunk = vec![0u8; 64 * 1024];
+        let mut written = 0u64;
+        loop {
+            match f.write(&chunk) {
+                Ok(0) => return Ok(written),
+                Ok(n) => written += n as u64,
+                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => return Ok(written),
+                Err(e) => return Err(format!("filling {}: {e}", disk.path().display())),
+            }
+        }
+    }
+
+    pub fn free_disk(&self) {
+        if let Some(disk) = &self.disk {
+            let _ = std::fs::remove_file(disk.path().join(FILLER));
+        }
+    }
+
+    /// Arms a fail point (ferrocd's test build) with an action in the
+    /// `fail` crate's syntax.
+    pub async fn arm(&self, point: &str, action: &str) -> Result<(), String> {
+        let url = format!("{}/debug/failpoints/{point}", self.endpoint());
+        let r = reqwest::Client::new()
+            .put(&url)
+            .body(action.to_string())
+            .send()
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        match r.status().as_u16() {
+            200..=299 => Ok(()),
+            404 => Err(format!(
+                "{url}: 404; the member binary was built without --features failpoints"
+            )),
+            code => Err(format!(
+                "{url}: {code} {}",
+                r.text().await.unwrap_or_default()
+            )),
+        }
+    }
+
+    /// Waits up to `limit` for the process to end on its own.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.exited() {
+                self.child = None;
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+
     /// Whether the process ended on its own (and how).
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
         self.child
@@ -227,7 +304,11 @@ impl Cluster {
         let token = format!("robustness-{}", rand::random::<u32>());
         let mut members = Vec::new();
         for (i, ip) in ips.iter().enumerate() {
-            let data_dir = dir.join(format!("m{i}.data"));
+            let disk = server.disk.as_deref().map(Tmpfs::mount);
+            let data_dir = match &disk {
+                Some(d) => d.path().join(format!("m{i}.data")),
+                None => dir.join(format!("m{i}.data")),
+            };
             let mut args = vec![
                 format!("--name=m{i}"),
                 format!("--data-dir={}", data_dir.display()),
@@ -251,6 +332,7 @@ impl Cluster {
                 log: dir.join(format!("m{i}.log")),
                 child: None,
                 paused: false,
+                disk,
             };
             m.start();
             members.push(m);

@@ -3,8 +3,9 @@
 
 use crate::cluster::Cluster;
 use ferrocd_proto::etcdserverpb::{
-    cluster_client::ClusterClient, maintenance_client::MaintenanceClient, MemberAddRequest,
-    MemberListRequest, MemberRemoveRequest, StatusRequest,
+    cluster_client::ClusterClient, kv_client::KvClient, maintenance_client::MaintenanceClient,
+    CompactionRequest, DefragmentRequest, MemberAddRequest, MemberListRequest, MemberRemoveRequest,
+    StatusRequest,
 };
 use std::time::Duration;
 
@@ -29,10 +30,73 @@ pub enum Fault {
     SnapshotWhilePartitioned,
     /// A follower removed, its data wiped, added again and started empty.
     ReplaceFollower,
+    /// A follower's disk filled up: it must stop (ferrocd and etcd exit);
+    /// started again once there is room, it has every write it
+    /// acknowledged. Needs `Server::disk`.
+    DiskFull,
+    /// A crash (abort) at a fail point of ferrocd's test build, started
+    /// again a second later.
+    Crash(FailPoint),
+}
+
+/// ferrocd's fail points (node/src, `--features failpoints`), named as
+/// etcd's gofail points at the same steps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FailPoint {
+    /// Before and after the raft log append (and its fsync).
+    RaftBeforeSave,
+    RaftAfterSave,
+    /// Before and after a store transaction commits.
+    BeforeCommit,
+    AfterCommit,
+    /// Installing a leader's snapshot: before and after the store swap.
+    RaftBeforeApplySnap,
+    RaftAfterApplySnap,
+    /// A compaction's versions removed, the transaction not committed.
+    CompactBeforeCommit,
+    /// Before and after the store file is rewritten by a defragment.
+    DefragBeforeCompact,
+    DefragAfterCompact,
+}
+
+impl FailPoint {
+    pub const ALL: [FailPoint; 9] = [
+        FailPoint::RaftBeforeSave,
+        FailPoint::RaftAfterSave,
+        FailPoint::BeforeCommit,
+        FailPoint::AfterCommit,
+        FailPoint::RaftBeforeApplySnap,
+        FailPoint::RaftAfterApplySnap,
+        FailPoint::CompactBeforeCommit,
+        FailPoint::DefragBeforeCompact,
+        FailPoint::DefragAfterCompact,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FailPoint::RaftBeforeSave => "raftBeforeSave",
+            FailPoint::RaftAfterSave => "raftAfterSave",
+            FailPoint::BeforeCommit => "beforeCommit",
+            FailPoint::AfterCommit => "afterCommit",
+            FailPoint::RaftBeforeApplySnap => "raftBeforeApplySnap",
+            FailPoint::RaftAfterApplySnap => "raftAfterApplySnap",
+            FailPoint::CompactBeforeCommit => "compactBeforeCommit",
+            FailPoint::DefragBeforeCompact => "defragBeforeCompact",
+            FailPoint::DefragAfterCompact => "defragAfterCompact",
+        }
+    }
+
+    fn in_snapshot_install(self) -> bool {
+        matches!(
+            self,
+            FailPoint::RaftBeforeApplySnap | FailPoint::RaftAfterApplySnap
+        )
+    }
 }
 
 impl Fault {
-    pub const ALL: [Fault; 9] = [
+    /// Every fault that needs neither fail points nor a disk of its own.
+    pub const BASIC: [Fault; 9] = [
         Fault::KillLeader,
         Fault::KillFollower,
         Fault::PauseLeader,
@@ -44,12 +108,25 @@ impl Fault {
         Fault::ReplaceFollower,
     ];
 
+    /// Every fault: the basic ones, a full disk, a crash at each fail point.
+    pub fn all() -> Vec<Fault> {
+        let mut all = Fault::BASIC.to_vec();
+        all.push(Fault::DiskFull);
+        all.extend(FailPoint::ALL.map(Fault::Crash));
+        all
+    }
+
     /// Whether the fault needs other members (peer traffic, a follower).
     pub fn needs_peers(self) -> bool {
-        !matches!(
-            self,
-            Fault::KillLeader | Fault::KillFollower | Fault::PauseLeader | Fault::PauseFollower
-        )
+        match self {
+            Fault::KillLeader
+            | Fault::KillFollower
+            | Fault::PauseLeader
+            | Fault::PauseFollower
+            | Fault::DiskFull => false,
+            Fault::Crash(p) => p.in_snapshot_install(),
+            _ => true,
+        }
     }
 }
 
@@ -81,6 +158,27 @@ async fn wait_until_behind(leader: &str, behind: &str, lag: u64) {
     }
 }
 
+async fn compact(endpoint: &str, revision: i64) -> Result<(), String> {
+    let ch = ferrocd_testkit::grpc::dial(endpoint, None).await?;
+    KvClient::new(ch)
+        .compact(CompactionRequest {
+            revision,
+            physical: false,
+        })
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("compaction at {revision}: {}", e.message()))
+}
+
+async fn defragment(endpoint: &str) -> Result<(), String> {
+    let ch = ferrocd_testkit::grpc::dial(endpoint, None).await?;
+    MaintenanceClient::new(ch)
+        .defragment(DefragmentRequest {})
+        .await
+        .map(|_| ())
+        .map_err(|e| e.message().to_string())
+}
+
 async fn raft_index(endpoint: &str) -> Option<u64> {
     let ch = ferrocd_testkit::grpc::dial(endpoint, None).await.ok()?;
     let mut m = MaintenanceClient::new(ch);
@@ -88,8 +186,12 @@ async fn raft_index(endpoint: &str) -> Option<u64> {
     Some(s.await.ok()?.ok()?.into_inner().raft_index)
 }
 
-/// Injects `fault` and waits for the cluster to recover.
-pub async fn inject(cluster: &mut Cluster, fault: Fault) -> Result<(), String> {
+/// How long an armed fail point or a full disk may take to stop a member.
+const TO_STOP: Duration = Duration::from_secs(30);
+
+/// Injects `fault` and waits for the cluster to recover. Compactions go no
+/// further than `compactable` (what every watcher has delivered).
+pub async fn inject(cluster: &mut Cluster, fault: Fault, compactable: i64) -> Result<(), String> {
     let leader = cluster.wait_healthy(Duration::from_secs(30)).await?;
     let n = cluster.members.len();
     if fault.needs_peers() && n < 2 {
@@ -98,6 +200,9 @@ pub async fn inject(cluster: &mut Cluster, fault: Fault) -> Result<(), String> {
     let victim = match fault {
         Fault::KillLeader | Fault::PauseLeader | Fault::PartitionLeader => leader,
         Fault::LeaderPacketLoss => leader,
+        // Crashes at the log and the store alternate between the leader
+        // and a follower.
+        Fault::Crash(p) if !p.in_snapshot_install() && rand::random::<bool>() => leader,
         _ => (leader + 1) % n,
     };
     eprintln!("fault: {fault:?} on {}", cluster.members[victim].name);
@@ -156,6 +261,50 @@ pub async fn inject(cluster: &mut Cluster, fault: Fault) -> Result<(), String> {
             .await
             .map_err(e)?;
             m.rejoin();
+        }
+        Fault::DiskFull => {
+            let filled = m.fill_disk()?;
+            let exit = m.wait_exit(TO_STOP).await;
+            m.free_disk();
+            let Some(status) = exit else {
+                return Err(format!(
+                    "{} still running {TO_STOP:?} after its disk filled up ({filled} bytes written to fill it):\n{}",
+                    m.name,
+                    m.log_tail(10)
+                ));
+            };
+            eprintln!("fault: {} stopped on a full disk ({status})", m.name);
+            tokio::time::sleep(DOWN).await;
+            m.start();
+        }
+        Fault::Crash(point) => {
+            m.arm(point.name(), "panic").await?;
+            match point {
+                FailPoint::RaftBeforeApplySnap | FailPoint::RaftAfterApplySnap => {
+                    m.cut_off()?;
+                    let behind = m.endpoint();
+                    wait_until_behind(&leader_url, &behind, SNAPSHOT_LAG).await;
+                    m.heal()?;
+                }
+                FailPoint::CompactBeforeCommit => {
+                    // Fails when the leader is the one to crash.
+                    let _ = compact(&leader_url, compactable.max(1)).await;
+                }
+                FailPoint::DefragBeforeCompact | FailPoint::DefragAfterCompact => {
+                    // Answered or not: the member is to crash on it.
+                    let _ = defragment(&m.endpoint()).await;
+                }
+                _ => {}
+            }
+            if m.wait_exit(TO_STOP).await.is_none() {
+                return Err(format!(
+                    "{} did not reach fail point {} within {TO_STOP:?}",
+                    m.name,
+                    point.name()
+                ));
+            }
+            tokio::time::sleep(DOWN).await;
+            m.start();
         }
     }
     cluster

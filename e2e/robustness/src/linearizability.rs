@@ -4,7 +4,9 @@
 //! search as porcupine runs it: walk the calls in time order, linearize
 //! one whose answer the model explains, backtrack at a return that nothing
 //! explains, and remember (linearized set, model states) pairs already
-//! explored. Operations with an unknown outcome never return (they may
+//! explored. A set is remembered by a 128-bit Zobrist hash (the XOR of one
+//! random number per operation in it), not as a bitset: a bitset per pair
+//! grows with the history, and a 30-minute history has 10^5 operations. Operations with an unknown outcome never return (they may
 //! take effect at any later time, or never: the model keeps both states).
 
 use crate::history::Operation;
@@ -104,6 +106,19 @@ impl Events {
     }
 }
 
+/// A fixed pseudo-random number per operation (splitmix64, so a run can be
+/// repeated).
+fn zobrist(i: usize) -> u128 {
+    fn mix(mut z: u64) -> u64 {
+        z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    let i = i as u64;
+    (u128::from(mix(2 * i)) << 64) | u128::from(mix(2 * i + 1))
+}
+
 fn states_hash(states: &[Arc<State>]) -> u64 {
     let mut each: Vec<u64> = states
         .iter()
@@ -123,8 +138,8 @@ fn states_hash(states: &[Arc<State>]) -> u64 {
 pub fn check(ops: &[Operation], budget: Duration) -> Verdict {
     let started = Instant::now();
     let mut events = Events::new(ops);
-    let mut linearized = vec![0u64; ops.len().div_ceil(64)];
-    let mut explored: HashSet<(Vec<u64>, u64)> = HashSet::new();
+    let mut linearized = 0u128;
+    let mut explored: HashSet<(u128, u64)> = HashSet::new();
     let mut calls: Vec<(usize, Vec<Arc<State>>)> = Vec::new();
     let mut states = vec![Arc::new(State::initial())];
     let mut longest = 0usize;
@@ -143,8 +158,8 @@ pub fn check(ops: &[Operation], budget: Duration) -> Verdict {
             let i = events.op[at];
             let next = step(&states, &ops[i].request, &ops[i].response);
             if !next.is_empty() {
-                linearized[i / 64] |= 1 << (i % 64);
-                if explored.insert((linearized.clone(), states_hash(&next))) {
+                linearized ^= zobrist(i);
+                if explored.insert((linearized, states_hash(&next))) {
                     calls.push((at, std::mem::replace(&mut states, next)));
                     events.lift(at);
                     if calls.len() > longest {
@@ -154,7 +169,7 @@ pub fn check(ops: &[Operation], budget: Duration) -> Verdict {
                     at = events.next[0];
                     continue;
                 }
-                linearized[i / 64] &= !(1 << (i % 64));
+                linearized ^= zobrist(i);
             }
             at = events.next[at];
         } else {
@@ -164,8 +179,7 @@ pub fn check(ops: &[Operation], budget: Duration) -> Verdict {
             let Some((call, before)) = calls.pop() else {
                 return Verdict::Violation(describe(ops, longest, stuck_at));
             };
-            let i = events.op[call];
-            linearized[i / 64] &= !(1 << (i % 64));
+            linearized ^= zobrist(events.op[call]);
             states = before;
             events.unlift(call);
             at = events.next[call];

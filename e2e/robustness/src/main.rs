@@ -44,10 +44,18 @@ struct Args {
     /// which the checkers must catch).
     #[arg(long)]
     broken_local_reads: bool,
+    /// Only these faults, by name as the report prints them
+    /// (`KillLeader`, `DiskFull`, `Crash(RaftAfterSave)`); default: all.
+    #[arg(long = "fault")]
+    faults: Vec<String>,
     /// Where data dirs and logs go (default: a temporary dir, removed).
     #[arg(long)]
     dir: Option<PathBuf>,
 }
+
+/// Each member's disk when the faults fill one up: room for a long run's
+/// raft log segments and store.
+const DISK: &str = "512m";
 
 fn main() {
     let a = Args::parse();
@@ -76,10 +84,19 @@ fn main() {
     if a.broken_local_reads {
         server.env = vec![("FERROCD_TEST_UNSAFE_LOCAL_READS".into(), "1".into())];
     }
-    let faults = Fault::ALL
+    let faults: Vec<Fault> = Fault::all()
         .into_iter()
         .filter(|f| a.members > 1 || !f.needs_peers())
+        .filter(|f| server.failpoints || !matches!(f, Fault::Crash(_)))
+        .filter(|f| a.faults.is_empty() || a.faults.contains(&format!("{f:?}")))
         .collect();
+    if faults.is_empty() {
+        eprintln!("ferrocd-robustness: no fault of {:?} applies", a.faults);
+        std::process::exit(2);
+    }
+    if faults.contains(&Fault::DiskFull) {
+        server.disk = Some(DISK.into());
+    }
     let cfg = Config {
         server,
         members: a.members,

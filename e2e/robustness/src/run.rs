@@ -166,7 +166,9 @@ async fn run(cfg: &Config, dir: &Path, net: std::sync::Arc<Bridge>) -> Result<Re
     while (Instant::now() < deadline || next < cfg.faults.len()) && !cfg.faults.is_empty() {
         let fault = cfg.faults[next % cfg.faults.len()];
         next += 1;
-        if let Err(e) = inject(&mut cluster, fault).await {
+        // A compaction must not pass a watcher, or it could not resume.
+        let compactable = watchers.iter().map(|w| w.delivered()).min().unwrap_or(0);
+        if let Err(e) = inject(&mut cluster, fault, compactable).await {
             failure = Some(e);
             break;
         }

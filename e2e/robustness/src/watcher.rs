@@ -69,6 +69,23 @@ impl Watcher {
         Watcher { stream, task }
     }
 
+    /// The revision the watcher is known to have everything up to (from
+    /// its latest events or progress notification).
+    pub fn delivered(&self) -> i64 {
+        let Ok(s) = self.stream.lock() else {
+            return 0;
+        };
+        s.messages
+            .iter()
+            .rev()
+            .find_map(|m| match m {
+                WatchMessage::Events { events, .. } => events.last().map(|e| e.kv.mod_rev),
+                WatchMessage::Progress { rev } => Some(*rev),
+                WatchMessage::Resumed { .. } => None,
+            })
+            .unwrap_or(0)
+    }
+
     pub fn recorded(&self) -> WatchStream {
         self.stream
             .lock()

@@ -1,14 +1,16 @@
 //! The short profile: etcd-like and Kubernetes-like traffic on 1- and
 //! 3-member ferrocd clusters under kill -9, SIGSTOP, partitions, one-way
-//! packet loss, a snapshot install after a partition and a member
-//! replaced, checked for linearizability and watch guarantees; the same
-//! against etcd 3.5 (the control); and ferrocd's deliberately broken mode,
-//! which the checkers must catch.
+//! packet loss, a snapshot install after a partition, a member replaced, a
+//! full disk and crashes at each fail point of ferrocd's test build (the
+//! README's test command builds with `--features ferrocd/failpoints`),
+//! checked for linearizability and watch guarantees; the same against etcd
+//! 3.5 (the control); and ferrocd's deliberately broken mode, which the
+//! checkers must catch.
 // Tests fail by panicking: unwrap and expect are how they say what broke.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use ferrocd_robustness::cluster::Server;
-use ferrocd_robustness::faults::Fault;
+use ferrocd_robustness::faults::{FailPoint, Fault};
 use ferrocd_robustness::run::{run_in_network, Config, Report};
 use ferrocd_robustness::traffic::Profile;
 use std::time::Duration;
@@ -18,7 +20,10 @@ fn ferrocd() -> Server {
     Server::ferrocd(bin.unwrap_or_else(|e| panic!("{e}")))
 }
 
-fn config(server: Server, members: u8, profile: Profile, faults: &[Fault]) -> Config {
+fn config(mut server: Server, members: u8, profile: Profile, faults: &[Fault]) -> Config {
+    if faults.contains(&Fault::DiskFull) {
+        server.disk = Some("256m".into());
+    }
     Config {
         server,
         members,
@@ -77,9 +82,28 @@ fn ferrocd_3_members_kubernetes_like_traffic_under_pauses_a_partition_and_a_repl
     assert_clean(&r, faults.len());
 }
 
+/// A crash at every fail point, on the leader or a follower, and a
+/// follower's disk filled up.
 #[test]
-fn ferrocd_1_member_under_kills_and_pauses() {
-    let faults = [Fault::KillLeader, Fault::PauseLeader];
+fn ferrocd_3_members_crash_at_every_fail_point_and_on_a_full_disk() {
+    let mut faults: Vec<Fault> = FailPoint::ALL.map(Fault::Crash).to_vec();
+    faults.push(Fault::DiskFull);
+    let mut cfg = config(ferrocd(), 3, Profile::EtcdLike, &faults);
+    cfg.duration = Duration::from_secs(15);
+    let r = run_one(cfg);
+    assert_clean(&r, faults.len());
+    assert!(r.snapshots_installed >= 1, "no snapshot was installed: {r}");
+}
+
+#[test]
+fn ferrocd_1_member_under_kills_pauses_crashes_and_a_full_disk() {
+    let faults = [
+        Fault::KillLeader,
+        Fault::PauseLeader,
+        Fault::Crash(FailPoint::RaftAfterSave),
+        Fault::Crash(FailPoint::BeforeCommit),
+        Fault::DiskFull,
+    ];
     let mut cfg = config(ferrocd(), 1, Profile::EtcdLike, &faults);
     cfg.clients_per_member = 4;
     cfg.duration = Duration::from_secs(15);
