@@ -175,7 +175,8 @@ async fn run(cfg: &Config, dir: &Path, net: std::sync::Arc<Bridge>) -> Result<Re
         *injected.entry(format!("{fault:?}")).or_default() += 1;
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    while Instant::now() < deadline {
+    // A fault the cluster did not recover from ends the run now.
+    while Instant::now() < deadline && failure.is_none() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     stop.store(true, Ordering::Relaxed);

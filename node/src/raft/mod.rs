@@ -119,4 +119,39 @@ mod tests {
     fn openraft_storage_suite() -> Result<(), StorageError> {
         Suite::test_all(Builder)
     }
+
+    /// A snapshot install that fails (here: its scratch file cannot be
+    /// written, as on a full disk) stops the applied index, so a log purge
+    /// waiting for the install gives up at once. (It held the raft core for
+    /// its whole time limit, and the member stayed up without a store.)
+    #[tokio::test]
+    async fn a_failed_snapshot_install_stops_the_waits_for_it() {
+        use openraft::storage::RaftStateMachine;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let hub = WatchHub::new(store.clone(), 1, tokio::runtime::Handle::current());
+        let auth = Arc::new(crate::auth::AuthStore::new(std::time::Duration::ZERO));
+        let machine = Machine::open(store, Arc::new(Lessor::new(2)), auth, hub).unwrap();
+        let applied = Arc::new(AppliedIndex::default());
+        let mut sm = StateMachine::open(
+            machine,
+            Arc::default(),
+            applied.clone(),
+            Arc::default(),
+            dir.path().join("no such dir"),
+        )
+        .unwrap();
+        let a = applied.clone();
+        let purge =
+            tokio::spawn(async move { a.reached(10, std::time::Duration::from_secs(300)).await });
+        let meta = SnapshotMeta {
+            last_log_id: Some(LogId::new(openraft::CommittedLeaderId::new(1, 1), 10)),
+            last_membership: StoredMembership::default(),
+            snapshot_id: "1-10-1".into(),
+        };
+        let data = Box::new(std::io::Cursor::new(vec![0u8; 64]));
+        assert!(sm.install_snapshot(&meta, data).await.is_err());
+        let gave_up = tokio::time::timeout(std::time::Duration::from_secs(5), purge).await;
+        assert!(!gave_up.expect("the waiter gave up at once").unwrap());
+    }
 }

@@ -162,6 +162,37 @@ impl StateMachine {
         })
     }
 
+    /// Writes a leader's snapshot to a scratch file and has the store take
+    /// it (the file goes either way).
+    fn install_file(&mut self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), StorageError> {
+        let path = self.snapshot_path("install");
+        let snap_err = |e: &dyn std::fmt::Display| {
+            io_error(
+                ErrorSubject::Snapshot(Some(meta.signature())),
+                ErrorVerb::Write,
+                e,
+            )
+        };
+        let installed = std::fs::write(&path, data)
+            .map_err(|e| snap_err(&e))
+            .and_then(|()| {
+                // The snapshot's own record of the applied state may lag
+                // its meta; write the meta's.
+                let last = encode_state(&meta.last_log_id)?;
+                let membership = encode_state(&meta.last_membership)?;
+                let records: &[(&str, &[u8])] = &[(LAST_APPLIED, &last), (MEMBERSHIP, &membership)];
+                fail::fail_point!("raftBeforeApplySnap");
+                let installed = self
+                    .machine
+                    .install(&path, records)
+                    .map_err(|e| snap_err(&e));
+                fail::fail_point!("raftAfterApplySnap");
+                installed
+            });
+        let _ = std::fs::remove_file(&path);
+        installed
+    }
+
     fn snapshot_path(&self, what: &str) -> PathBuf {
         self.scratch
             .join(format!("{what}-{}.snap", std::process::id()))
@@ -274,31 +305,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
-        let path = self.snapshot_path("install");
-        let snap_err = |e| {
-            io_error(
-                ErrorSubject::Snapshot(Some(meta.signature())),
-                ErrorVerb::Write,
-                e,
-            )
-        };
-        std::fs::write(&path, &data).map_err(snap_err)?;
-        // The snapshot's own record of the applied state may lag its meta; write the meta's.
-        let last = encode_state(&meta.last_log_id)?;
-        let membership = encode_state(&meta.last_membership)?;
-        let records: &[(&str, &[u8])] = &[(LAST_APPLIED, &last), (MEMBERSHIP, &membership)];
-        fail::fail_point!("raftBeforeApplySnap");
-        let installed = self.machine.install(&path, records);
-        fail::fail_point!("raftAfterApplySnap");
-        let _ = std::fs::remove_file(&path);
-        installed.map_err(|e| {
+        // A failure stops the applied index: a log purge waiting for this
+        // install (log_store.rs) gives up rather than hold the raft core,
+        // which must see the failure and stop.
+        if let Err(e) = self.install_file(meta, &data) {
             self.applied_index.stop();
-            io_error(
-                ErrorSubject::Snapshot(Some(meta.signature())),
-                ErrorVerb::Write,
-                e,
-            )
-        })?;
+            return Err(e);
+        }
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
         self.applied_index.advance(self.machine.applied_index());
