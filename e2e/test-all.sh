@@ -16,6 +16,7 @@ command -v iptables >/dev/null || need_apt+=(iptables)         # the robustness 
 [ -x /usr/bin/discovery.etcd.io ] || need_apt+=(etcd-discovery) # the public discovery service
 command -v openssl >/dev/null || need_apt+=(openssl)           # certificates for the TLS tests
 command -v shellcheck >/dev/null || need_apt+=(shellcheck)     # the repository's shell scripts
+command -v c++ >/dev/null || need_apt+=(g++)                   # libFuzzer, built by cargo fuzz
 if [ ${#need_apt[@]} -gt 0 ]; then
   say "installing Debian packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -60,3 +61,5 @@ cargo clippy --workspace --all-targets --all-features -- -D warnings
 say "cargo nextest run (unit, integration, differential against etcd 3.5)"
 # The fail points of the robustness suite are compiled in (inert until armed).
 cargo nextest run --workspace --no-fail-fast --features ferrocd/failpoints
+say "fuzzing (cargo fuzz, a short run per target)"
+bash e2e/fuzz.sh

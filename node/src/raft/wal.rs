@@ -18,6 +18,9 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+#[cfg(any(test, fuzzing))]
+pub mod recovery_check;
+
 /// Preallocated size of a segment; a record that does not fit in what is
 /// left starts a new segment (a larger record grows its segment).
 pub const SEGMENT_BYTES: u64 = 4 << 20;
@@ -86,6 +89,11 @@ fn read_record(file: &File, offset: u64) -> io::Result<Option<(Entry, u32)>> {
     let len = u32::from_le_bytes(header[..4].try_into().unwrap_or_default());
     let crc = u32::from_le_bytes(header[4..].try_into().unwrap_or_default());
     if len == 0 {
+        return Ok(None);
+    }
+    // A damaged length can say up to 4 GiB: no buffer for more than the
+    // file holds (segments are this size unless one record grew its own).
+    if u64::from(len) > SEGMENT_BYTES && u64::from(len) > file.metadata()?.len() {
         return Ok(None);
     }
     let mut payload = vec![0u8; len as usize];
