@@ -279,6 +279,8 @@ pub async fn inject(cluster: &mut Cluster, fault: Fault, compactable: i64) -> Re
         }
         Fault::Crash(point) => {
             m.arm(point.name(), "panic").await?;
+            // What brought the member there, for the error if nothing did.
+            let mut how = String::from("traffic");
             match point {
                 FailPoint::RaftBeforeApplySnap | FailPoint::RaftAfterApplySnap => {
                     m.cut_off()?;
@@ -288,17 +290,24 @@ pub async fn inject(cluster: &mut Cluster, fault: Fault, compactable: i64) -> Re
                 }
                 FailPoint::CompactBeforeCommit => {
                     // Fails when the leader is the one to crash.
-                    let _ = compact(&leader_url, compactable.max(1)).await;
+                    let rev = compactable.max(1);
+                    how = match compact(&leader_url, rev).await {
+                        Ok(()) => format!("a compaction at {rev}"),
+                        Err(e) => e,
+                    };
                 }
                 FailPoint::DefragBeforeCompact | FailPoint::DefragAfterCompact => {
                     // Answered or not: the member is to crash on it.
-                    let _ = defragment(&m.endpoint()).await;
+                    how = match defragment(&m.endpoint()).await {
+                        Ok(()) => "a defragment".into(),
+                        Err(e) => format!("a defragment: {e}"),
+                    };
                 }
                 _ => {}
             }
             if m.wait_exit(TO_STOP).await.is_none() {
                 return Err(format!(
-                    "{} did not reach fail point {} within {TO_STOP:?}",
+                    "{} did not reach fail point {} within {TO_STOP:?} (after {how})",
                     m.name,
                     point.name()
                 ));

@@ -156,6 +156,11 @@ async fn run(cfg: &Config, dir: &Path, net: std::sync::Arc<Bridge>) -> Result<Re
         }
     }
 
+    // Kubernetes-like: an informer lists, then watches from the revision
+    // after its list (started after the first fault, with data to list).
+    let mut informer = (cfg.profile == Profile::KubernetesLike)
+        .then(|| TrafficClient::new(clients.len(), &endpoints[0], recorder.clone()))
+        .transpose()?;
     let mut injected: BTreeMap<String, usize> = BTreeMap::new();
     let deadline = started + cfg.duration;
     let mut next = 0usize;
@@ -169,10 +174,35 @@ async fn run(cfg: &Config, dir: &Path, net: std::sync::Arc<Bridge>) -> Result<Re
         // A compaction must not pass a watcher, or it could not resume.
         let compactable = watchers.iter().map(|w| w.delivered()).min().unwrap_or(0);
         if let Err(e) = inject(&mut cluster, fault, compactable).await {
-            failure = Some(e);
+            let delivered: Vec<(String, i64)> = watchers
+                .iter()
+                .map(|w| (w.recorded().name, w.delivered()))
+                .collect();
+            failure = Some(format!("{e}\nwatchers had delivered: {delivered:?}"));
             break;
         }
         *injected.entry(format!("{fault:?}")).or_default() += 1;
+        let listed = match informer.as_mut() {
+            Some(c) => c.paginated_list().await,
+            None => None,
+        };
+        if let Some(rev) = listed {
+            informer = None;
+            let spec = WatchSpec {
+                prefix: prefix.into(),
+                start_rev: rev + 1,
+                no_delete: false,
+            };
+            let ep = endpoints[endpoints.len() - 1].clone();
+            let informed = Watcher::start(
+                "informer".into(),
+                ep,
+                spec,
+                cfg.request_progress,
+                stop_at.clone(),
+            );
+            watchers.push(informed);
+        }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     // A fault the cluster did not recover from ends the run now.

@@ -140,7 +140,9 @@ impl TrafficClient {
         let key = format!("/registry/pods/p{:02}", rand::rng().random_range(0..PODS));
         let roll = rand::rng().random_range(0..100);
         match roll {
-            0..20 => self.paginated_list().await,
+            0..20 => {
+                self.paginated_list().await;
+            }
             20..45 => {
                 let value = self.next_value();
                 self.send(Request::PutIfModRev {
@@ -172,8 +174,9 @@ impl TrafficClient {
     }
 
     /// A list in pages: the first at the current revision, the others at
-    /// the first one's, as the Kubernetes API server lists.
-    async fn paginated_list(&mut self) {
+    /// the first one's, as the Kubernetes API server lists. The revision of
+    /// the whole list, when every page came back.
+    pub async fn paginated_list(&mut self) -> Option<i64> {
         let mut revision = 0;
         let mut from = String::new();
         loop {
@@ -186,14 +189,14 @@ impl TrafficClient {
                 })
                 .await;
             let Response::List { rev, kvs, more, .. } = r else {
-                return;
+                return None;
             };
             match (more, kvs.last()) {
                 (true, Some(last)) => {
                     revision = rev;
                     from = format!("{}\0", last.key);
                 }
-                _ => return,
+                _ => return Some(rev),
             }
         }
     }
