@@ -160,9 +160,13 @@ pub struct PeerConnection {
 /// openraft replicates to one follower one request at a time, so answers
 /// pair with requests by order. A stream saves a unary call's per-request
 /// HTTP/2 stream, headers and task hops.
-struct ReplicationStream {
+struct ReplicationStream<A = tonic::Streaming<RaftMessage>> {
     requests: tokio::sync::mpsc::Sender<RaftMessage>,
-    answers: tonic::Streaming<RaftMessage>,
+    answers: A,
+    /// A request went out and its answer was not read: the exchange was
+    /// dropped midway (openraft times its RPCs out itself), and that
+    /// answer would be read as the next request's.
+    in_flight: bool,
 }
 
 impl ReplicationStream {
@@ -172,13 +176,31 @@ impl ReplicationStream {
             .append_entries(tokio_stream::wrappers::ReceiverStream::new(rx))
             .await?
             .into_inner();
-        Ok(ReplicationStream { requests, answers })
+        Ok(ReplicationStream {
+            requests,
+            answers,
+            in_flight: false,
+        })
+    }
+}
+
+impl<A> ReplicationStream<A>
+where
+    A: futures::Stream<Item = Result<RaftMessage, tonic::Status>> + Unpin,
+{
+    async fn exchange(&mut self, msg: RaftMessage) -> Result<RaftMessage, tonic::Status> {
+        use futures::StreamExt;
+        let closed = || tonic::Status::unavailable("the replication stream closed");
+        self.in_flight = true;
+        self.requests.send(msg).await.map_err(|_| closed())?;
+        let answer = self.answers.next().await.ok_or_else(closed)??;
+        self.in_flight = false;
+        Ok(answer)
     }
 
-    async fn exchange(&mut self, msg: RaftMessage) -> Result<RaftMessage, tonic::Status> {
-        let closed = || tonic::Status::unavailable("the replication stream closed");
-        self.requests.send(msg).await.map_err(|_| closed())?;
-        self.answers.message().await?.ok_or_else(closed)
+    /// Whether the next request may go on this stream.
+    fn usable(&self) -> bool {
+        !self.in_flight
     }
 }
 
@@ -216,8 +238,8 @@ impl PeerConnection {
             match method {
                 Method::AppendEntries => {
                     let stream = match replication {
-                        Some(s) => s,
-                        None => replication.insert(ReplicationStream::open(client).await?),
+                        Some(s) if s.usable() => s,
+                        _ => replication.insert(ReplicationStream::open(client).await?),
                     };
                     stream.exchange(msg).await
                 }
@@ -228,7 +250,8 @@ impl PeerConnection {
                     .map(tonic::Response::into_inner),
             }
         };
-        let reply = tokio::time::timeout(option.hard_ttl(), call).await;
+        // Before openraft's own timeout (hard_ttl) drops this call.
+        let reply = tokio::time::timeout(option.soft_ttl(), call).await;
         if !matches!(reply, Ok(Ok(_))) {
             self.replication = None;
         }
@@ -420,5 +443,64 @@ impl Forwarder {
             revision,
         };
         Ok(c.hash_kv(req).await?.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn msg(tag: u8) -> RaftMessage {
+        RaftMessage {
+            cluster_id: 1,
+            payload: vec![tag],
+        }
+    }
+
+    /// A follower that answers each request with its payload after
+    /// `delay` (the first one) or at once (the others).
+    fn echoing_stream(
+        first_delay: Duration,
+    ) -> ReplicationStream<tokio_stream::wrappers::ReceiverStream<Result<RaftMessage, tonic::Status>>>
+    {
+        let (requests, mut rx) = tokio::sync::mpsc::channel::<RaftMessage>(1);
+        let (answer_tx, answer_rx) = tokio::sync::mpsc::channel(8);
+        tokio::spawn(async move {
+            let mut delay = first_delay;
+            while let Some(m) = rx.recv().await {
+                tokio::time::sleep(delay).await;
+                delay = Duration::ZERO;
+                if answer_tx.send(Ok(m)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        ReplicationStream {
+            requests,
+            answers: tokio_stream::wrappers::ReceiverStream::new(answer_rx),
+            in_flight: false,
+        }
+    }
+
+    /// openraft drops an AppendEntries call at its own timeout. The answer
+    /// to that request still comes on the stream: reused, the stream hands
+    /// it to the next request (a follower seemed to hold entries it did
+    /// not, and the leader's raft core panicked on "follower log reversion":
+    /// found by the long robustness run under packet loss).
+    #[tokio::test]
+    async fn a_stream_whose_exchange_was_dropped_is_not_reused() {
+        let mut stream = echoing_stream(Duration::from_millis(200));
+        let dropped =
+            tokio::time::timeout(Duration::from_millis(20), stream.exchange(msg(1))).await;
+        assert!(dropped.is_err(), "the first exchange was cut off");
+        assert!(!stream.usable(), "its answer is still to come");
+        // What reusing it would do: the second request gets the first's answer.
+        let stale = stream.exchange(msg(2)).await.unwrap();
+        assert_eq!(stale.payload, [1]);
+        // A stream whose exchanges completed stays usable.
+        let mut fresh = echoing_stream(Duration::ZERO);
+        assert_eq!(fresh.exchange(msg(3)).await.unwrap().payload, [3]);
+        assert!(fresh.usable());
     }
 }
