@@ -80,20 +80,51 @@ async fn wait_same_hash(a: &mut Client, b: &mut Client, rev: i64) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_member_far_behind_catches_up_from_a_snapshot() {
+/// A 3-member cluster whose follower `behind` was killed while the
+/// leader took `KEYS` writes, more than its log keeps after a snapshot.
+struct Behind {
+    cluster: Cluster,
+    clients: Vec<Client>,
+    leader: usize,
+    behind: usize,
+    /// The behind member's ID.
+    own_id: u64,
+    /// The revision after the writes.
+    rev: i64,
+}
+
+async fn a_follower_left_behind() -> Behind {
     let mut cluster = tokio::task::spawn_blocking(|| Cluster::start(Kind::Ferrocd, 3, &FLAGS))
         .await
         .unwrap();
     let mut clients = connect_all(&cluster).await;
     let leader = leader_index(&mut clients).await;
     let behind = (leader + 1) % 3;
-    let writer = leader;
     let own_id = member_id(&mut clients[behind]).await;
     cluster.members[behind].kill9();
-    write_keys(&mut clients[writer]).await;
-    let (count, rev) = count_s(&mut clients[writer]).await;
+    write_keys(&mut clients[leader]).await;
+    let (count, rev) = count_s(&mut clients[leader]).await;
     assert_eq!(count, KEYS);
+    Behind {
+        cluster,
+        clients,
+        leader,
+        behind,
+        own_id,
+        rev,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_member_far_behind_catches_up_from_a_snapshot() {
+    let Behind {
+        mut cluster,
+        mut clients,
+        leader: writer,
+        behind,
+        own_id,
+        rev,
+    } = a_follower_left_behind().await;
     let m = &mut cluster.members[behind];
     tokio::task::block_in_place(|| m.restart());
     let mut c = Client::connect(&cluster.members[behind].endpoint()).await;
@@ -145,15 +176,14 @@ async fn a_member_far_behind_catches_up_from_a_snapshot() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_crash_while_installing_a_snapshot_loses_nothing() {
     for point in ["raftBeforeApplySnap", "raftAfterApplySnap"] {
-        let mut cluster = tokio::task::spawn_blocking(|| Cluster::start(Kind::Ferrocd, 3, &FLAGS))
-            .await
-            .unwrap();
-        let mut clients = connect_all(&cluster).await;
-        let leader = leader_index(&mut clients).await;
-        let behind = (leader + 1) % 3;
-        cluster.members[behind].kill9();
-        write_keys(&mut clients[leader]).await;
-        let (_, rev) = count_s(&mut clients[leader]).await;
+        let Behind {
+            mut cluster,
+            mut clients,
+            leader,
+            behind,
+            rev,
+            ..
+        } = a_follower_left_behind().await;
         let m = &mut cluster.members[behind];
         m.env = vec![("FAILPOINTS".into(), format!("{point}=panic"))];
         m.respawn();
