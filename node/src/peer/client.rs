@@ -152,8 +152,7 @@ pub struct PeerConnection {
     refusals: std::sync::Arc<Refusals>,
     client: Option<PeerClient<Channel>>,
     /// The AppendEntries stream to the target, opened on first use and
-    /// dropped after any failure or timeout (a late answer must never be
-    /// taken for the next request's).
+    /// out of here while an exchange runs (`exchange_in`).
     replication: Option<ReplicationStream>,
 }
 
@@ -163,10 +162,6 @@ pub struct PeerConnection {
 struct ReplicationStream<A = tonic::Streaming<RaftMessage>> {
     requests: tokio::sync::mpsc::Sender<RaftMessage>,
     answers: A,
-    /// A request went out and its answer was not read: the exchange was
-    /// dropped midway (openraft times its RPCs out itself), and that
-    /// answer would be read as the next request's.
-    in_flight: bool,
 }
 
 impl ReplicationStream {
@@ -176,11 +171,7 @@ impl ReplicationStream {
             .append_entries(tokio_stream::wrappers::ReceiverStream::new(rx))
             .await?
             .into_inner();
-        Ok(ReplicationStream {
-            requests,
-            answers,
-            in_flight: false,
-        })
+        Ok(ReplicationStream { requests, answers })
     }
 }
 
@@ -191,17 +182,31 @@ where
     async fn exchange(&mut self, msg: RaftMessage) -> Result<RaftMessage, tonic::Status> {
         use futures::StreamExt;
         let closed = || tonic::Status::unavailable("the replication stream closed");
-        self.in_flight = true;
         self.requests.send(msg).await.map_err(|_| closed())?;
-        let answer = self.answers.next().await.ok_or_else(closed)??;
-        self.in_flight = false;
-        Ok(answer)
+        self.answers.next().await.ok_or_else(closed)?
     }
+}
 
-    /// Whether the next request may go on this stream.
-    fn usable(&self) -> bool {
-        !self.in_flight
-    }
+/// Sends `msg` on the stream in `slot` (opened by `open` when there is
+/// none) and reads its answer. The stream is out of the slot meanwhile and
+/// goes back only after a complete exchange: one dropped midway (openraft
+/// times out its RPCs itself) or failed takes its stream with it, so a
+/// late answer is never read as the next request's.
+async fn exchange_in<A>(
+    slot: &mut Option<ReplicationStream<A>>,
+    open: impl std::future::Future<Output = Result<ReplicationStream<A>, tonic::Status>>,
+    msg: RaftMessage,
+) -> Result<RaftMessage, tonic::Status>
+where
+    A: futures::Stream<Item = Result<RaftMessage, tonic::Status>> + Unpin,
+{
+    let mut stream = match slot.take() {
+        Some(s) => s,
+        None => open.await?,
+    };
+    let answer = stream.exchange(msg).await?;
+    *slot = Some(stream);
+    Ok(answer)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -237,11 +242,7 @@ impl PeerConnection {
         let call = async {
             match method {
                 Method::AppendEntries => {
-                    let stream = match replication {
-                        Some(s) if s.usable() => s,
-                        _ => replication.insert(ReplicationStream::open(client).await?),
-                    };
-                    stream.exchange(msg).await
+                    exchange_in(replication, ReplicationStream::open(client), msg).await
                 }
                 Method::Vote => client.vote(msg).await.map(tonic::Response::into_inner),
                 Method::InstallSnapshot => client
@@ -252,9 +253,6 @@ impl PeerConnection {
         };
         // Before openraft's own timeout (hard_ttl) drops this call.
         let reply = tokio::time::timeout(option.soft_ttl(), call).await;
-        if !matches!(reply, Ok(Ok(_))) {
-            self.replication = None;
-        }
         let reply = match reply {
             Ok(Ok(r)) => {
                 self.refusals.accepted(self.target);
@@ -451,6 +449,10 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    type Echo = ReplicationStream<
+        tokio_stream::wrappers::ReceiverStream<Result<RaftMessage, tonic::Status>>,
+    >;
+
     fn msg(tag: u8) -> RaftMessage {
         RaftMessage {
             cluster_id: 1,
@@ -460,10 +462,7 @@ mod tests {
 
     /// A follower that answers each request with its payload after
     /// `delay` (the first one) or at once (the others).
-    fn echoing_stream(
-        first_delay: Duration,
-    ) -> ReplicationStream<tokio_stream::wrappers::ReceiverStream<Result<RaftMessage, tonic::Status>>>
-    {
+    fn echoing_stream(first_delay: Duration) -> Echo {
         let (requests, mut rx) = tokio::sync::mpsc::channel::<RaftMessage>(1);
         let (answer_tx, answer_rx) = tokio::sync::mpsc::channel(8);
         tokio::spawn(async move {
@@ -479,8 +478,11 @@ mod tests {
         ReplicationStream {
             requests,
             answers: tokio_stream::wrappers::ReceiverStream::new(answer_rx),
-            in_flight: false,
         }
+    }
+
+    async fn open(first_delay: Duration) -> Result<Echo, tonic::Status> {
+        Ok(echoing_stream(first_delay))
     }
 
     /// openraft drops an AppendEntries call at its own timeout. The answer
@@ -490,17 +492,25 @@ mod tests {
     /// found by the long robustness run under packet loss).
     #[tokio::test]
     async fn a_stream_whose_exchange_was_dropped_is_not_reused() {
-        let mut stream = echoing_stream(Duration::from_millis(200));
-        let dropped =
-            tokio::time::timeout(Duration::from_millis(20), stream.exchange(msg(1))).await;
+        let mut slot = None;
+        let dropped = tokio::time::timeout(
+            Duration::from_millis(20),
+            exchange_in(&mut slot, open(Duration::from_millis(200)), msg(1)),
+        )
+        .await;
         assert!(dropped.is_err(), "the first exchange was cut off");
-        assert!(!stream.usable(), "its answer is still to come");
+        assert!(slot.is_none(), "its stream went with it");
         // What reusing it would do: the second request gets the first's answer.
+        let mut stream = echoing_stream(Duration::from_millis(200));
+        let cut = tokio::time::timeout(Duration::from_millis(20), stream.exchange(msg(1))).await;
+        assert!(cut.is_err());
         let stale = stream.exchange(msg(2)).await.unwrap();
         assert_eq!(stale.payload, [1]);
-        // A stream whose exchanges completed stays usable.
-        let mut fresh = echoing_stream(Duration::ZERO);
-        assert_eq!(fresh.exchange(msg(3)).await.unwrap().payload, [3]);
-        assert!(fresh.usable());
+        // The next exchange opens a new stream; one that completes is kept.
+        let answer = exchange_in(&mut slot, open(Duration::ZERO), msg(3)).await;
+        assert_eq!(answer.unwrap().payload, [3]);
+        assert!(slot.is_some(), "a stream whose exchanges completed is kept");
+        let answer = exchange_in(&mut slot, open(Duration::ZERO), msg(4)).await;
+        assert_eq!(answer.unwrap().payload, [4]);
     }
 }
