@@ -251,8 +251,9 @@ impl PeerConnection {
                     .map(tonic::Response::into_inner),
             }
         };
-        // Before openraft's own timeout (hard_ttl) drops this call.
-        let reply = tokio::time::timeout(option.soft_ttl(), call).await;
+        // openraft's own timeout is the same and may drop this call first:
+        // `exchange_in` makes that safe.
+        let reply = tokio::time::timeout(option.hard_ttl(), call).await;
         let reply = match reply {
             Ok(Ok(r)) => {
                 self.refusals.accepted(self.target);
