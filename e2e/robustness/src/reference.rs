@@ -92,6 +92,13 @@ impl Reference {
         self.puts.get(value).copied()
     }
 
+    /// Whether a revision after `rev` deleted `key`.
+    pub fn deleted_after(&self, key: &str, rev: i64) -> bool {
+        self.history
+            .get(key)
+            .is_some_and(|h| h.iter().any(|(at, kv)| *at > rev && kv.is_none()))
+    }
+
     /// Each event's prev_kv and create flag against the history before it.
     pub fn self_check(&self) -> Vec<String> {
         let mut problems = Vec::new();

@@ -424,12 +424,5 @@ pub fn kv_of(kv: &KeyValue) -> Kv {
 
 /// The end of the range of keys starting with `prefix`.
 pub fn prefix_end(prefix: &str) -> Vec<u8> {
-    let mut end = prefix.as_bytes().to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
+    ferrocd_proto::keys::prefix_end(prefix.as_bytes())
 }

@@ -147,18 +147,7 @@ fn check_event(e: &Event, reference: &Reference, say: &mut impl FnMut(String)) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::{Kv, WatchSpec};
-
-    fn kv(key: &str, value: &str, create: i64, rev: i64, version: i64) -> Kv {
-        Kv {
-            key: key.into(),
-            value: value.into(),
-            create_rev: create,
-            mod_rev: rev,
-            version,
-            lease: 0,
-        }
-    }
+    use crate::history::{kv, Kv, WatchSpec};
 
     /// Revisions 2..=5: a put, a second key, an update with a third key
     /// (one transaction), a delete.

@@ -111,11 +111,15 @@ fn ferrocd_1_member_under_kills_pauses_crashes_and_a_full_disk() {
     assert_clean(&r, faults.len());
 }
 
-/// The control: etcd 3.5 passes the same checks under the same faults (on
-/// a full disk it exits too: "failed to save snapshot ... no space left").
-/// Its watchers do not ask for progress while the traffic runs: etcd 3.5.1
-/// answers such a request ahead of queued events (etcd-io/etcd#15220,
-/// fixed in 3.5.8), which the bookmarkable check reports.
+/// The control: etcd 3.5 passes the same checks under the same faults, but
+/// a full disk. etcd 3.5.1 exits on one too ("failed to save snapshot ...
+/// no space left"), and a crash in the middle of an apply can leave it with
+/// a history that differs from its peers' (etcd-io/etcd#13766, fixed in
+/// 3.5.3): a CI run of this control caught that, watchers disagreeing from
+/// the restarted member's revision on. Its watchers do not ask for progress
+/// while the traffic runs: etcd 3.5.1 answers such a request ahead of
+/// queued events (etcd-io/etcd#15220, fixed in 3.5.8), which the
+/// bookmarkable check reports.
 #[test]
 fn etcd_35_passes_the_same_suite() {
     let faults = [
@@ -124,7 +128,6 @@ fn etcd_35_passes_the_same_suite() {
         Fault::PauseLeader,
         Fault::ReplaceFollower,
         Fault::LeaderPacketLoss,
-        Fault::DiskFull,
     ];
     let etcd = Server::etcd(ferrocd_testkit::bins::etcd());
     let mut cfg = config(etcd, 3, Profile::EtcdLike, &faults);

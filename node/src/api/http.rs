@@ -47,6 +47,11 @@ async fn health(State(s): State<Arc<Member>>, Query(q): Params) -> Response {
         .unwrap_or_default();
     let serializable = q.get("serializable").is_some_and(|v| v == "true");
     let (ok, reason) = check_health(&s, &excluded, serializable);
+    if ok {
+        s.metrics.health_success.inc();
+    } else {
+        s.metrics.health_failures.inc();
+    }
     let body = serde_json::json!({"health": ok.to_string(), "reason": reason}).to_string();
     if ok {
         json(StatusCode::OK, body)
@@ -160,20 +165,30 @@ async fn version() -> Response {
 
 async fn metrics(State(s): State<Arc<Member>>) -> Response {
     let store = s.store.clone();
-    let in_use = tokio::task::spawn_blocking(move || store.size_in_use().unwrap_or(0))
-        .await
-        .unwrap_or(0);
+    let (in_use, keys, revs) = tokio::task::spawn_blocking(move || {
+        let revs = store
+            .read()
+            .map(|v| (v.rev, v.compact_rev))
+            .unwrap_or((0, 0));
+        (store.size_in_use().unwrap_or(0), store.live_keys(), revs)
+    })
+    .await
+    .unwrap_or((0, 0, (0, 0)));
     let g = Gauges {
+        member_id: s.leadership.member_id(),
         has_leader: s.leadership.has_leader(),
         is_leader: s.leadership.is_leader(),
+        is_learner: s.membership.is_learner(),
         db_size: s.store.file_size(),
         db_size_in_use: in_use,
         quota_bytes: s.config.quota_backend_bytes.unwrap_or(0),
-        keys: None,
+        keys,
+        current_revision: revs.0,
+        compact_revision: revs.1,
     };
     (
         StatusCode::OK,
-        [("content-type", "text/plain; version=0.0.4")],
+        [("content-type", crate::metrics::CONTENT_TYPE)],
         s.metrics.render(&g),
     )
         .into_response()

@@ -14,7 +14,6 @@ use ferrocd_proto::etcdserverpb::{
 };
 use ferrocd_proto::ferrocdpb::internal_request::Request as Entry;
 use ferrocd_proto::validate;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
@@ -47,7 +46,7 @@ impl Kv for KvService {
         let who = caller(&req, &self.authn).await?;
         let r = req.into_inner();
         validate::range(&r)?;
-        self.metrics.range_total.fetch_add(1, Ordering::Relaxed);
+        self.metrics.range_total.inc();
         if !r.serializable {
             self.reader.linearizable_read().await?;
         }
@@ -71,7 +70,7 @@ impl Kv for KvService {
         let r = req.into_inner();
         validate::put(&r)?;
         self.proposer.check_quota(kv::quota_cost_put(&r)).await?;
-        self.metrics.put_total.fetch_add(1, Ordering::Relaxed);
+        self.metrics.put_total.inc();
         match self
             .proposer
             .propose(Entry::Put(r), who.as_ref())
@@ -94,7 +93,7 @@ impl Kv for KvService {
         let who = caller(&req, &self.authn).await?;
         let r = req.into_inner();
         validate::delete_range(&r)?;
-        self.metrics.delete_total.fetch_add(1, Ordering::Relaxed);
+        self.metrics.delete_total.inc();
         match self
             .proposer
             .propose(Entry::DeleteRange(r), who.as_ref())
@@ -114,7 +113,7 @@ impl Kv for KvService {
         let who = caller(&req, &self.authn).await?;
         let r = req.into_inner();
         validate::txn(&r, self.max_txn_ops)?;
-        self.metrics.txn_total.fetch_add(1, Ordering::Relaxed);
+        self.metrics.txn_total.inc();
         if kv::is_read_only(&r) {
             self.reader.linearizable_read().await?;
             caller::txn(&self.authn, who.as_ref(), &r)?;

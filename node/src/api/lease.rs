@@ -30,6 +30,7 @@ pub struct LeaseService {
     leases: Arc<Leases>,
     hub: Arc<WatchHub>,
     authn: Arc<Authenticator>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl LeaseService {
@@ -40,6 +41,7 @@ impl LeaseService {
             leases: m.leases.clone(),
             hub: m.hub.clone(),
             authn: m.authn.clone(),
+            metrics: m.metrics.clone(),
         }
     }
 }
@@ -108,6 +110,7 @@ impl Lease for LeaseService {
         let (tx, rx) = mpsc::channel(16);
         let leases = self.leases.clone();
         let authn = self.authn.clone();
+        let renewed = self.metrics.lease_renewed.clone();
         tokio::spawn(async move {
             while let Ok(Some(r)) = inbound.message().await {
                 // etcd checks every renewal: write access to the lease's keys.
@@ -130,6 +133,9 @@ impl Lease for LeaseService {
                 }
                 // Keep-alives go to the leader; an unknown lease answers TTL 0, as etcd does.
                 let resp = leases.renew(r.id).await.map_err(status);
+                if resp.as_ref().is_ok_and(|r| r.ttl > 0) {
+                    renewed.inc();
+                }
                 if tx.send(resp).await.is_err() {
                     break;
                 }

@@ -41,6 +41,7 @@ pub struct MaintenanceService {
     authn: Arc<Authenticator>,
     /// Where snapshots are staged.
     scratch: std::path::PathBuf,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl MaintenanceService {
@@ -55,6 +56,7 @@ impl MaintenanceService {
             hub: m.hub.clone(),
             authn: m.authn.clone(),
             scratch: m.config.data_dir.join("member"),
+            metrics: m.metrics.clone(),
         }
     }
 }
@@ -154,10 +156,13 @@ impl Maintenance for MaintenanceService {
         require_leader(&req, &self.leadership)?;
         caller::root_untranslated(&req, &self.authn).await?;
         let store = self.store.clone();
+        let started = std::time::Instant::now();
         blocking(move || store.defragment()).await?;
-        Ok(Response::new(DefragmentResponse {
-            header: Some(self.leadership.header(self.hub.rev())),
-        }))
+        self.metrics
+            .defrag_duration
+            .observe(started.elapsed().as_secs_f64());
+        // etcd 3.5 answers a defragment with no header.
+        Ok(Response::new(DefragmentResponse { header: None }))
     }
 
     async fn hash(&self, req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
@@ -220,6 +225,7 @@ impl Maintenance for MaintenanceService {
         // The file is written from one read view (writers go on meanwhile),
         // then streamed from disk; it is unlinked at once, so it goes away
         // with the stream however that ends.
+        let started = std::time::Instant::now();
         let (rev, mut sealed) = tokio::task::spawn_blocking(move || {
             static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
             let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -234,6 +240,9 @@ impl Maintenance for MaintenanceService {
         .await
         .map_err(|e| Status::internal(e.to_string()))?
         .map_err(|e| Status::internal(format!("snapshot: {e}")))?;
+        self.metrics
+            .snapshot_duration
+            .observe(started.elapsed().as_secs_f64());
         let (tx, rx) = mpsc::channel(4);
         let leadership = self.leadership.clone();
         tokio::task::spawn_blocking(move || {

@@ -4,13 +4,18 @@
 pub mod auth;
 pub mod caller;
 pub mod cluster;
+mod concurrency;
+pub mod election;
 pub mod error;
 #[cfg(feature = "failpoints")]
 pub mod failpoints;
 pub mod http;
+pub mod json;
 pub mod kv;
 pub mod lease;
+pub mod lock;
 pub mod maintenance;
+pub mod upstream;
 pub mod v2keys;
 pub mod watch;
 
@@ -22,10 +27,13 @@ use ferrocd_proto::etcdserverpb::{
     auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer,
     lease_server::LeaseServer, maintenance_server::MaintenanceServer, watch_server::WatchServer,
 };
+use ferrocd_proto::v3electionpb::election_server::ElectionServer;
+use ferrocd_proto::v3lockpb::lock_server::LockServer;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 use tonic::Status;
+use upstream::Upstream;
 
 /// How long stopping listeners wait for the requests they serve.
 const LISTENER_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
@@ -50,10 +58,37 @@ pub(crate) fn unexpected(r: EntryResponse) -> Status {
     errors::internal(format_args!("unexpected apply result {r:?}"))
 }
 
-/// The gRPC services and HTTP endpoints as one router.
+/// The gRPC services, the JSON gateway and the HTTP endpoints as one
+/// router. The lock and election services call the core services and the
+/// gateway calls them all, in-process (as etcd's own do); gRPC metrics count
+/// what reaches the services from clients and the gateway.
 pub fn routes(m: &Arc<Member>) -> Routes {
     let limit = m.config.max_request_bytes + GRPC_OVERHEAD_BYTES;
-    let grpc = Routes::new(
+    let core = core_services(m);
+    let inner = Upstream::new(core.clone().into_axum_router());
+    let grpc = core
+        .add_service(
+            LockServer::new(lock::LockService::new(inner.clone())).max_decoding_message_size(limit),
+        )
+        .add_service(
+            ElectionServer::new(election::ElectionService::new(inner))
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(usize::MAX),
+        )
+        .into_axum_router()
+        .layer(axum::middleware::from_fn_with_state(
+            m.metrics.grpc.clone(),
+            crate::metrics::grpc::record,
+        ));
+    let gateway = json::router(Upstream::new(grpc.clone()), limit);
+    let http = http::router(m.clone()).layer(axum::middleware::map_response(json::add_cors));
+    Routes::from(grpc.merge(gateway).merge(http))
+}
+
+/// etcd's own services: KV, Watch, Lease, Cluster, Maintenance, Auth.
+fn core_services(m: &Arc<Member>) -> Routes {
+    let limit = m.config.max_request_bytes + GRPC_OVERHEAD_BYTES;
+    Routes::new(
         KvServer::new(kv::KvService::new(m))
             .max_decoding_message_size(limit)
             .max_encoding_message_size(usize::MAX),
@@ -76,8 +111,7 @@ pub fn routes(m: &Arc<Member>) -> Routes {
             .max_decoding_message_size(limit)
             .max_encoding_message_size(usize::MAX),
     )
-    .add_service(AuthServer::new(auth::AuthService::new(m)).max_decoding_message_size(limit));
-    Routes::from(grpc.into_axum_router().merge(http::router(m.clone())))
+    .add_service(AuthServer::new(auth::AuthService::new(m)).max_decoding_message_size(limit))
 }
 
 /// A bound client URL, with its TLS when the URL is https.

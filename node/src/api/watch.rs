@@ -18,7 +18,6 @@ use ferrocd_proto::mvccpb::{event::EventType, Event};
 use prost::Message;
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -130,6 +129,7 @@ impl WatchStream {
     }
 
     async fn run(mut self, mut inbound: Streaming<WatchRequest>) {
+        self.ctx.metrics.watch_streams.inc();
         let interval = self.ctx.progress_interval;
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         let mut retry = tokio::time::interval(Duration::from_millis(10));
@@ -149,8 +149,9 @@ impl WatchStream {
         }
         for (_, w) in self.watchers.drain() {
             self.ctx.hub.cancel(&w.handle);
-            self.ctx.metrics.watchers.fetch_sub(1, Ordering::Relaxed);
+            self.ctx.metrics.watchers.dec();
         }
+        self.ctx.metrics.watch_streams.dec();
     }
 
     async fn send(&self, r: WatchResponse) -> bool {
@@ -165,7 +166,7 @@ impl WatchStream {
                     return true;
                 };
                 self.ctx.hub.cancel(&w.handle);
-                self.ctx.metrics.watchers.fetch_sub(1, Ordering::Relaxed);
+                self.ctx.metrics.watchers.dec();
                 let header = Some(self.ctx.leadership.header(self.ctx.hub.rev()));
                 self.send(WatchResponse {
                     header,
@@ -239,7 +240,7 @@ impl WatchStream {
             no_delete: c.filters.contains(&(FilterType::Nodelete as i32)),
         };
         let handle = self.ctx.hub.watch(spec, start, self.hub_tx.clone());
-        self.ctx.metrics.watchers.fetch_add(1, Ordering::Relaxed);
+        self.ctx.metrics.watchers.inc();
         self.watchers.insert(
             id,
             Watcher {
@@ -306,7 +307,7 @@ impl WatchStream {
                 if self.watchers.remove(&watch_id).is_none() {
                     return true;
                 }
-                self.ctx.metrics.watchers.fetch_sub(1, Ordering::Relaxed);
+                self.ctx.metrics.watchers.dec();
                 self.send(WatchResponse {
                     header: Some(self.ctx.leadership.header(0)),
                     watch_id,

@@ -59,6 +59,7 @@ pub const FLAGS: &[FlagSpec] = &[
     f("cipher-suites", Kind::Str, "", "Comma-separated list of supported TLS cipher suites between client/server and peers (empty will be auto-populated by rustls)."),
     f("tls-min-version", Kind::Str, "TLS1.2", "Minimum TLS version supported by etcd. Possible values: TLS1.2, TLS1.3."),
     f("tls-max-version", Kind::Str, "", "Maximum TLS version supported by etcd. Possible values: TLS1.2, TLS1.3 (empty: TLS1.3)."),
+    f("metrics", Kind::Str, "basic", "Set level of detail for exported metrics, specify 'extensive' to include server side grpc histogram metrics."),
     f("log-level", Kind::Str, "info", "Configures log level. Only supports debug, info, warn, error, panic, or fatal."),
     f("logger", Kind::Str, "zap", "Currently only supports 'zap' for structured logging."),
     f("log-outputs", Kind::Str, "default", "Specify 'stdout' or 'stderr' to skip journald logging, or 'default'."),

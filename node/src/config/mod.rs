@@ -103,6 +103,9 @@ pub struct Config {
     pub discovery_fallback: Fallback,
     /// Bytes; `None` means no quota (a negative flag value).
     pub quota_backend_bytes: Option<u64>,
+    /// `--metrics extensive`: gRPC handling-time histograms too (etcd
+    /// takes any other value as `basic`).
+    pub extensive_metrics: bool,
     /// `--auth-token`: simple tokens or JWT.
     pub auth_token: AuthToken,
     /// `--auth-token-ttl`: how long an unused simple token lives.
@@ -518,6 +521,7 @@ impl Config {
             discovery_v3,
             discovery_fallback,
             quota_backend_bytes,
+            extensive_metrics: get("metrics") == "extensive",
             auth_token,
             auth_token_ttl,
             bcrypt_cost,

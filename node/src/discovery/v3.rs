@@ -10,6 +10,7 @@ use ferrocd_proto::etcdserverpb::{
     kv_client::KvClient, watch_client::WatchClient, watch_request::RequestUnion, PutRequest,
     RangeRequest, WatchCreateRequest, WatchRequest,
 };
+use ferrocd_proto::keys::prefix_end;
 use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
 
@@ -318,18 +319,6 @@ fn init_cluster_string(regs: &[Registration], size: usize) -> Result<String, Dis
         url::Url::parse(url).map_err(|_| DiscoveryError::InvalidUrl)?;
     }
     Ok(joined)
-}
-
-/// The end of the key range holding every key with this prefix.
-fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use super::{Fatal, Identity, RequestError};
 use crate::apply::ApplyError;
 use crate::config::{AutoCompaction, Config};
 use crate::lease::Lessor;
+use crate::metrics::Metrics;
 use crate::mvcc::{MvccError, Store};
 use crate::peer::Refusals;
 use crate::raft::TypeConfig;
@@ -35,11 +36,13 @@ pub(super) struct Duties {
     pub refusals: Arc<Refusals>,
     pub fatal: Arc<Fatal>,
     pub raft: Raft<TypeConfig>,
+    pub metrics: Arc<Metrics>,
 }
 
 pub(super) fn spawn(duties: Duties, tasks: &Tasks) {
     let d = Arc::new(duties);
     tasks.spawn(stop_when_raft_stops(d.clone()));
+    tasks.spawn(count_leader_changes(d.clone()));
     tasks.spawn(publish_attributes(d.clone()));
     tasks.spawn(check_quorum(d.clone()));
     tasks.spawn(flush_store(d.clone()));
@@ -75,6 +78,23 @@ async fn detect_foreign_cluster(s: Arc<Duties>) {
                 s.identity.cluster_id,
                 message.unwrap_or_default()
             ));
+            return;
+        }
+    }
+}
+
+/// etcd_server_leader_changes_seen_total: each time raft names a leader
+/// other than the one seen just before (the first leader counts, as in etcd).
+async fn count_leader_changes(s: Arc<Duties>) {
+    let mut metrics = s.raft.metrics();
+    let mut last = None;
+    loop {
+        let leader = metrics.borrow_and_update().current_leader;
+        if leader.is_some() && leader != last {
+            s.metrics.leader_changes.inc();
+        }
+        last = leader;
+        if metrics.changed().await.is_err() {
             return;
         }
     }

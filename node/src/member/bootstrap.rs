@@ -275,10 +275,21 @@ async fn discover_through_srv(
                 None => members.push((name, vec![url])),
             }
         }
-        if let Some(running) = running_cluster_listing_us(cfg, &members, dns, dialer).await? {
+        // A member no target names is refused as etcd refuses it (below),
+        // also when a cluster already runs: joining one is for listed members.
+        let listed = members.iter().any(|(name, _)| *name == cfg.name);
+        if listed {
+            if let Some(running) = running_cluster_listing_us(cfg, &members, dns, dialer).await? {
+                return Ok(Initial {
+                    members,
+                    running: Some(running),
+                    token: cfg.initial_cluster_token.clone(),
+                });
+            }
+        } else if srv.wait_for_size == 0 {
             return Ok(Initial {
                 members,
-                running: Some(running),
+                running: None,
                 token: cfg.initial_cluster_token.clone(),
             });
         }

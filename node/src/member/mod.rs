@@ -87,7 +87,11 @@ impl Member {
         let (client_tls, peer_tls) = tls_for(&config)?;
         let dialer = peer_dialer(&config, peer_tls.as_deref())?;
         let store = Store::open(&config.data_dir)?;
-        let metrics = Arc::new(Metrics::default());
+        let metrics = Arc::new(Metrics::new(if config.extensive_metrics {
+            crate::metrics::Level::Extensive
+        } else {
+            crate::metrics::Level::Basic
+        }));
         let applied_index: Arc<AppliedIndex> = Arc::default();
         let mut log = LogStore::open(&config.data_dir, metrics.clone(), applied_index.clone())
             .map_err(|e| StartError::Config(e.to_string()))?;
@@ -156,6 +160,7 @@ impl Member {
             cluster_id: identity.cluster_id,
             dialer: dialer.clone(),
             refusals: refusals.clone(),
+            metrics: metrics.clone(),
         };
         let raft = Raft::new(
             identity.member_id,
@@ -293,6 +298,7 @@ impl Member {
                 refusals,
                 fatal: member.fatal.clone(),
                 raft: member.raft.clone(),
+                metrics: member.metrics.clone(),
             },
             &member.tasks,
         );
@@ -339,6 +345,7 @@ impl Member {
                 cluster_id: self.identity.cluster_id,
                 raft: self.raft.clone(),
                 member: side.clone(),
+                metrics: self.metrics.clone(),
             })
             .max_decoding_message_size(usize::MAX)
             .max_encoding_message_size(usize::MAX);

@@ -108,6 +108,11 @@ fn live_at(versions: &[Version], rev: u64) -> Option<Version> {
 }
 
 impl KeyIndex {
+    /// How many keys are live now (etcd_debugging_mvcc_keys_total).
+    pub fn live_keys(&self) -> u64 {
+        self.keys.values().filter(|h| h.live().is_some()).count() as u64
+    }
+
     pub fn compact_rev(&self) -> i64 {
         self.compact_rev
     }

@@ -113,10 +113,24 @@ impl Store {
         &self.path
     }
 
+    /// How many keys are live now.
+    pub fn live_keys(&self) -> u64 {
+        self.index.read().live_keys()
+    }
+
     fn db(&self) -> std::sync::RwLockReadGuard<'_, Database> {
         // A poisoned lock only means a defragmentation panicked; the database
         // itself stays consistent (redb is transactional).
-        self.db.read().unwrap_or_else(|e| e.into_inner())
+        match self.db.try_read() {
+            Ok(db) => db,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            // A defragmentation holds the database: wait for it without
+            // holding a runtime worker, on which raft (heartbeats included)
+            // and every other request run.
+            Err(std::sync::TryLockError::WouldBlock) => {
+                off_the_runtime(|| self.db.read().unwrap_or_else(|e| e.into_inner()))
+            }
+        }
     }
 
     /// A consistent read-only snapshot of the store.
@@ -536,8 +550,9 @@ impl ReadView {
         if rev > self.rev {
             return Err(MvccError::FutureRev);
         }
-        // Unlike Range, etcd refuses a hash at the compacted revision itself.
-        if rev <= self.compact_rev {
+        // Unlike Range, etcd refuses a hash at the compacted revision itself
+        // when asked for it, not when 0 asks for the current one.
+        if want > 0 && rev <= self.compact_rev {
             return Err(MvccError::Compacted);
         }
         Ok(HashAt {
@@ -557,6 +572,16 @@ impl ReadView {
             h = crc32c_append(h, v.value());
         }
         Ok(h)
+    }
+}
+
+/// Runs `f`, which may block for long, so that a multi-threaded runtime's
+/// worker hands its other tasks to another thread first.
+fn off_the_runtime<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 

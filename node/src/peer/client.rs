@@ -1,6 +1,7 @@
 //! The sending side: openraft's network (one lazily connected gRPC channel
 //! per target) and the forwarding client followers use to reach the leader.
 
+use crate::metrics::{Metrics, PeerMetrics};
 use crate::raft::{MemberInfo, TypeConfig};
 use crate::tls::{ClientTls, TlsConnector};
 use ferrocd_proto::etcdserverpb::{
@@ -92,6 +93,7 @@ pub struct PeerNetwork {
     pub dialer: PeerDialer,
     /// Peers that refused us as a member of another cluster.
     pub refusals: std::sync::Arc<Refusals>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Which peers currently refuse this member's cluster ID, and theirs.
@@ -132,6 +134,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
             target,
             cluster_id: self.cluster_id,
             refusals: self.refusals.clone(),
+            metrics: self.metrics.peer(target),
             client: node
                 .peer_urls
                 .first()
@@ -150,6 +153,8 @@ pub struct PeerConnection {
     target: u64,
     cluster_id: u64,
     refusals: std::sync::Arc<Refusals>,
+    /// etcd's `To` series of this peer.
+    metrics: PeerMetrics,
     client: Option<PeerClient<Channel>>,
     /// The AppendEntries stream to the target, opened on first use and
     /// out of here while an exchange runs (`exchange_in`).
@@ -238,6 +243,8 @@ impl PeerConnection {
             cluster_id: self.cluster_id,
             payload,
         };
+        self.metrics.sent_bytes.inc_by(msg.payload.len() as u64);
+        let started = std::time::Instant::now();
         let replication = &mut self.replication;
         let call = async {
             match method {
@@ -257,18 +264,23 @@ impl PeerConnection {
         let reply = match reply {
             Ok(Ok(r)) => {
                 self.refusals.accepted(self.target);
+                self.metrics
+                    .round_trip
+                    .observe(started.elapsed().as_secs_f64());
                 r
             }
             Ok(Err(status)) => {
+                self.metrics.sent_failures.inc();
                 self.refusals.record(self.target, &status);
                 return Err(RPCError::Unreachable(Unreachable::new(&TransportError(
                     format!("{}: {}", status.code(), status.message()),
                 ))));
             }
             Err(_) => {
+                self.metrics.sent_failures.inc();
                 return Err(RPCError::Unreachable(Unreachable::new(&TransportError(
                     "timed out".into(),
-                ))))
+                ))));
             }
         };
         let result: Result<Resp, RaftError<u64, E>> = bincode::deserialize(&reply.payload)
@@ -290,7 +302,12 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<u64>, openraft::error::Infallible> {
-        self.call(Method::AppendEntries, &rpc, &option).await
+        let heartbeat = rpc.entries.is_empty();
+        let result = self.call(Method::AppendEntries, &rpc, &option).await;
+        if heartbeat && result.is_err() {
+            self.metrics.heartbeat_send_failures.inc();
+        }
+        result
     }
 
     async fn install_snapshot(

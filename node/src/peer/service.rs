@@ -44,6 +44,24 @@ pub struct PeerService<M> {
     pub cluster_id: u64,
     pub raft: Raft<TypeConfig>,
     pub member: Arc<M>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+}
+
+/// etcd's `From` series of the peer that sent the last message, kept for
+/// the next one (a replication stream has one sender).
+#[derive(Default)]
+struct ReceivedFrom(Option<(u64, crate::metrics::Counter)>);
+
+impl ReceivedFrom {
+    fn count(&mut self, metrics: &crate::metrics::Metrics, from: Option<u64>, bytes: usize) {
+        let Some(from) = from else { return };
+        if self.0.as_ref().is_none_or(|(id, _)| *id != from) {
+            self.0 = Some((from, metrics.peer_received(from).0));
+        }
+        if let Some((_, c)) = &self.0 {
+            c.inc_by(bytes as u64);
+        }
+    }
 }
 
 /// A message from a member of `local`'s cluster, or its refusal (logged).
@@ -85,11 +103,6 @@ impl<M: LocalMember> PeerService<M> {
         Ok(msg)
     }
 
-    /// A raft message from this cluster, decoded.
-    fn open<T: serde::de::DeserializeOwned>(&self, req: Request<RaftMessage>) -> Result<T, Status> {
-        Self::decode(&self.accept(req)?)
-    }
-
     /// The member, if it leads (lease requests are answered by the leader only).
     fn leader(&self) -> Result<&M, Status> {
         if !self.member.is_leader() {
@@ -121,21 +134,38 @@ impl<M: LocalMember> Peer for PeerService<M> {
     ) -> Result<Response<AnswerStream>, Status> {
         use futures::StreamExt;
         let remote = crate::tls::remote_addr(&req);
-        let (raft, local) = (self.raft.clone(), self.cluster_id);
-        let answers = req.into_inner().then(move |msg| {
-            let raft = raft.clone();
+        let (raft, local, metrics) = (self.raft.clone(), self.cluster_id, self.metrics.clone());
+        let state = (req.into_inner(), ReceivedFrom::default());
+        let answers = futures::stream::unfold(state, move |(mut inbound, mut from)| {
+            let (raft, metrics) = (raft.clone(), metrics.clone());
             async move {
-                let msg = msg?;
-                check_cluster(local, msg.cluster_id, remote)?;
-                let rpc = Self::decode(&msg)?;
-                raft_message(local, &raft.append_entries(rpc).await)
+                let msg = inbound.next().await?;
+                let answer = async {
+                    let msg = msg?;
+                    check_cluster(local, msg.cluster_id, remote)?;
+                    let rpc: openraft::raft::AppendEntriesRequest<TypeConfig> = Self::decode(&msg)?;
+                    from.count(
+                        &metrics,
+                        rpc.vote.leader_id().voted_for(),
+                        msg.payload.len(),
+                    );
+                    raft_message(local, &raft.append_entries(rpc).await)
+                }
+                .await;
+                Some((answer, (inbound, from)))
             }
         });
         Ok(Response::new(Box::pin(answers)))
     }
 
     async fn vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        let rpc = self.open(req)?;
+        let msg = self.accept(req)?;
+        let rpc: openraft::raft::VoteRequest<u64> = Self::decode(&msg)?;
+        ReceivedFrom::default().count(
+            &self.metrics,
+            rpc.vote.leader_id().voted_for(),
+            msg.payload.len(),
+        );
         self.encode(&self.raft.vote(rpc).await)
     }
 
@@ -143,7 +173,13 @@ impl<M: LocalMember> Peer for PeerService<M> {
         &self,
         req: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
-        let rpc = self.open(req)?;
+        let msg = self.accept(req)?;
+        let rpc: openraft::raft::InstallSnapshotRequest<TypeConfig> = Self::decode(&msg)?;
+        ReceivedFrom::default().count(
+            &self.metrics,
+            rpc.vote.leader_id().voted_for(),
+            msg.payload.len(),
+        );
         self.encode(&self.raft.install_snapshot(rpc).await)
     }
 

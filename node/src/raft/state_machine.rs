@@ -17,7 +17,6 @@ use prost::Message;
 use std::collections::HashMap;
 use std::io::Cursor;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 
@@ -266,17 +265,25 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             self.applied_index.stop();
             sm_err(ErrorVerb::Write)(e)
         })?;
-        self.metrics
-            .backend_commit
-            .observe(started.elapsed().as_secs_f64());
-        let requests = log.iter().filter(|e| e.request.is_some()).count() as u64;
-        self.metrics
-            .proposals_committed
-            .fetch_add(requests, Ordering::Relaxed);
-        self.metrics
-            .proposals_applied
-            .fetch_add(requests, Ordering::Relaxed);
+        let took = started.elapsed();
+        self.metrics.backend_commit.observe(took.as_secs_f64());
+        // etcd's "slow apply" threshold.
+        if took > std::time::Duration::from_millis(100) {
+            self.metrics.slow_apply.inc();
+        }
+        // etcd's gauges of these names hold the raft indexes.
+        let index = self.last_applied.map_or(0, |l| l.index) as i64;
+        self.metrics.proposals_committed.set(index);
+        self.metrics.proposals_applied.set(index);
         self.applied_index.advance(self.machine.applied_index());
+        // etcd counts leases granted and revoked (expiry too) where applied.
+        for result in results.iter().flatten() {
+            match result {
+                Ok(crate::apply::EntryResponse::LeaseGrant(_)) => self.metrics.lease_granted.inc(),
+                Ok(crate::apply::EntryResponse::LeaseRevoke(_)) => self.metrics.lease_revoked.inc(),
+                _ => continue,
+            };
+        }
         for (id, result) in ids.into_iter().zip(results) {
             if let (Some(id), Some(result)) = (id, result) {
                 if let Some(w) = self.waiters.take(id) {

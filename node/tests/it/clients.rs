@@ -127,7 +127,7 @@ fn python_script(m: &Member, name: &str) -> String {
         .expect("python3");
     assert!(
         out.status.success(),
-        "aetcd client failed against {}:\n{}",
+        "{name} failed against {}:\n{}",
         m.kind.name(),
         String::from_utf8_lossy(&out.stderr)
     );
@@ -141,6 +141,19 @@ fn python_aetcd_client_sees_what_it_sees_on_etcd() {
     let want = python_client(&etcd);
     let got = python_client(&ferro);
     assert!(want.contains("\"txn\": true"), "{want}");
+    assert_eq!(got, want);
+}
+
+/// etcd3gw speaks only the JSON gateway: KV, prefixes, create/replace
+/// txns, leases, watches and its txn-built locks.
+#[test]
+fn python_etcd3gw_gateway_client_sees_what_it_sees_on_etcd() {
+    let etcd = Member::start(Kind::Etcd, &[]);
+    let ferro = Member::start(Kind::Ferrocd, &[]);
+    let want = python_script(&etcd, "etcd3gw_client.py");
+    let got = python_script(&ferro, "etcd3gw_client.py");
+    assert!(want.contains("\"lock_second_acquire\": false"), "{want}");
+    assert!(want.contains("\"DELETE\""), "{want}");
     assert_eq!(got, want);
 }
 

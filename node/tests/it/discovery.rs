@@ -245,6 +245,36 @@ fn srv_errors_match_etcd() {
     }
 }
 
+/// A fourth member whose address no SRV target names, started beside a
+/// running 3-member cluster: refused with etcd's error (the join of a
+/// running cluster applies only to a member the records list).
+#[test]
+fn a_member_missing_from_the_records_of_a_running_cluster_is_refused_as_etcd_refuses_it() {
+    let mut ns = network(4);
+    ns.set_records(&records(0..3));
+    for kind in [Kind::Etcd, Kind::Ferrocd] {
+        let mut procs: Vec<Process> = (0..3)
+            .map(|i| start(&ns, kind, i, seed_args(&ns, i, Form::Ip, &[])))
+            .collect();
+        wait_healthy(&ns, 3, &mut procs);
+        let mut p = start(&ns, kind, 3, seed_args(&ns, 3, Form::Ip, &[]));
+        let status = p
+            .wait_exit(Duration::from_secs(20))
+            .unwrap_or_else(|| panic!("{} kept running:\n{}", kind.name(), p.log_text()));
+        assert!(!status.success(), "{}", p.log_text());
+        let log = p.log_text().replace("\\\"", "\"");
+        assert!(
+            log.contains("cannot find local etcd member \"infra3\" in SRV records"),
+            "{}: {log}",
+            kind.name()
+        );
+        drop(procs);
+        for i in 0..4 {
+            let _ = std::fs::remove_dir_all(ns.dir().join(format!("infra{i}.etcd")));
+        }
+    }
+}
+
 /// One cluster ID and `n` started members, as every member reports them.
 fn one_cluster(ns: &NetNs, n: usize) -> String {
     let (code, out, err) = ctl_srv(ns, &["endpoint", "status", "--cluster", "-w", "json"]);

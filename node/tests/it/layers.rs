@@ -41,7 +41,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     // Replication: peer reaches the member only through its LocalMember
     // trait; raft reaches the store only through apply's state machine.
-    ("peer", &["raft", "tls"]),
+    ("peer", &["raft", "tls", "metrics"]),
     ("raft", &["apply", "metrics"]),
     ("discovery", &["config", "tls", "ids"]),
     // The deterministic store.

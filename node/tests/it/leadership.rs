@@ -221,3 +221,98 @@ async fn move_leader_and_sigterm_hand_leadership_over_as_etcd_does() {
         ferrocd.log_of_terminated
     );
 }
+
+/// Defragmenting the leader holds its store for seconds (a debug build,
+/// ~40 MB): reads and writes wait, but raft must go on, so the leader
+/// keeps its leadership and no member calls an election. (Reads waiting on
+/// the store used to occupy every runtime worker, heartbeats stopped and
+/// the followers elected a new leader.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn defragmenting_the_leader_under_reads_keeps_its_leadership() {
+    use ferrocd_proto::etcdserverpb::{CompactionRequest, DefragmentRequest, RangeRequest};
+    let cluster = Cluster::start(Kind::Ferrocd, 3, &[]);
+    let mut clients = connect_all(&cluster).await;
+    let (leader, term) = agreed_leader(&mut clients).await;
+    let li = leader_index(&mut clients).await;
+    let value = vec![b'v'; 4096];
+    let mut rev = 0;
+    for batch in 0..100 {
+        let mut writes = Vec::new();
+        for i in 0..100 {
+            let mut kv = clients[li].kv.clone();
+            let key = format!("defrag/{batch:03}/{i:03}").into_bytes();
+            let value = value.clone();
+            writes.push(tokio::spawn(async move {
+                kv.put(PutRequest {
+                    key,
+                    value,
+                    ..Default::default()
+                })
+                .await
+            }));
+        }
+        for w in writes {
+            let r = w.await.expect("writer").expect("put");
+            rev = rev.max(r.into_inner().header.map_or(0, |h| h.revision));
+        }
+    }
+    // Overwrite half of it, then compact, so there is space to reclaim.
+    for i in 0..50 {
+        let key = format!("defrag/{i:03}/000").into_bytes();
+        clients[li]
+            .kv
+            .put(PutRequest {
+                key,
+                value: b"x".to_vec(),
+                ..Default::default()
+            })
+            .await
+            .expect("put");
+    }
+    clients[li]
+        .kv
+        .compact(CompactionRequest {
+            revision: rev,
+            physical: true,
+        })
+        .await
+        .expect("compact");
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut readers = Vec::new();
+    for _ in 0..8 {
+        let mut kv = clients[li].kv.clone();
+        let stop = stop.clone();
+        readers.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let _ = kv
+                    .range(RangeRequest {
+                        key: b"defrag/000/001".to_vec(),
+                        serializable: true,
+                        ..Default::default()
+                    })
+                    .await;
+            }
+        }));
+    }
+    let started = Instant::now();
+    clients[li]
+        .maintenance
+        .defragment(DefragmentRequest {})
+        .await
+        .expect("defragment the leader");
+    let took = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        let _ = r.await;
+    }
+    let after = agreed_leader(&mut clients).await;
+    eprintln!(
+        "defragmenting the leader took {took:?}; leader and term before {:?}, after {after:?}",
+        (leader, term)
+    );
+    assert_eq!(
+        after,
+        (leader, term),
+        "the leader changed while it defragmented ({took:?})"
+    );
+}

@@ -120,6 +120,22 @@ fn client_cert_auth_outcomes(kind: Kind) -> Vec<String> {
         "client with another CA's certificate: {}",
         ctl_ok(&ep0, &other_ca, &["get", "k"])
     ));
+    // The JSON gateway on the same https URL, with and without a certificate.
+    let range = r#"{"key":"aw=="}"#;
+    seen.push(format!(
+        "gateway range with the CA's certificate: {}",
+        gateway_post(
+            &ep0,
+            &ca,
+            Some((&client_cert, &client_key)),
+            "/v3/kv/range",
+            range
+        )
+    ));
+    seen.push(format!(
+        "gateway range without a certificate: {}",
+        gateway_post(&ep0, &ca, None, "/v3/kv/range", range)
+    ));
     // A peer whose certificate another CA signed cannot join.
     let peer = format!("--peer-urls=https://{}:2380", ips[3]);
     let mut add = good.clone();
@@ -181,6 +197,8 @@ fn client_cert_auth_on_clients_and_peers_refuses_what_etcd_refuses() {
             "client with the CA's certificate: true",
             "client without a certificate: false",
             "client with another CA's certificate: false",
+            r#"gateway range with the CA's certificate: 200 [{"create_revision":"2","key":"aw==","mod_revision":"2","value":"dg==","version":"1"}]"#,
+            "gateway range without a certificate: refused",
             "peer with another CA's certificate joined: false",
             "a member logged the rejected connection: true",
         ]
@@ -233,6 +251,47 @@ fn auto_tls_cluster_serves_etcdctl_with_insecure_skip_tls_verify() {
 }
 
 /// The serial number of the certificate `endpoint` shows a new connection.
+/// A gateway POST over TLS: the answer's `kvs` values, or why it failed.
+fn gateway_post(
+    endpoint: &str,
+    ca: &Path,
+    identity: Option<(&Path, &Path)>,
+    path: &str,
+    body: &str,
+) -> String {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let ca = reqwest::Certificate::from_pem(&std::fs::read(ca).expect("ca")).expect("ca pem");
+        let mut b = reqwest::Client::builder()
+            .use_rustls_tls()
+            .add_root_certificate(ca)
+            .timeout(Duration::from_secs(5));
+        if let Some((cert, key)) = identity {
+            let mut pem = std::fs::read(cert).expect("cert");
+            pem.extend(std::fs::read(key).expect("key"));
+            b = b.identity(reqwest::Identity::from_pem(&pem).expect("identity"));
+        }
+        let client = b.build().expect("client");
+        match client
+            .post(format!("https://{endpoint}{path}"))
+            .body(body.to_string())
+            .send()
+            .await
+        {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                let text = r.text().await.unwrap_or_default();
+                let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+                format!("{status} {}", v["kvs"])
+            }
+            Err(_) => "refused".to_string(),
+        }
+    })
+}
+
 fn served_serial(endpoint: &str, ca: &Path, cert: &Path, key: &Path) -> String {
     let out = Command::new("sh")
         .arg("-c")

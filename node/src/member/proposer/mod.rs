@@ -108,17 +108,11 @@ impl Proposer {
         if entry.encoded_len() > self.limits.max_request_bytes {
             return Err(RequestError::TooLarge);
         }
-        self.metrics
-            .proposals_pending
-            .fetch_add(1, Ordering::Relaxed);
+        self.metrics.proposals_pending.inc();
         let r = self.propose_until_deadline(entry).await;
-        self.metrics
-            .proposals_pending
-            .fetch_sub(1, Ordering::Relaxed);
+        self.metrics.proposals_pending.dec();
         if r.is_err() {
-            self.metrics
-                .proposals_failed
-                .fetch_add(1, Ordering::Relaxed);
+            self.metrics.proposals_failed.inc();
         }
         r
     }

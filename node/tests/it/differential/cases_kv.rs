@@ -520,5 +520,17 @@ pub fn cases() -> Vec<Case> {
             Step::HashKv(99),
         ],
     ));
+    // etcdctl endpoint hashkv after a compaction at the current revision
+    // (check datascale --auto-compact): revision 0 means the current one.
+    v.push(case(
+        "hashkv: revision 0 after a compaction at the current revision",
+        vec![
+            Step::Put(put_req("a", "1")),
+            Step::Put(put_req("b", "2")),
+            Step::Compact(3, false),
+            Step::HashKv(0),
+            Step::HashKv(3),
+        ],
+    ));
     v
 }
