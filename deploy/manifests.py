@@ -6,13 +6,18 @@
 
 check: the chart lints (strict); the chart's CRDs equal crds/*.yaml;
 deploy/operator.yaml equals a fresh render; every built-in object (CRD,
-rendered chart, deploy/*.yaml) passes `kubernetes-validate --strict` for
-Kubernetes 1.33; every example EtcdCluster validates against the CRD's schema.
-Needs: pip install helm-python-sdk kubernetes-validate (the test command
-installs them).
+rendered chart, deploy/*.yaml, the chart rendered with monitoring on)
+passes `kubernetes-validate --strict` for Kubernetes 1.33; every example
+EtcdCluster validates against the CRD's schema; with monitoring on, the
+ServiceMonitor, PodMonitor, PrometheusRule and dashboard render, the rules
+pass `promtool check rules`, and every metric the rules and the dashboard
+name is one the members (README "Metrics") or the operator export.
+Needs: pip install helm-python-sdk kubernetes-validate, and promtool
+(Debian's prometheus; the test command installs them).
 """
 import json
 import pathlib
+import re
 import subprocess
 import sys
 import tempfile
@@ -47,6 +52,97 @@ def rendered() -> str:
     return "---\n".join(parts)
 
 
+MONITORING_ON = {
+    "monitoring": {
+        "serviceMonitor": {"enabled": True},
+        "prometheusRule": {"enabled": True},
+        "dashboard": {"enabled": True},
+    }
+}
+
+
+def exported_metrics() -> set[str]:
+    """Sample names the members (README "Metrics") and the operator export."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Metrics", 1)[1].split("\n## ", 1)[0]
+    names = set(re.findall(r"`((?:etcd|grpc|process|os)_[a-z_]+)`", section))
+    operator = (ROOT / "operator" / "src" / "metrics.rs").read_text()
+    for name, kind in re.findall(r'"(ferrocd_operator_[a-z_]+)",\s*"[^"]*",\s*(\w+)', operator):
+        names.add(name + "_total" if kind in ("reconciles", "failures", "steps", "backup_failures") else name)
+    return names | {"up"}
+
+
+def named_metrics(expr: str) -> set[str]:
+    """Metric names in a PromQL expression (labels and functions left out)."""
+    expr = re.sub(r"\{[^}]*\}", "", expr)
+    expr = re.sub(r"\b(by|without|on|ignoring)\s*\([^)]*\)", "", expr)
+    names = set()
+    for name in re.findall(r"\b([a-z_][a-z0-9_]*)\b", expr):
+        if re.match(r"(etcd|grpc|process|os|ferrocd)_", name) or name == "up":
+            names.add(re.sub(r"_(bucket|sum|count)$", "", name))
+    return names
+
+
+def check_monitoring(problems: list[str]) -> None:
+    chart = helm.Chart.load(str(CHART))
+    manifests = chart.render(MONITORING_ON, name="ferrocd-operator", namespace=NAMESPACE, is_install=True)
+    docs = [d for text in manifests.values() for d in yaml.safe_load_all(text) if d]
+    kinds = {d["kind"]: d for d in docs}
+    for kind in ["Service", "ServiceMonitor", "PodMonitor", "PrometheusRule", "ConfigMap"]:
+        if kind not in kinds:
+            problems.append(f"monitoring on: no {kind} rendered")
+    monitors = [d for d in docs if d["apiVersion"].startswith("monitoring.coreos.com/")]
+    for d in monitors:
+        if not d.get("metadata", {}).get("name") or not isinstance(d.get("spec"), dict):
+            problems.append(f"{d['kind']}: no name or spec")
+    for d in [kinds.get("ServiceMonitor"), kinds.get("PodMonitor")]:
+        if d is None:
+            continue
+        endpoints = d["spec"].get("endpoints") or d["spec"].get("podMetricsEndpoints") or []
+        if not d["spec"].get("selector", {}).get("matchLabels") or not endpoints:
+            problems.append(f"{d['kind']}: needs a selector and endpoints")
+        if any(e.get("port") != "metrics" for e in endpoints):
+            problems.append(f"{d['kind']}: scrapes a port other than `metrics`")
+    known = exported_metrics()
+    with tempfile.TemporaryDirectory() as tmp:
+        builtin = [d for d in docs if d not in monitors]
+        path = pathlib.Path(tmp) / "monitoring.yaml"
+        path.write_text(yaml.safe_dump_all(builtin))
+        out = subprocess.run(
+            ["kubernetes-validate", "--strict", "--quiet", "-k", KUBE_VERSION, str(path)],
+            capture_output=True, text=True,
+        )
+        if out.returncode != 0:
+            problems.append("kubernetes-validate --strict (monitoring on):\n" + out.stdout + out.stderr)
+        rule = kinds.get("PrometheusRule")
+        if rule is not None:
+            rules = pathlib.Path(tmp) / "rules.yaml"
+            rules.write_text(yaml.safe_dump(rule["spec"]))
+            out = subprocess.run(["promtool", "check", "rules", str(rules)], capture_output=True, text=True)
+            if out.returncode != 0:
+                problems.append("promtool check rules:\n" + out.stdout + out.stderr)
+            for group in rule["spec"]["groups"]:
+                for r in group["rules"]:
+                    for name in sorted(named_metrics(r["expr"]) - known):
+                        problems.append(f"alert {r['alert']} names {name}, which nothing exports")
+    board = kinds.get("ConfigMap", {}).get("data", {}).get("ferrocd.json")
+    if board is not None:
+        try:
+            dashboard = json.loads(board)
+        except json.JSONDecodeError as e:
+            problems.append(f"dashboard: not JSON: {e}")
+            return
+        if not dashboard.get("title") or not dashboard.get("panels"):
+            problems.append("dashboard: no title or panels")
+        for panel in dashboard.get("panels", []):
+            targets = panel.get("targets") or []
+            if not targets:
+                problems.append(f"dashboard panel {panel.get('title')}: no queries")
+            for t in targets:
+                for name in sorted(named_metrics(t.get("expr", "")) - known):
+                    problems.append(f"dashboard panel {panel.get('title')} names {name}, which nothing exports")
+
+
 def check() -> list[str]:
     problems = []
     report = helm.lint(str(CHART), strict=True, kube_version="v" + KUBE_VERSION)
@@ -73,6 +169,8 @@ def check() -> list[str]:
         if out.returncode != 0:
             problems.append("kubernetes-validate --strict:\n" + out.stdout + out.stderr)
 
+    check_monitoring(problems)
+
     schemas = {}
     for path in CRDS:
         crd = yaml.safe_load(path.read_text())
@@ -86,6 +184,9 @@ def check() -> list[str]:
             if schema is None:
                 problems.append(f"{example.name}: kind {doc.get('kind')} is none of ours")
                 continue
+            if "namespace" in doc.get("metadata", {}):
+                # `kubectl apply -n other -f` refuses a file that pins one.
+                problems.append(f"{example.name}: pins metadata.namespace")
             try:
                 jsonschema.validate(doc, schema)
             except jsonschema.ValidationError as e:

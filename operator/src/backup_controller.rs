@@ -52,9 +52,15 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
         .await;
 }
 
-pub async fn reconcile(b: Arc<EtcdBackup>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let ns = b.namespace().ok_or(Error::NoNamespace)?;
+pub async fn reconcile(cached: Arc<EtcdBackup>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = cached.namespace().ok_or(Error::NoNamespace)?;
     let api: Api<EtcdBackup> = Api::namespaced(ctx.client.clone(), &ns);
+    // The phase moves on from the status: start from the API's copy, not a
+    // cache that may not have seen the last step yet.
+    let Some(b) = api.get_opt(&cached.name_any()).await? else {
+        return Ok(Action::await_change());
+    };
+    let b = Arc::new(b);
     finalizer(&api, FINALIZER, b, |event| async {
         match event {
             Finalizer::Apply(b) => apply(&b, &ctx).await,
@@ -190,6 +196,7 @@ async fn apply(b: &EtcdBackup, ctx: &Context) -> Result<Action, Error> {
             revision: status.revision.unwrap_or_default(),
             keys: status.keys.unwrap_or_default(),
             hash_kv: status.hash_kv.unwrap_or_default(),
+            root_secret: cluster.as_ref().and_then(crate::auth::root_secret),
         };
         let verdict = match run_job(ctx, job(b, &key, &image, kind)).await? {
             Outcome::Running => return Ok(Action::requeue(Duration::from_secs(3))),
@@ -256,6 +263,8 @@ async fn apply(b: &EtcdBackup, ctx: &Context) -> Result<Action, Error> {
         fail(ctx, b, &mut status, "ClusterNotFound", &why).await?;
         return Ok(Action::await_change());
     };
+    // The members' TLS as the cluster controller recorded it.
+    let cluster = crate::effective::cluster(&cluster, None);
     let names = ClusterNames::of(&cluster);
     let endpoints: Vec<String> = (0..cluster.spec.replicas.max(1) as u32)
         .map(|i| names.client_url(i))
@@ -263,6 +272,7 @@ async fn apply(b: &EtcdBackup, ctx: &Context) -> Result<Action, Error> {
     let kind = JobKind::Save {
         endpoints: &endpoints,
         tls_secret: crate::render::tls_mounts(&cluster).map(|(client, _)| client.secret),
+        root_secret: crate::auth::root_secret(&cluster),
     };
     match run_job(ctx, job(b, &key, &image, kind)).await? {
         Outcome::Running => {

@@ -4,6 +4,7 @@
 //! changed. Wrapped in a finalizer that removes claims on deletion when the
 //! spec says so.
 
+use crate::auth::RootPassword;
 use crate::crd::{EtcdCluster, EtcdClusterStatus, PvcRetention};
 use crate::membership::{
     next_step, ClientTls, ClusterView, EtcdError, EtcdMembers, Observed, Step,
@@ -73,6 +74,17 @@ pub trait MemberApi: Send + Sync {
         from: u64,
         to: u64,
     ) -> BoxFuture<'a, Result<(), EtcdError>>;
+    fn defragment<'a>(
+        &'a self,
+        view: &'a ClusterView,
+        id: u64,
+    ) -> BoxFuture<'a, Result<(), EtcdError>>;
+    fn nospace_alarms(&self) -> BoxFuture<'_, Result<Vec<u64>, EtcdError>>;
+    fn compact_all(&self) -> BoxFuture<'_, Result<i64, EtcdError>>;
+    fn disarm_nospace<'a>(&'a self, ids: &'a [u64]) -> BoxFuture<'a, Result<(), EtcdError>>;
+    fn auth_enabled(&self) -> BoxFuture<'_, Result<bool, EtcdError>>;
+    fn enable_auth<'a>(&'a self, root_password: &'a str) -> BoxFuture<'a, Result<(), EtcdError>>;
+    fn disable_auth(&self) -> BoxFuture<'_, Result<(), EtcdError>>;
 }
 
 impl MemberApi for EtcdMembers {
@@ -96,14 +108,55 @@ impl MemberApi for EtcdMembers {
     ) -> BoxFuture<'a, Result<(), EtcdError>> {
         Box::pin(EtcdMembers::move_leader(self, view, from, to))
     }
+    fn defragment<'a>(
+        &'a self,
+        view: &'a ClusterView,
+        id: u64,
+    ) -> BoxFuture<'a, Result<(), EtcdError>> {
+        Box::pin(EtcdMembers::defragment(self, view, id))
+    }
+    fn nospace_alarms(&self) -> BoxFuture<'_, Result<Vec<u64>, EtcdError>> {
+        Box::pin(EtcdMembers::nospace_alarms(self))
+    }
+    fn compact_all(&self) -> BoxFuture<'_, Result<i64, EtcdError>> {
+        Box::pin(EtcdMembers::compact_all(self))
+    }
+    fn disarm_nospace<'a>(&'a self, ids: &'a [u64]) -> BoxFuture<'a, Result<(), EtcdError>> {
+        Box::pin(EtcdMembers::disarm_nospace(self, ids))
+    }
+    fn auth_enabled(&self) -> BoxFuture<'_, Result<bool, EtcdError>> {
+        Box::pin(EtcdMembers::auth_enabled(self))
+    }
+    fn enable_auth<'a>(&'a self, root_password: &'a str) -> BoxFuture<'a, Result<(), EtcdError>> {
+        Box::pin(EtcdMembers::enable_auth(self, root_password))
+    }
+    fn disable_auth(&self) -> BoxFuture<'_, Result<(), EtcdError>> {
+        Box::pin(EtcdMembers::disable_auth(self))
+    }
 }
 
-/// Makes the member client for a cluster from its members' client URLs
-/// and, for a TLS cluster, the operator's identity.
-pub type Connect = Arc<dyn Fn(Vec<String>, Option<ClientTls>) -> Box<dyn MemberApi> + Send + Sync>;
+/// How the operator reaches one cluster.
+#[derive(Clone, Debug, Default)]
+pub struct Dial {
+    /// The members' client URLs.
+    pub endpoints: Vec<String>,
+    /// For a TLS cluster, the operator's identity.
+    pub tls: Option<ClientTls>,
+    /// With `spec.auth`, root's password.
+    pub root_password: Option<String>,
+}
+
+/// Makes the member client for a cluster.
+pub type Connect = Arc<dyn Fn(Dial) -> Box<dyn MemberApi> + Send + Sync>;
 
 pub fn connect_etcd() -> Connect {
-    Arc::new(|endpoints, tls| Box::new(EtcdMembers::new(endpoints).with_tls(tls)))
+    Arc::new(|dial| {
+        Box::new(
+            EtcdMembers::new(dial.endpoints)
+                .with_tls(dial.tls)
+                .with_root_password(dial.root_password),
+        )
+    })
 }
 
 /// What every reconcile shares.
@@ -159,10 +212,17 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
         .await;
 }
 
-pub async fn reconcile(c: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub async fn reconcile(cached: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
-    let ns = c.namespace().ok_or(Error::NoNamespace)?;
+    let ns = cached.namespace().ok_or(Error::NoNamespace)?;
     let api: Api<EtcdCluster> = Api::namespaced(ctx.client.clone(), &ns);
+    // The status holds decisions (the restore source, the TLS mode) and is
+    // written whole: a cache behind this operator's last write would undo
+    // them, so each reconcile starts from the object as the API has it.
+    let Some(c) = api.get_opt(&cached.name_any()).await? else {
+        return Ok(Action::await_change());
+    };
+    let c = Arc::new(c);
     let result = finalizer(&api, FINALIZER, c, |event| async {
         match event {
             Finalizer::Apply(c) => apply(&c, &ctx).await,
@@ -208,9 +268,20 @@ fn bootstrap_replicas(c: &EtcdCluster, sts: Option<&StatefulSet>) -> i32 {
 }
 
 async fn apply(c: &EtcdCluster, ctx: &Context) -> Result<Action, Error> {
-    let names = ClusterNames::of(c);
-    let ns = names.namespace.clone();
+    if c.spec.paused {
+        write_status(ctx, c, status::paused(c)).await?;
+        // Unpausing is an edit, and an edit wakes the controller.
+        return Ok(Action::await_change());
+    }
+    let ns = c.namespace().ok_or(Error::NoNamespace)?;
     let client = ctx.client.clone();
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    let existing = sets.get_opt(&c.name_any()).await?;
+    // Everything below renders from the settings in effect (a StatefulSet
+    // left by a deleted cluster of this name says nothing about this one).
+    let running = existing.as_ref().filter(|s| !of_an_earlier_cluster(s, c));
+    let c = &crate::effective::cluster(c, running);
+    let names = ClusterNames::of(c);
     let reference = c.object_ref(&());
     let mut notes = Notes::default();
 
@@ -241,8 +312,25 @@ async fn apply(c: &EtcdCluster, ctx: &Context) -> Result<Action, Error> {
         }
     };
 
-    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
-    let existing = sets.get_opt(&names.headless_service()).await?;
+    let root = match crate::auth::root_password(&client, c, &names).await? {
+        RootPassword::Missing(why) => {
+            notes.degraded = Some(("AuthSecretMissing", why.clone()));
+            publish(
+                ctx,
+                &reference,
+                EventType::Warning,
+                "AuthSecretMissing",
+                why,
+            )
+            .await;
+            let waiting = Step::Wait("the root password Secret".into());
+            let status = status_of(c, &names, None, None, &waiting, &notes);
+            write_status(ctx, c, status).await?;
+            return Ok(Action::requeue(Duration::from_secs(30)));
+        }
+        root => root,
+    };
+
     if existing
         .as_ref()
         .is_some_and(|s| of_an_earlier_cluster(s, c))
@@ -268,17 +356,17 @@ async fn apply(c: &EtcdCluster, ctx: &Context) -> Result<Action, Error> {
         }
     };
     // The members render from the recorded source (see restore.rs).
-    let with_restore;
-    let c = match &restore_from {
-        Some(r) if c.status.as_ref().and_then(|s| s.restore.as_ref()) != Some(r) => {
-            let mut copy = c.clone();
-            copy.status.get_or_insert_with(Default::default).restore = Some(r.clone());
+    if let Some(r) = &restore_from {
+        if c.status.as_ref().and_then(|s| s.restore.as_ref()) != Some(r) {
+            // Recorded before any member exists, so that every later
+            // reconcile renders the same restore step.
             notes.restore = Some(r.clone());
-            with_restore = copy;
-            &with_restore
+            let waiting = Step::Wait(format!("members to restore {}", r.key));
+            let status = status_of(c, &names, None, None, &waiting, &notes);
+            write_status(ctx, c, status).await?;
+            return Ok(Action::requeue(Duration::from_secs(1)));
         }
-        _ => c,
-    };
+    }
     let bootstrap = bootstrap_replicas(c, existing.as_ref());
     let replicas = existing
         .as_ref()
@@ -315,7 +403,14 @@ async fn apply(c: &EtcdCluster, ctx: &Context) -> Result<Action, Error> {
     let endpoints: Vec<String> = (0..replicas.max(0) as u32)
         .map(|i| names.client_url(i))
         .collect();
-    let members = (ctx.connect)(endpoints, tls);
+    let members = (ctx.connect)(Dial {
+        endpoints,
+        tls,
+        root_password: match &root {
+            RootPassword::Ready { password, .. } => Some(password.clone()),
+            _ => None,
+        },
+    });
     let view = match members.observe().await {
         Ok(v) => Some(v),
         Err(e) => {
@@ -347,6 +442,7 @@ async fn apply(c: &EtcdCluster, ctx: &Context) -> Result<Action, Error> {
         claims,
         delete_claims: c.spec.pvc_retention == PvcRetention::Delete,
         emptied,
+        rollout: rollout::observe(ctx, c, &names, &sts, replicas.max(0) as u32).await?,
     };
     let step = next_step(&observed);
     tracing::info!(cluster = %names.name, %step, "reconcile");
@@ -370,7 +466,7 @@ async fn apply(c: &EtcdCluster, ctx: &Context) -> Result<Action, Error> {
     let requeue = match take_step(ctx, &target, &*members, view.as_ref(), &step).await {
         Ok(()) => match &step {
             Step::Steady => Duration::from_secs(60),
-            Step::Wait(_) | Step::Refuse(_) => Duration::from_secs(5),
+            Step::Wait(_) | Step::Refuse(_) | Step::Halt(_) => Duration::from_secs(5),
             _ => Duration::from_secs(1),
         },
         Err(Error::Etcd(e)) if e.is_transient() => {
@@ -389,6 +485,26 @@ async fn apply(c: &EtcdCluster, ctx: &Context) -> Result<Action, Error> {
             return Err(e);
         }
     };
+    // A full database makes every member report an error (so the step
+    // waits): its remediation runs whenever no membership step does.
+    if let (false, Some(view)) = (step.is_action(), &view) {
+        if let Some(record) = defrag::remediate_nospace(ctx, c, &reference, &*members, view).await {
+            notes.defrag = Some(record);
+        }
+    }
+    // Auth and maintenance run only on a steady cluster: never in the
+    // middle of a membership step.
+    if let (Step::Steady, Some(view)) = (&step, &view) {
+        if let RootPassword::Ready { enabled, password } = &root {
+            notes.auth_enabled =
+                Some(converge_auth(ctx, &reference, &*members, *enabled, password).await?);
+        }
+        match defrag::run(ctx, c, &reference, &*members, view).await {
+            defrag::Outcome::Nothing => {}
+            defrag::Outcome::Invalid(why) => notes.degraded = Some(("InvalidSchedule", why)),
+            defrag::Outcome::Ran(record) => notes.defrag = Some(record),
+        }
+    }
     let requeue = match next_backup {
         Some(next) => requeue.min(next),
         None => requeue,
@@ -397,9 +513,48 @@ async fn apply(c: &EtcdCluster, ctx: &Context) -> Result<Action, Error> {
         notes.degraded = Some(("QuorumAtRisk", why.clone()));
         publish(ctx, &reference, EventType::Warning, "Refused", why.clone()).await;
     }
+    if let Step::Halt(why) = &step {
+        notes.degraded = Some(("RolloutHalted", why.clone()));
+        publish(
+            ctx,
+            &reference,
+            EventType::Warning,
+            "RolloutHalted",
+            why.clone(),
+        )
+        .await;
+    }
+    notes.rollout = rollout::record(c, &names, &sts, &observed.rollout, &step);
     let status = status_of(c, &names, view.as_ref(), Some(&sts), &step, &notes);
     write_status(ctx, c, status).await?;
     Ok(Action::requeue(requeue))
+}
+
+/// Turns auth on or off as asked; whether it is on afterwards.
+async fn converge_auth(
+    ctx: &Context,
+    reference: &k8s_openapi::api::core::v1::ObjectReference,
+    members: &dyn MemberApi,
+    enabled: bool,
+    root_password: &str,
+) -> Result<bool, Error> {
+    if members.auth_enabled().await? == enabled {
+        return Ok(enabled);
+    }
+    let note = if enabled {
+        members.enable_auth(root_password).await?;
+        "user root with the password from its Secret; auth enabled"
+    } else {
+        members.disable_auth().await?;
+        "auth disabled"
+    };
+    let reason = if enabled {
+        "AuthEnabled"
+    } else {
+        "AuthDisabled"
+    };
+    publish(ctx, reference, EventType::Normal, reason, note.into()).await;
+    Ok(enabled)
 }
 
 /// Carries out one step (the cluster's part through the member API, the
@@ -440,28 +595,40 @@ async fn take_step(
         bootstrap,
     } = *target;
     let ns = &names.namespace;
-    let label = match step {
-        Step::Steady | Step::Wait(_) | Step::Refuse(_) => return Ok(()),
+    let (label, reason) = match step {
+        Step::Steady | Step::Wait(_) | Step::Refuse(_) | Step::Halt(_) => return Ok(()),
+        Step::Roll { ordinal } => {
+            let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+            match pods
+                .delete(&names.pod_name(*ordinal), &DeleteParams::default())
+                .await
+            {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+            ("roll", "RollingUpdate")
+        }
         Step::AddLearner { ordinal } => {
             members.add_learner(&names.peer_url(*ordinal)).await?;
-            "add_learner"
+            ("add_learner", "Scaling")
         }
         Step::SetReplicas(n) => {
             apply_stateful_set(ctx, c, names, *n as i32, bootstrap).await?;
-            "set_replicas"
+            ("set_replicas", "Scaling")
         }
         Step::Promote { id, .. } => {
             members.promote(*id).await?;
-            "promote"
+            ("promote", "Scaling")
         }
         Step::MoveLeader { from, to } => {
             let Some(view) = view else { return Ok(()) };
             members.move_leader(view, *from, *to).await?;
-            "move_leader"
+            ("move_leader", "Scaling")
         }
         Step::Remove { id, .. } => {
             members.remove(*id).await?;
-            "remove"
+            ("remove", "Scaling")
         }
         Step::DeleteClaim { ordinal } => {
             let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), ns);
@@ -473,7 +640,7 @@ async fn take_step(
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
                 Err(e) => return Err(e.into()),
             }
-            "delete_claim"
+            ("delete_claim", "Scaling")
         }
     };
     ctx.metrics.step(label);
@@ -481,7 +648,7 @@ async fn take_step(
         ctx,
         &c.object_ref(&()),
         EventType::Normal,
-        "Scaling",
+        reason,
         step.to_string(),
     )
     .await;
@@ -602,6 +769,11 @@ async fn write_status(
     c: &EtcdCluster,
     status: EtcdClusterStatus,
 ) -> Result<(), Error> {
+    ctx.metrics.cluster_phase(
+        &c.namespace().unwrap_or_default(),
+        &c.name_any(),
+        status.phase,
+    );
     if c.status.as_ref() == Some(&status) {
         return Ok(());
     }
@@ -620,7 +792,9 @@ async fn write_status(
     Ok(())
 }
 
+mod defrag;
 mod restore;
+mod rollout;
 mod schedule;
 mod status;
 
@@ -631,5 +805,7 @@ use status::{status_of, Notes};
 mod backup_tests;
 #[cfg(test)]
 mod fixtures;
+#[cfg(test)]
+mod rollout_tests;
 #[cfg(test)]
 mod tests;

@@ -77,9 +77,15 @@ pub struct EtcdClusterSpec {
     /// TLS for client and peer traffic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsSpec>,
+    /// etcd authentication, turned on and kept by the operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthSpec>,
     /// What happens to a removed member's volume on scale-in.
     #[serde(default)]
     pub pvc_retention: PvcRetention,
+    /// Day-2 maintenance the operator carries out (defragmentation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<Maintenance>,
     /// Scheduled backups, with retention and optional verification.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<BackupSchedule>,
@@ -87,6 +93,10 @@ pub struct EtcdClusterSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self == oldSelf").message("bootstrap is immutable"))]
     pub bootstrap: Option<Bootstrap>,
+    /// Stop reconciling: nothing the spec says changes the cluster (scale,
+    /// TLS, auth, backups) until this is false again. Deletion still works.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
 }
 
 pub fn default_cluster_domain() -> String {
@@ -169,6 +179,14 @@ fn auto_compaction_mode_schema(_: &mut schemars::SchemaGenerator) -> schemars::S
     })
 }
 
+fn tls_mode_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "string",
+        "enum": ["Disabled", "OperatorManaged", "UserSecrets"],
+        "nullable": true,
+    })
+}
+
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AutoCompactionMode {
@@ -181,20 +199,115 @@ pub enum AutoCompactionMode {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.mode != 'UserSecrets' || has(self.secrets)").message("tls.secrets is required when tls.mode is UserSecrets"))]
 pub struct TlsSpec {
-    /// Disabled, OperatorManaged (the operator runs a CA and issues member
-    /// certificates) or UserSecrets (the Secrets named in `secrets`).
+    /// OperatorManaged (the default: the operator runs a CA and issues
+    /// member and client certificates), UserSecrets (the Secrets named in
+    /// `secrets`) or Disabled (plain HTTP).
     #[serde(default)]
     pub mode: TlsMode,
     /// Secrets holding `tls.crt`, `tls.key` and `ca.crt` (mode UserSecrets).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secrets: Option<TlsSecrets>,
+    /// Client certificates the operator issues from the cluster's CA (mode
+    /// OperatorManaged), each into a Secret of this namespace with
+    /// `tls.crt`, `tls.key` and `ca.crt`, for pods that connect.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub client_secrets: Vec<ClientSecret>,
+}
+
+/// Maintenance the operator carries out on a healthy cluster.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Maintenance {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub defrag: Option<DefragPolicy>,
+    /// On a NOSPACE alarm: compact the history to the current revision,
+    /// defragment every member (the leader last), disarm the alarm.
+    /// Frees what old revisions held; live data over the quota raises the
+    /// alarm again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nospace_remediation: bool,
+}
+
+/// When to defragment: on a schedule, when a member's file is mostly free
+/// space, or both. One member at a time, the leader last, only while every
+/// member is healthy.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DefragPolicy {
+    /// A five-field cron schedule (UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// Defragment when a member's free space (dbSize - dbSizeInUse) is at
+    /// least this percent of its file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub fragmented_percent: Option<i64>,
+    /// ...and its file at least this many bytes (default 64 MiB: a small
+    /// file is not worth the pause).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub min_db_size_bytes: Option<i64>,
+}
+
+/// The last defragmentation the operator ran.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DefragStatus {
+    /// When it started (RFC 3339).
+    pub time: String,
+    /// Why: `Schedule`, `Fragmentation` or `NoSpace` (alarm remediation).
+    pub reason: String,
+    /// `Succeeded` or `Failed`.
+    pub result: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// The members defragmented, in order (the leader last).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<String>,
+}
+
+/// etcd auth on the cluster: the operator makes user `root` (role
+/// `root`) with the password from a Secret, turns auth on, and
+/// authenticates as root itself. Other users and roles are the user's.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthSpec {
+    /// Auth on (true) or off again (false).
+    #[serde(default = "enabled_by_default")]
+    pub enabled: bool,
+    /// A Secret of this namespace holding root's password under
+    /// `password`. Default: `<cluster>-root`, generated by the operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_password_secret: Option<String>,
+}
+
+fn enabled_by_default() -> bool {
+    true
+}
+
+/// One client certificate Secret the operator issues and renews.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientSecret {
+    /// The Secret's name.
+    pub name: String,
+    /// The certificate's common name: the etcd user it authenticates as
+    /// when auth is on (default: the Secret's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub common_name: Option<String>,
+}
+
+impl ClientSecret {
+    pub fn common_name(&self) -> &str {
+        self.common_name.as_deref().unwrap_or(&self.name)
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
 pub enum TlsMode {
     // Not `Off`: YAML 1.1 readers (kubectl, PyYAML) take a bare Off for false.
-    #[default]
     Disabled,
+    #[default]
     OperatorManaged,
     UserSecrets,
 }
@@ -247,9 +360,50 @@ pub struct EtcdClusterStatus {
     /// Scheduled backups: the last run and the last success.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<ClusterBackupStatus>,
+    /// The members' databases against the quota.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageStatus>,
+    /// Leader changes the operator has seen (one per reconcile that found
+    /// a leader other than the one the status named).
+    #[serde(default)]
+    pub leader_changes: i64,
     /// The backup this cluster was created from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore: Option<RestoreStatus>,
+    /// The TLS mode the members run with: `spec.tls.mode`, or when the
+    /// spec names none, the one chosen when the operator first saw the
+    /// cluster (OperatorManaged for a new one; what runs for an older one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "tls_mode_schema")]
+    pub tls: Option<TlsMode>,
+    /// The last defragmentation the operator ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub defrag: Option<DefragStatus>,
+    /// Whether etcd auth is on, as the operator last saw it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_enabled: Option<bool>,
+    /// The last rolling change of the members' template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutStatus>,
+}
+
+/// A rolling change of the members' pod template (image, resources,
+/// options), one member at a time.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutStatus {
+    /// The StatefulSet revision rolled out.
+    pub revision: String,
+    /// Member pods on that revision.
+    pub updated: i32,
+    /// Member pods in all.
+    pub total: i32,
+    /// The member replaced last (waited for until it is healthy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<String>,
+    /// Every member runs the revision and is healthy.
+    #[serde(default)]
+    pub done: bool,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
@@ -259,6 +413,8 @@ pub enum Phase {
     Creating,
     Running,
     Scaling,
+    /// A rolling change of the members' template is under way.
+    Updating,
     Degraded,
     Deleting,
 }
@@ -285,6 +441,23 @@ pub struct MemberStatus {
     pub healthy: bool,
 }
 
+/// The largest member database, what of it is in use, the quota, and the
+/// fragmentation that a defragmentation would reclaim.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageStatus {
+    /// Bytes of the largest member database file.
+    pub db_size: i64,
+    /// Bytes in use in that file.
+    pub db_size_in_use: i64,
+    /// `options.quotaBackendBytes`, or etcd's default of 2 GiB.
+    pub quota_bytes: i64,
+    /// Percent of the quota the largest database takes.
+    pub quota_used_percent: i64,
+    /// Percent of that file not in use.
+    pub fragmented_percent: i64,
+}
+
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Endpoints {
@@ -292,4 +465,43 @@ pub struct Endpoints {
     pub discovery_srv: String,
     /// The client Service, `C-client.N.svc:2379`.
     pub client_service: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::CustomResourceExt;
+    use serde_json::Value;
+
+    /// Paths of the `enum`s that list `null` (Kubernetes 1.20 refuses
+    /// such a CRD with "per-version schemas may not all be set to
+    /// identical values").
+    fn enums_with_null(v: &Value, path: &str, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::Array(values)) = m.get("enum") {
+                    if values.contains(&Value::Null) {
+                        out.push(path.to_string());
+                    }
+                }
+                for (k, v) in m {
+                    enums_with_null(v, &format!("{path}.{k}"), out);
+                }
+            }
+            Value::Array(items) => {
+                for v in items {
+                    enums_with_null(v, path, out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn no_enum_lists_null() {
+        for crd in [super::EtcdCluster::crd(), super::EtcdBackup::crd()] {
+            let mut found = Vec::new();
+            enums_with_null(&serde_json::to_value(&crd).unwrap(), "", &mut found);
+            assert!(found.is_empty(), "{found:?}");
+        }
+    }
 }

@@ -7,11 +7,15 @@
 //! builds the child objects, `membership` plans and carries out member
 //! steps, `controller` ties them together per reconcile.
 
+pub mod auth;
 pub mod backup;
 pub mod backup_controller;
 pub mod controller;
 pub mod crd;
+pub mod effective;
+pub mod etcd_auth;
 pub mod leader;
+pub mod maintenance;
 pub mod membership;
 pub mod metrics;
 pub mod names;

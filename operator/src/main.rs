@@ -74,7 +74,15 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 
     let served = metrics.clone();
     let app = axum::Router::new()
-        .route("/metrics", get(move || async move { served.render() }))
+        .route(
+            "/metrics",
+            get(move || async move {
+                (
+                    [("content-type", ferrocd_operator::metrics::CONTENT_TYPE)],
+                    served.render(),
+                )
+            }),
+        )
         .route("/healthz", get(|| async { "ok" }));
     let listener = tokio::net::TcpListener::bind(args.metrics_addr)
         .await

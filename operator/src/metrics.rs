@@ -1,27 +1,95 @@
-//! The operator's own metrics, in Prometheus' text format: reconciles,
+//! The operator's own metrics, in the OpenMetrics text format: reconciles,
 //! failures by error kind, reconcile duration, membership steps.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use std::time::Duration;
 
 /// Upper bounds (seconds) of the reconcile duration histogram.
 const BUCKETS: [f64; 9] = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
-#[derive(Default)]
+type Labels = Vec<(&'static str, String)>;
+
+/// The operator's metrics in a prometheus-client registry (OpenMetrics
+/// text); the handles below record into it.
+#[derive(Debug)]
 pub struct Metrics {
-    reconciles: AtomicU64,
-    failures: Mutex<BTreeMap<&'static str, u64>>,
-    steps: Mutex<BTreeMap<&'static str, u64>>,
-    duration_buckets: [AtomicU64; BUCKETS.len()],
-    duration_count: AtomicU64,
-    duration_sum_micros: AtomicU64,
-    backup_failures: Mutex<BTreeMap<&'static str, u64>>,
-    /// Per `namespace/cluster`: the last successful backup (Unix seconds).
-    backup_last_success: Mutex<BTreeMap<(String, String), i64>>,
+    registry: Registry,
+    reconciles: Counter,
+    failures: Family<Labels, Counter>,
+    steps: Family<Labels, Counter>,
+    duration: Histogram,
+    backup_failures: Family<Labels, Counter>,
+    /// Per namespace and cluster: the last successful backup (Unix seconds).
+    backup_last_success: Family<Labels, Gauge>,
+    /// Per namespace, cluster and phase: 1 for the cluster's phase.
+    cluster_phase: Family<Labels, Gauge>,
 }
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        let mut registry = Registry::default();
+        let reconciles = Counter::default();
+        let failures = Family::<Labels, Counter>::default();
+        let steps = Family::<Labels, Counter>::default();
+        let duration = Histogram::new(BUCKETS);
+        let backup_failures = Family::<Labels, Counter>::default();
+        let backup_last_success = Family::<Labels, Gauge>::default();
+        let cluster_phase = Family::<Labels, Gauge>::default();
+        // Counters are registered without `_total`: OpenMetrics adds it.
+        registry.register(
+            "ferrocd_operator_reconciles",
+            "Reconciles run.",
+            reconciles.clone(),
+        );
+        registry.register(
+            "ferrocd_operator_reconcile_failures",
+            "Reconciles that failed, by error kind.",
+            failures.clone(),
+        );
+        registry.register(
+            "ferrocd_operator_membership_steps",
+            "Membership steps carried out, by kind.",
+            steps.clone(),
+        );
+        registry.register(
+            "ferrocd_operator_backup_failures",
+            "Backups that failed (or did not verify), by reason.",
+            backup_failures.clone(),
+        );
+        registry.register(
+            "ferrocd_operator_backup_last_success_timestamp_seconds",
+            "When the last backup of a cluster succeeded (Unix time).",
+            backup_last_success.clone(),
+        );
+        registry.register(
+            "ferrocd_operator_cluster_phase",
+            "1 for the phase each EtcdCluster is in, 0 for the others.",
+            cluster_phase.clone(),
+        );
+        registry.register(
+            "ferrocd_operator_reconcile_duration_seconds",
+            "Time one reconcile took.",
+            duration.clone(),
+        );
+        Metrics {
+            registry,
+            reconciles,
+            failures,
+            steps,
+            duration,
+            backup_failures,
+            backup_last_success,
+            cluster_phase,
+        }
+    }
+}
+
+/// The content type of [`Metrics::render`]'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// The `reason` label of a backup failure (a fixed set, as labels must be).
 pub fn reason_label(reason: &str) -> &'static str {
@@ -43,116 +111,68 @@ pub fn reason_label(reason: &str) -> &'static str {
         .unwrap_or("Other")
 }
 
-fn bump(map: &Mutex<BTreeMap<&'static str, u64>>, label: &'static str) {
-    if let Ok(mut m) = map.lock() {
-        *m.entry(label).or_default() += 1;
-    }
-}
-
 impl Metrics {
     pub fn reconciled(&self, took: Duration) {
-        self.reconciles.fetch_add(1, Ordering::Relaxed);
-        let secs = took.as_secs_f64();
-        for (i, b) in BUCKETS.iter().enumerate() {
-            if secs <= *b {
-                self.duration_buckets[i].fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.duration_count.fetch_add(1, Ordering::Relaxed);
-        self.duration_sum_micros
-            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+        self.reconciles.inc();
+        self.duration.observe(took.as_secs_f64());
     }
 
     pub fn failed(&self, kind: &'static str) {
-        bump(&self.failures, kind);
+        self.failures
+            .get_or_create(&vec![("error", kind.to_string())])
+            .inc();
     }
 
     pub fn step(&self, kind: &'static str) {
-        bump(&self.steps, kind);
+        self.steps
+            .get_or_create(&vec![("step", kind.to_string())])
+            .inc();
     }
 
     pub fn backup_failed(&self, reason: &'static str) {
-        bump(&self.backup_failures, reason);
+        self.backup_failures
+            .get_or_create(&vec![("reason", reason.to_string())])
+            .inc();
     }
 
     pub fn backup_succeeded(&self, ns: &str, cluster: &str, at: k8s_openapi::jiff::Timestamp) {
-        if let Ok(mut m) = self.backup_last_success.lock() {
-            m.insert((ns.to_string(), cluster.to_string()), at.as_second());
+        let labels = vec![
+            ("namespace", ns.to_string()),
+            ("cluster", cluster.to_string()),
+        ];
+        self.backup_last_success
+            .get_or_create(&labels)
+            .set(at.as_second());
+    }
+
+    /// The phase a cluster's status says (alerts watch `Degraded`).
+    pub fn cluster_phase(&self, ns: &str, cluster: &str, phase: crate::crd::Phase) {
+        use crate::crd::Phase;
+        for p in [
+            Phase::Pending,
+            Phase::Creating,
+            Phase::Running,
+            Phase::Scaling,
+            Phase::Degraded,
+            Phase::Deleting,
+        ] {
+            let labels = vec![
+                ("namespace", ns.to_string()),
+                ("cluster", cluster.to_string()),
+                ("phase", p.to_string()),
+            ];
+            self.cluster_phase
+                .get_or_create(&labels)
+                .set(i64::from(p == phase));
         }
     }
 
+    /// The OpenMetrics text of every metric.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "# HELP ferrocd_operator_reconciles_total Reconciles run."
-        );
-        let _ = writeln!(out, "# TYPE ferrocd_operator_reconciles_total counter");
-        let _ = writeln!(
-            out,
-            "ferrocd_operator_reconciles_total {}",
-            self.reconciles.load(Ordering::Relaxed)
-        );
-        let labelled = |out: &mut String,
-                        name: &str,
-                        help: &str,
-                        label: &str,
-                        map: &Mutex<BTreeMap<&'static str, u64>>| {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} counter");
-            if let Ok(m) = map.lock() {
-                for (k, v) in m.iter() {
-                    let _ = writeln!(out, "{name}{{{label}=\"{k}\"}} {v}");
-                }
-            }
-        };
-        labelled(
-            &mut out,
-            "ferrocd_operator_reconcile_failures_total",
-            "Reconciles that failed, by error kind.",
-            "error",
-            &self.failures,
-        );
-        labelled(
-            &mut out,
-            "ferrocd_operator_membership_steps_total",
-            "Membership steps carried out, by kind.",
-            "step",
-            &self.steps,
-        );
-        labelled(
-            &mut out,
-            "ferrocd_operator_backup_failures_total",
-            "Backups that failed (or did not verify), by reason.",
-            "reason",
-            &self.backup_failures,
-        );
-        let name = "ferrocd_operator_backup_last_success_timestamp_seconds";
-        let _ = writeln!(
-            out,
-            "# HELP {name} When the last backup of a cluster succeeded (Unix time)."
-        );
-        let _ = writeln!(out, "# TYPE {name} gauge");
-        if let Ok(m) = self.backup_last_success.lock() {
-            for ((ns, cluster), at) in m.iter() {
-                let _ = writeln!(
-                    out,
-                    "{name}{{namespace=\"{ns}\",cluster=\"{cluster}\"}} {at}"
-                );
-            }
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::warn!(error = %e, "could not render the metrics");
         }
-        let name = "ferrocd_operator_reconcile_duration_seconds";
-        let _ = writeln!(out, "# HELP {name} Time one reconcile took.");
-        let _ = writeln!(out, "# TYPE {name} histogram");
-        for (i, b) in BUCKETS.iter().enumerate() {
-            let n = self.duration_buckets[i].load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {n}");
-        }
-        let count = self.duration_count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let sum = self.duration_sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_sum {sum}");
-        let _ = writeln!(out, "{name}_count {count}");
         out
     }
 }
@@ -171,6 +191,7 @@ mod tests {
         m.backup_failed(reason_label("Credentials"));
         m.backup_failed(reason_label("something new"));
         m.backup_succeeded("ns", "demo", "2026-12-03T00:00:00Z".parse().unwrap());
+        m.cluster_phase("ns", "demo", crate::crd::Phase::Degraded);
         let text = m.render();
         assert!(text.contains("ferrocd_operator_backup_failures_total{reason=\"Credentials\"} 1\n"));
         assert!(text.contains("ferrocd_operator_backup_failures_total{reason=\"Other\"} 1\n"));
@@ -186,7 +207,13 @@ mod tests {
         assert!(
             text.contains("ferrocd_operator_reconcile_duration_seconds_bucket{le=\"0.05\"} 1\n")
         );
-        assert!(text.contains("ferrocd_operator_reconcile_duration_seconds_bucket{le=\"5\"} 2\n"));
+        assert!(text.contains("ferrocd_operator_reconcile_duration_seconds_bucket{le=\"5.0\"} 2\n"));
         assert!(text.contains("ferrocd_operator_reconcile_duration_seconds_count 2\n"));
+        assert!(text.contains(
+            "ferrocd_operator_cluster_phase{namespace=\"ns\",cluster=\"demo\",phase=\"Degraded\"} 1\n"
+        ));
+        assert!(text.contains(
+            "ferrocd_operator_cluster_phase{namespace=\"ns\",cluster=\"demo\",phase=\"Running\"} 0\n"
+        ));
     }
 }

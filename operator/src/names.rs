@@ -143,6 +143,12 @@ impl ClusterNames {
         l
     }
 
+    /// The Secret holding root's password (`password`) when the spec names
+    /// none.
+    pub fn root_secret(&self) -> String {
+        format!("{}-root", self.name)
+    }
+
     /// The Secret holding the operator-managed CA (`tls.crt`, `tls.key`).
     pub fn ca_secret(&self) -> String {
         format!("{}-ca", self.name)

@@ -117,6 +117,12 @@ impl Ca {
         self.issue(cn, sans, true, MEMBER_VALIDITY)
     }
 
+    /// A client certificate for an application's pods, renewed as a
+    /// member's is.
+    pub fn issue_user(&self, cn: &str) -> Result<Pair, PkiError> {
+        self.issue(cn, &[], false, MEMBER_VALIDITY)
+    }
+
     /// A short-lived client certificate for the operator's own requests.
     pub fn issue_client(&self, cn: &str) -> Result<Pair, PkiError> {
         self.issue(cn, &[], false, CLIENT_VALIDITY)
@@ -134,6 +140,14 @@ pub fn expires_within(cert_pem: &str, within: Duration) -> bool {
     let not_after = cert.validity().not_after.timestamp();
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     not_after - now < within.as_secs() as i64
+}
+
+/// The certificate's subject common name (the etcd user it stands for).
+pub fn common_name(cert_pem: &str) -> Option<String> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).ok()?;
+    let cert = pem.parse_x509().ok()?;
+    let cn = cert.subject().iter_common_name().next()?;
+    cn.as_str().ok().map(str::to_string)
 }
 
 /// The DNS names and addresses a certificate is valid for.
@@ -213,6 +227,14 @@ mod tests {
         let client = again.issue_client("ferrocd-operator").unwrap();
         assert!(signed_by(&client.cert_pem, &ca.pair.cert_pem));
         assert!(expires_within(&client.cert_pem, RENEW_BEFORE));
+        assert_eq!(
+            common_name(&client.cert_pem).as_deref(),
+            Some("ferrocd-operator")
+        );
+        let user = again.issue_user("app").unwrap();
+        assert!(signed_by(&user.cert_pem, &ca.pair.cert_pem));
+        assert!(!expires_within(&user.cert_pem, RENEW_BEFORE));
+        assert_eq!(common_name(&user.cert_pem).as_deref(), Some("app"));
     }
 
     #[test]

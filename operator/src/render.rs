@@ -5,7 +5,7 @@
 
 use crate::crd::{AutoCompactionMode, EtcdCluster, MemberOptions, TlsMode};
 use crate::names::{ClusterNames, CLIENT_PORT, METRICS_PORT, PEER_PORT};
-use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy};
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction,
     ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec,
@@ -389,6 +389,12 @@ pub fn stateful_set(c: &EtcdCluster, replicas: i32, bootstrap_replicas: i32) -> 
             replicas: Some(replicas),
             service_name: Some(n.headless_service()),
             pod_management_policy: Some("Parallel".into()),
+            // The operator replaces pods itself, one member at a time with
+            // health gates and the leader last (membership/rollout.rs).
+            update_strategy: Some(StatefulSetUpdateStrategy {
+                type_: Some("OnDelete".into()),
+                rolling_update: None,
+            }),
             selector: LabelSelector {
                 match_labels: Some(n.selector_labels()),
                 ..LabelSelector::default()
@@ -449,6 +455,9 @@ mod tests {
                 pvc_retention: Default::default(),
                 backup: None,
                 bootstrap: None,
+                auth: None,
+                paused: false,
+                maintenance: None,
             },
         );
         c.metadata.namespace = Some("ns".into());
@@ -539,7 +548,7 @@ mod tests {
         let mut c = cluster(3);
         c.spec.tls = Some(crate::crd::TlsSpec {
             mode: TlsMode::OperatorManaged,
-            secrets: None,
+            ..Default::default()
         });
         let spec = stateful_set(&c, 3, 3).spec.unwrap();
         let pod = spec.template.spec.unwrap();
@@ -584,6 +593,7 @@ mod tests {
                 client: "cli".into(),
                 peer: "peers".into(),
             }),
+            ..Default::default()
         });
         let pod = stateful_set(&c, 3, 3).spec.unwrap().template.spec.unwrap();
         let args = pod.containers[0].args.clone().unwrap();

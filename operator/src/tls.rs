@@ -108,37 +108,28 @@ pub async fn ensure(
         TlsMode::OperatorManaged => {
             let ca = ensure_ca(&secrets, c, names).await?;
             let want = names.certificate_names();
-            let current = secrets.get_opt(&names.tls_secret()).await?;
-            let valid = current.as_ref().is_some_and(|s| {
-                let (Some(cert), Some(_key), Some(ca_pem)) =
-                    (text(s, "tls.crt"), text(s, "tls.key"), text(s, "ca.crt"))
-                else {
-                    return false;
-                };
-                ca_pem == ca.pair.cert_pem
-                    && pki::signed_by(&cert, &ca.pair.cert_pem)
-                    && pki::subject_alt_names(&cert).is_ok_and(|n| n == want)
-                    && !pki::expires_within(&cert, pki::RENEW_BEFORE)
-            });
-            if !valid {
-                let member = ca.issue_member(&names.name, &want)?;
-                let s = secret(
+            let issued = keep_issued(
+                &secrets,
+                c,
+                names,
+                &ca,
+                &names.tls_secret(),
+                |cert| pki::subject_alt_names(cert).is_ok_and(|n| n == want),
+                || ca.issue_member(&names.name, &want),
+            )
+            .await?;
+            for wanted in &spec.client_secrets {
+                let cn = wanted.common_name();
+                keep_issued(
+                    &secrets,
                     c,
                     names,
-                    names.tls_secret(),
-                    &[
-                        ("tls.crt", &member.cert_pem),
-                        ("tls.key", &member.key_pem),
-                        ("ca.crt", &ca.pair.cert_pem),
-                    ],
-                );
-                secrets
-                    .patch(
-                        &names.tls_secret(),
-                        &PatchParams::apply(MANAGER).force(),
-                        &Patch::Apply(&s),
-                    )
-                    .await?;
+                    &ca,
+                    &wanted.name,
+                    |cert| pki::common_name(cert).as_deref() == Some(cn),
+                    || ca.issue_user(cn),
+                )
+                .await?;
             }
             let me = ca.issue_client(OPERATOR_CN)?;
             Ok(TlsState::Ready {
@@ -147,10 +138,59 @@ pub async fn ensure(
                     cert_pem: me.cert_pem,
                     key_pem: me.key_pem,
                 },
-                issued: !valid,
+                issued,
             })
         }
     }
+}
+
+/// Keeps Secret `name` holding a certificate from `ca` that `fits` (its
+/// names or its CN) and is not near expiry; issues one with `issue` when
+/// it is missing, from another CA, for other names, or expiring. Whether
+/// it issued.
+async fn keep_issued(
+    secrets: &Api<Secret>,
+    c: &EtcdCluster,
+    names: &ClusterNames,
+    ca: &Ca,
+    name: &str,
+    fits: impl Fn(&str) -> bool,
+    issue: impl FnOnce() -> Result<Pair, pki::PkiError>,
+) -> Result<bool, TlsError> {
+    let current = secrets.get_opt(name).await?;
+    let valid = current.as_ref().is_some_and(|s| {
+        let (Some(cert), Some(_key), Some(ca_pem)) =
+            (text(s, "tls.crt"), text(s, "tls.key"), text(s, "ca.crt"))
+        else {
+            return false;
+        };
+        ca_pem == ca.pair.cert_pem
+            && pki::signed_by(&cert, &ca.pair.cert_pem)
+            && fits(&cert)
+            && !pki::expires_within(&cert, pki::RENEW_BEFORE)
+    });
+    if valid {
+        return Ok(false);
+    }
+    let pair = issue()?;
+    let s = secret(
+        c,
+        names,
+        name.to_string(),
+        &[
+            ("tls.crt", &pair.cert_pem),
+            ("tls.key", &pair.key_pem),
+            ("ca.crt", &ca.pair.cert_pem),
+        ],
+    );
+    secrets
+        .patch(
+            name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&s),
+        )
+        .await?;
+    Ok(true)
 }
 
 /// The cluster's CA, made and stored on first use.

@@ -674,3 +674,68 @@ fn a_snapshot_of_etcd_35_in_s3_restores_into_ferrocd_members() {
         assert_has_everything_up_to(&restored, &acked, last).await;
     });
 }
+
+#[test]
+fn a_cluster_with_auth_is_backed_up_and_verified_as_root_only() {
+    runtime().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let source = Members::start(&bin("ferrocd"), 1, &dir.path().join("src"), None);
+        source.wait_ready().await;
+        let mut c = source.client(0).await;
+        for i in 0..50 {
+            c.kv.put(PutRequest {
+                key: format!("/a/{i:03}").into_bytes(),
+                value: b"v".to_vec(),
+                ..PutRequest::default()
+            })
+            .await
+            .unwrap();
+        }
+        ferrocd_testkit::grpc::enable_auth(c.channel.clone(), Some("s3cr3t"))
+            .await
+            .unwrap();
+        let password = dir.path().join("password");
+        std::fs::write(&password, "s3cr3t\n").unwrap();
+        let root = vec![
+            "--user=root".to_string(),
+            format!("--password-file={}", password.display()),
+        ];
+        let volume = dir.path().join("volume");
+        let to = |key: &str| {
+            vec![
+                format!("--dir={}", volume.display()),
+                format!("--key={key}"),
+            ]
+        };
+
+        // Without root the members refuse: reported, nothing stored.
+        let mut anonymous = save_args(&source, dir.path(), to("anon.db"));
+        anonymous.push("--wait-for-member=5".into());
+        let (code, report, err) = agent(&anonymous, "", dir.path());
+        assert_eq!(code, 1, "{report:?}\n{err}");
+        match &report {
+            Some(Report::Failed(f)) => assert!(
+                f.message.contains("etcdserver: user name is empty"),
+                "{f:?}"
+            ),
+            other => panic!("{other:?}\n{err}"),
+        }
+        assert!(!volume.join("anon.db").exists());
+
+        let mut save = save_args(&source, dir.path(), to("auth.db"));
+        save.extend(root.clone());
+        let (code, report, err) = agent(&save, "", dir.path());
+        assert_eq!(code, 0, "{err}");
+        let t = taken(report, &err);
+        assert_eq!(t.keys, 50, "{t:?}");
+
+        // The restored member keeps the cluster's auth: verify reads it as root.
+        let mut verify = verify_args(&t, to("auth.db"), dir.path());
+        verify.extend(root);
+        let (code, report, err) = agent(&verify, "", dir.path());
+        assert!(
+            matches!(&report, Some(Report::Verified(v)) if v.verified) && code == 0,
+            "{report:?}\n{err}"
+        );
+    });
+}

@@ -106,6 +106,10 @@ struct Pods {
     tls: Option<Tls>,
     dir: tempfile::TempDir,
     procs: BTreeMap<u32, Child>,
+    /// Root's password, once the test turned auth on.
+    root_password: Option<String>,
+    /// More flags for every member.
+    flags: Vec<String>,
 }
 
 impl Pods {
@@ -119,6 +123,8 @@ impl Pods {
             tls,
             dir,
             procs: BTreeMap::new(),
+            root_password: None,
+            flags: Vec::new(),
         }
     }
 
@@ -128,7 +134,9 @@ impl Pods {
 
     /// The operator's client for the running members.
     fn members(&self) -> EtcdMembers {
-        EtcdMembers::new(self.endpoints()).with_tls(self.client_tls())
+        EtcdMembers::new(self.endpoints())
+            .with_tls(self.client_tls())
+            .with_root_password(self.root_password.clone())
     }
 
     fn start(&mut self, ordinal: u32, state: &str, initial: &str) {
@@ -152,6 +160,7 @@ impl Pods {
                 "--initial-cluster-token=operator-membership".into(),
             ])
             .args(self.tls.iter().flat_map(|t| t.member_flags.iter()))
+            .args(&self.flags)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
@@ -260,6 +269,7 @@ async fn reconcile_to(pods: &mut Pods, desired: u32) -> Vec<Step> {
             claims: Vec::new(),
             delete_claims: false,
             emptied: Vec::new(),
+            rollout: Default::default(),
         };
         let step = next_step(&observed);
         let done = match &step {
@@ -281,6 +291,7 @@ async fn reconcile_to(pods: &mut Pods, desired: u32) -> Vec<Step> {
             },
             Step::Remove { id, .. } => client.remove(*id).await,
             Step::DeleteClaim { .. } => panic!("no claims here"),
+            Step::Roll { .. } | Step::Halt(_) => panic!("no rollout here: {step}"),
         };
         match done {
             Ok(()) if !matches!(step, Step::Wait(_)) => taken.push(step),
@@ -417,4 +428,141 @@ async fn etcd_with_tls_grows_and_shrinks_through_the_operator_steps() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ferrocd_with_tls_grows_and_shrinks_through_the_operator_steps() {
     grow_and_shrink(ferrocd_bin(), true).await;
+}
+
+/// spec.auth's member side: the operator turns auth on (root with a
+/// password), is refused without it, scales with it, turns auth off.
+async fn auth_on_scale_then_off(bin: PathBuf) {
+    let mut pods = Pods::new(bin, false);
+    pods.bootstrap(3);
+    reconcile_to(&mut pods, 3).await;
+    let operator = pods.members();
+    assert!(!operator.auth_enabled().await.expect("auth status"));
+    // Twice: the second finds root there and sets its password again.
+    operator.enable_auth("first").await.expect("enable auth");
+    operator
+        .disable_auth()
+        .await
+        .expect_err("disabled without a token");
+    let root = |p: &str| EtcdMembers::new(pods.endpoints()).with_root_password(Some(p.to_string()));
+    root("first")
+        .disable_auth()
+        .await
+        .expect("disable auth as root");
+    pods.members()
+        .enable_auth("s3cr3t")
+        .await
+        .expect("enable auth again");
+    // Refused without a user: that says "on" too.
+    assert!(pods
+        .members()
+        .auth_enabled()
+        .await
+        .expect("auth status without a user"));
+    assert!(root("s3cr3t")
+        .auth_enabled()
+        .await
+        .expect("auth status as root"));
+
+    let anonymous = pods.members().add_learner(&pods.net.peer_url(3)).await;
+    let refused = anonymous.expect_err("a member added without a user");
+    assert_eq!(refused.to_string(), "etcdserver: user name is empty");
+    let wrong = root("first").add_learner(&pods.net.peer_url(3)).await;
+    assert_eq!(
+        wrong
+            .expect_err("a member added with the old password")
+            .to_string(),
+        "etcdserver: authentication failed, invalid user ID or password"
+    );
+
+    pods.root_password = Some("s3cr3t".into());
+    let steps = reconcile_to(&mut pods, 4).await;
+    assert!(
+        matches!(steps[0], Step::AddLearner { ordinal: 3 }),
+        "{steps:?}"
+    );
+    reconcile_to(&mut pods, 3).await;
+    assert_eq!(
+        pods.members()
+            .observe()
+            .await
+            .expect("observe")
+            .members
+            .len(),
+        3
+    );
+    pods.members().disable_auth().await.expect("disable auth");
+    assert!(!pods.members().auth_enabled().await.expect("auth status"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_auth_on_scale_then_off_through_the_operator_client() {
+    auth_on_scale_then_off(etcd_bin()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ferrocd_auth_on_scale_then_off_through_the_operator_client() {
+    auth_on_scale_then_off(ferrocd_bin()).await;
+}
+
+/// NOSPACE remediation's member side: a 16 MiB quota filled with one key's
+/// history; the alarm read, the history compacted, every member
+/// defragmented (the leader last), the alarm disarmed; writes resume.
+async fn nospace_remediated(bin: PathBuf) {
+    let mut pods = Pods::new(bin, false);
+    pods.flags
+        .push(format!("--quota-backend-bytes={}", 16 << 20));
+    pods.bootstrap(3);
+    reconcile_to(&mut pods, 3).await;
+    let mut kv = pods.kv(0).await;
+    let value = vec![b'x'; 256 << 10];
+    let mut puts = 0;
+    let refused = loop {
+        let put = kv
+            .put(PutRequest {
+                key: b"/full".to_vec(),
+                value: value.clone(),
+                ..PutRequest::default()
+            })
+            .await;
+        match put {
+            Ok(_) => puts += 1,
+            Err(s) => break s.message().to_string(),
+        }
+        assert!(puts < 1000, "the quota was never reached");
+    };
+    assert_eq!(refused, "etcdserver: mvcc: database space exceeded");
+    let operator = pods.members();
+    let alarmed = operator.nospace_alarms().await.expect("alarm list");
+    assert!(!alarmed.is_empty());
+    let view = operator.observe().await.expect("observe");
+    assert!(view.members.iter().all(|m| m.db_size.is_some()), "{view:?}");
+    let turn = ferrocd_operator::maintenance::sequence(&view).expect("order");
+    assert!(operator.compact_all().await.expect("compact") > puts);
+    for (id, _) in turn {
+        operator.defragment(&view, id).await.expect("defragment");
+    }
+    operator.disarm_nospace(&alarmed).await.expect("disarm");
+    assert!(operator
+        .nospace_alarms()
+        .await
+        .expect("alarm list")
+        .is_empty());
+    kv.put(PutRequest {
+        key: b"/after".to_vec(),
+        value: b"ok".to_vec(),
+        ..PutRequest::default()
+    })
+    .await
+    .expect("a put after the remediation");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_nospace_remediated_through_the_operator_client() {
+    nospace_remediated(etcd_bin()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ferrocd_nospace_remediated_through_the_operator_client() {
+    nospace_remediated(ferrocd_bin()).await;
 }

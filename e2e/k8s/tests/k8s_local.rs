@@ -59,8 +59,23 @@ fn rolling_restart_while_clients_write_loses_no_acknowledged_write() {
 }
 
 #[test]
-fn a_tls_cluster_serves_clients_with_certificates_from_its_ca() {
-    local(scenarios::a_tls_cluster_serves_clients_with_certificates_from_its_ca);
+fn a_new_image_rolls_3_members_one_at_a_time() {
+    local(scenarios::a_new_image_rolls_3_members_one_at_a_time);
+}
+
+#[test]
+fn a_new_image_rolls_5_members_one_at_a_time() {
+    local(scenarios::a_new_image_rolls_5_members_one_at_a_time);
+}
+
+#[test]
+fn a_member_that_does_not_start_halts_the_rollout() {
+    local(scenarios::a_member_that_does_not_start_halts_the_rollout);
+}
+
+#[test]
+fn a_cluster_created_without_tls_serves_tls_only_to_issued_client_certificates() {
+    local(scenarios::a_cluster_created_without_tls_serves_tls_only_to_issued_client_certificates);
 }
 
 #[test]
@@ -81,4 +96,24 @@ fn backups_to_s3_and_a_volume_on_a_schedule_and_a_restore_from_them() {
         .await;
         drop(s3);
     });
+}
+
+#[test]
+fn a_cluster_with_auth_refuses_anonymous_clients_serves_root_and_scales() {
+    local(scenarios::a_cluster_with_auth_refuses_anonymous_clients_serves_root_and_scales);
+}
+
+#[test]
+fn a_paused_cluster_changes_nothing_until_it_is_unpaused() {
+    local(scenarios::a_paused_cluster_changes_nothing_until_it_is_unpaused);
+}
+
+#[test]
+fn a_fragmented_cluster_is_defragmented_the_leader_last() {
+    local(scenarios::a_fragmented_cluster_is_defragmented_the_leader_last);
+}
+
+#[test]
+fn a_nospace_alarm_is_remediated_and_writes_resume() {
+    local(scenarios::a_nospace_alarm_is_remediated_and_writes_resume);
 }

@@ -44,6 +44,26 @@ fn rolling_restart_while_clients_write_loses_no_acknowledged_write() {
 }
 
 #[test]
-fn a_tls_cluster_serves_clients_with_certificates_from_its_ca() {
-    run(scenarios::a_tls_cluster_serves_clients_with_certificates_from_its_ca);
+fn a_cluster_created_without_tls_serves_tls_only_to_issued_client_certificates() {
+    run(scenarios::a_cluster_created_without_tls_serves_tls_only_to_issued_client_certificates);
+}
+
+#[test]
+fn a_cluster_with_auth_refuses_anonymous_clients_serves_root_and_scales() {
+    run(scenarios::a_cluster_with_auth_refuses_anonymous_clients_serves_root_and_scales);
+}
+
+#[test]
+fn a_paused_cluster_changes_nothing_until_it_is_unpaused() {
+    run(scenarios::a_paused_cluster_changes_nothing_until_it_is_unpaused);
+}
+
+#[test]
+fn a_fragmented_cluster_is_defragmented_the_leader_last() {
+    run(scenarios::a_fragmented_cluster_is_defragmented_the_leader_last);
+}
+
+#[test]
+fn a_nospace_alarm_is_remediated_and_writes_resume() {
+    run(scenarios::a_nospace_alarm_is_remediated_and_writes_resume);
 }

@@ -3,6 +3,7 @@
 //! and `ferrocd snapshot ...` as a tool.
 
 use super::cli::AgentError;
+use crate::etcd_auth::{self, AuthedChannel, Credentials};
 use ferrocd_proto::etcdserverpb::{
     kv_client::KvClient, maintenance_client::MaintenanceClient, HashKvRequest, RangeRequest,
     StatusRequest, StatusResponse,
@@ -26,13 +27,43 @@ pub struct ClusterArgs {
     pub cert: Option<PathBuf>,
     #[arg(long = "key-file")]
     pub key_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub user: UserArgs,
+}
+
+/// Who to authenticate as where the cluster has auth on (the snapshot and
+/// HashKV need root).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct UserArgs {
+    #[arg(long)]
+    pub user: Option<String>,
+    /// A file holding the user's password (a mounted Secret).
+    #[arg(long = "password-file", requires = "user")]
+    pub password_file: Option<PathBuf>,
+}
+
+impl UserArgs {
+    fn credentials(&self) -> Result<Option<Credentials>, AgentError> {
+        let Some(user) = &self.user else {
+            return Ok(None);
+        };
+        let password = match &self.password_file {
+            Some(f) => std::fs::read_to_string(f).map_err(io(f))?,
+            None => String::new(),
+        };
+        Ok(Some(Credentials {
+            user: user.clone(),
+            password: password.trim_end_matches('\n').to_string(),
+        }))
+    }
 }
 
 pub fn io(what: &Path) -> impl FnOnce(std::io::Error) -> AgentError + '_ {
     move |e| AgentError::Io(what.display().to_string(), e)
 }
 
-pub async fn channel(url: &str, c: &ClusterArgs) -> Result<Channel, AgentError> {
+/// A connection to `url`, authenticated where the cluster has auth on.
+pub async fn channel(url: &str, c: &ClusterArgs) -> Result<AuthedChannel, AgentError> {
     let bad = |e: &dyn std::fmt::Display| AgentError::Cluster(format!("endpoint {url}: {e}"));
     let mut ep = Endpoint::from_shared(url.to_string())
         .map_err(|e| bad(&e))?
@@ -50,13 +81,17 @@ pub async fn channel(url: &str, c: &ClusterArgs) -> Result<Channel, AgentError> 
         }
         ep = ep.tls_config(tls).map_err(|e| bad(&e))?;
     }
-    ep.connect().await.map_err(|e| bad(&e))
+    let ch: Channel = ep.connect().await.map_err(|e| bad(&e))?;
+    let token = etcd_auth::token(&ch, c.user.credentials()?.as_ref())
+        .await
+        .map_err(|s| bad(&format!("authenticating: {}", s.message())))?;
+    Ok(etcd_auth::authed(ch, token))
 }
 
 /// A member with what it said about itself.
 pub struct Source {
     pub url: String,
-    pub channel: Channel,
+    pub channel: AuthedChannel,
     pub status: StatusResponse,
 }
 
@@ -74,28 +109,42 @@ impl Source {
     }
 }
 
-/// Asks every endpoint for its status; those that answer in time.
-async fn ask_all(c: &ClusterArgs) -> Vec<Source> {
-    futures::future::join_all(c.endpoints.iter().map(|url| async move {
-        let ch = channel(url, c).await.ok()?;
-        let status = tokio::time::timeout(
+/// Asks every endpoint for its status: those that answered in time, and
+/// the last refusal (e.g. "user name is empty" on a cluster with auth).
+async fn ask_all(c: &ClusterArgs) -> (Vec<Source>, Option<String>) {
+    let asked = futures::future::join_all(c.endpoints.iter().map(|url| async move {
+        let ch = match channel(url, c).await {
+            Ok(ch) => ch,
+            Err(e) => return Err(Some(e.to_string())),
+        };
+        let status = match tokio::time::timeout(
             Duration::from_secs(5),
             MaintenanceClient::new(ch.clone()).status(StatusRequest {}),
         )
         .await
-        .ok()?
-        .ok()?
-        .into_inner();
-        Some(Source {
+        {
+            Ok(Ok(s)) => s.into_inner(),
+            Ok(Err(s)) if s.code() != tonic::Code::Unavailable => {
+                return Err(Some(format!("{url}: {}", s.message())))
+            }
+            _ => return Err(None),
+        };
+        Ok(Source {
             url: url.clone(),
             channel: ch,
             status,
         })
     }))
-    .await
-    .into_iter()
-    .flatten()
-    .collect()
+    .await;
+    let mut sources = Vec::new();
+    let mut refusal = None;
+    for a in asked {
+        match a {
+            Ok(s) => sources.push(s),
+            Err(why) => refusal = why.or(refusal),
+        }
+    }
+    (sources, refusal)
 }
 
 /// The member a snapshot is taken from: a healthy voter that knows a
@@ -106,14 +155,18 @@ async fn ask_all(c: &ClusterArgs) -> Vec<Source> {
 pub async fn pick_member(c: &ClusterArgs, patience: Duration) -> Result<Source, AgentError> {
     let deadline = tokio::time::Instant::now() + patience;
     loop {
-        if let Some(s) = best_of(ask_all(c).await) {
+        let (sources, refusal) = ask_all(c).await;
+        if let Some(s) = best_of(sources) {
             return Ok(s);
         }
         if tokio::time::Instant::now() >= deadline {
             return Err(AgentError::Cluster(format!(
-                "no healthy member answered at {} within {}s",
+                "no healthy member answered at {} within {}s{}",
                 c.endpoints.join(","),
-                patience.as_secs()
+                patience.as_secs(),
+                refusal
+                    .map(|r| format!(" (last refusal: {r})"))
+                    .unwrap_or_default()
             )));
         }
         tracing::info!("no healthy member yet, asking again in 2s");
@@ -142,7 +195,7 @@ fn best_of(sources: Vec<Source>) -> Option<Source> {
 }
 
 /// Keys live at `revision`, read from the member's own state.
-pub async fn keys_at(ch: &Channel, revision: i64) -> Result<i64, AgentError> {
+pub async fn keys_at(ch: &AuthedChannel, revision: i64) -> Result<i64, AgentError> {
     let r = KvClient::new(ch.clone())
         .range(RangeRequest {
             key: vec![0],
@@ -160,7 +213,7 @@ pub async fn keys_at(ch: &Channel, revision: i64) -> Result<i64, AgentError> {
 }
 
 /// HashKV at `revision` and the compact revision then.
-pub async fn hash_kv_at(ch: &Channel, revision: i64) -> Result<(u32, i64), AgentError> {
+pub async fn hash_kv_at(ch: &AuthedChannel, revision: i64) -> Result<(u32, i64), AgentError> {
     let r = MaintenanceClient::new(ch.clone())
         .hash_kv(HashKvRequest { revision })
         .await

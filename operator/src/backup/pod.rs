@@ -108,20 +108,7 @@ fn access(dest: &BackupDestination, key: &str) -> Access {
         }
         if let Some(ca) = &s3.ca_secret {
             a.args.push(format!("--s3-ca-file={S3_CA_DIR}/ca.crt"));
-            a.volumes.push(Volume {
-                name: "s3-ca".into(),
-                secret: Some(SecretVolumeSource {
-                    secret_name: Some(ca.clone()),
-                    ..SecretVolumeSource::default()
-                }),
-                ..Volume::default()
-            });
-            a.mounts.push(VolumeMount {
-                name: "s3-ca".into(),
-                mount_path: S3_CA_DIR.into(),
-                read_only: Some(true),
-                ..VolumeMount::default()
-            });
+            a.mount_secret("s3-ca", ca, S3_CA_DIR);
         }
     } else if let Some(pvc) = &dest.pvc {
         a.args.push(format!("--dir={VOLUME_DIR}"));
@@ -192,6 +179,7 @@ pub fn job_name(backup: &str, step: &str) -> String {
 }
 
 const CLIENT_TLS_DIR: &str = "/etc/ferrocd/client-tls";
+const ROOT_DIR: &str = "/etc/ferrocd/root";
 
 /// What a Job is for.
 pub enum JobKind<'a> {
@@ -201,6 +189,8 @@ pub enum JobKind<'a> {
         /// A Secret with `tls.crt`, `tls.key`, `ca.crt` the Job presents
         /// to the members (TLS clusters).
         tls_secret: Option<String>,
+        /// The Secret with root's `password` (clusters with spec.auth).
+        root_secret: Option<String>,
     },
     /// Restore it and compare with what was recorded.
     Verify {
@@ -208,6 +198,8 @@ pub enum JobKind<'a> {
         revision: i64,
         keys: i64,
         hash_kv: i64,
+        /// The restored member has the cluster's auth: root's Secret.
+        root_secret: Option<String>,
     },
     /// Remove the stored object (deletion policy Delete).
     Delete,
@@ -223,6 +215,35 @@ impl JobKind<'_> {
     }
 }
 
+impl Access {
+    /// Secret `secret` mounted read-only at `dir` as volume `volume`.
+    fn mount_secret(&mut self, volume: &str, secret: &str, dir: &str) {
+        self.volumes.push(Volume {
+            name: volume.into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret.into()),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+        self.mounts.push(VolumeMount {
+            name: volume.into(),
+            mount_path: dir.into(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+    }
+}
+
+/// The agent authenticates as root with the password in `secret`.
+fn as_root(a: &mut Access, command: &mut Vec<String>, secret: &str) {
+    command.extend([
+        format!("--user={}", crate::etcd_auth::ROOT),
+        format!("--password-file={ROOT_DIR}/password"),
+    ]);
+    a.mount_secret("root", secret, ROOT_DIR);
+}
+
 /// A Job running one agent command for backup `b` (owned by it, one pod,
 /// no retries: a failed run is reported and the schedule tries again).
 pub fn job(b: &EtcdBackup, key: &str, image: &str, kind: JobKind<'_>) -> Job {
@@ -233,28 +254,19 @@ pub fn job(b: &EtcdBackup, key: &str, image: &str, kind: JobKind<'_>) -> Job {
         JobKind::Save {
             endpoints,
             tls_secret,
+            root_secret,
         } => {
             command.push(format!("--endpoints={}", endpoints.join(",")));
+            if let Some(secret) = root_secret {
+                as_root(&mut a, &mut command, secret);
+            }
             if let Some(secret) = tls_secret {
                 command.extend([
                     format!("--cacert={CLIENT_TLS_DIR}/ca.crt"),
                     format!("--cert={CLIENT_TLS_DIR}/tls.crt"),
                     format!("--key-file={CLIENT_TLS_DIR}/tls.key"),
                 ]);
-                a.volumes.push(Volume {
-                    name: "client-tls".into(),
-                    secret: Some(SecretVolumeSource {
-                        secret_name: Some(secret.clone()),
-                        ..SecretVolumeSource::default()
-                    }),
-                    ..Volume::default()
-                });
-                a.mounts.push(VolumeMount {
-                    name: "client-tls".into(),
-                    mount_path: CLIENT_TLS_DIR.into(),
-                    read_only: Some(true),
-                    ..VolumeMount::default()
-                });
+                a.mount_secret("client-tls", secret, CLIENT_TLS_DIR);
             }
             scratch(&mut a);
         }
@@ -263,7 +275,11 @@ pub fn job(b: &EtcdBackup, key: &str, image: &str, kind: JobKind<'_>) -> Job {
             revision,
             keys,
             hash_kv,
+            root_secret,
         } => {
+            if let Some(secret) = root_secret {
+                as_root(&mut a, &mut command, secret);
+            }
             command.extend([
                 format!("--sha256={sha256}"),
                 format!("--revision={revision}"),
@@ -441,6 +457,7 @@ mod tests {
             JobKind::Save {
                 endpoints: &endpoints,
                 tls_secret: None,
+                root_secret: None,
             },
         );
         assert_eq!(j.metadata.name.as_deref(), Some("demo-1-save"));
@@ -479,6 +496,45 @@ mod tests {
                 ("AWS_SESSION_TOKEN", "keys", Some(true)),
             ]
         );
+    }
+
+    #[test]
+    fn on_a_cluster_with_auth_save_and_verify_authenticate_as_root() {
+        let b = backup(s3());
+        let endpoints = vec!["https://demo-0.demo.ns.svc.cluster.local:2379".to_string()];
+        let kinds = [
+            JobKind::Save {
+                endpoints: &endpoints,
+                tls_secret: Some("demo-tls".into()),
+                root_secret: Some("demo-root".into()),
+            },
+            JobKind::Verify {
+                sha256: "ab",
+                revision: 5,
+                keys: 3,
+                hash_kv: 7,
+                root_secret: Some("demo-root".into()),
+            },
+        ];
+        for kind in kinds {
+            let pod = job(&b, "k", "ferrocd:1", kind)
+                .spec
+                .unwrap()
+                .template
+                .spec
+                .unwrap();
+            let args = pod.containers[0].args.clone().unwrap();
+            for want in ["--user=root", "--password-file=/etc/ferrocd/root/password"] {
+                assert!(args.iter().any(|a| a == want), "{want} missing: {args:?}");
+            }
+            let secrets: Vec<_> = pod
+                .volumes
+                .unwrap()
+                .iter()
+                .filter_map(|v| v.secret.as_ref()?.secret_name.clone())
+                .collect();
+            assert!(secrets.contains(&"demo-root".to_string()), "{secrets:?}");
+        }
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! backup recorded.
 
 use super::cli::{AgentError, LocationArgs, ResultArgs};
-use super::member::{channel, ferrocd, hash_kv_at, io, keys_at, run_ferrocd, ClusterArgs};
+use super::member::{
+    channel, ferrocd, hash_kv_at, io, keys_at, run_ferrocd, ClusterArgs, UserArgs,
+};
 use super::record::{Report, Verified};
 use ferrocd_proto::etcdserverpb::{maintenance_client::MaintenanceClient, StatusRequest};
 use std::path::{Path, PathBuf};
@@ -24,6 +26,9 @@ pub struct VerifyArgs {
     pub hash_kv: u32,
     #[arg(long, default_value = "/tmp")]
     pub scratch: PathBuf,
+    /// The restored member keeps the cluster's auth: who reads it.
+    #[command(flatten)]
+    pub user: UserArgs,
     #[command(flatten)]
     pub result: ResultArgs,
 }
@@ -110,6 +115,7 @@ async fn check_restored(a: &VerifyArgs, url: &str) -> Result<Verified, AgentErro
         cacert: None,
         cert: None,
         key_file: None,
+        user: a.user.clone(),
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let (ch, status) = loop {

@@ -43,7 +43,7 @@ fn backup_status(h: &Harness) -> EtcdBackupStatus {
 
 async fn reconcile_backup(h: &Harness) -> Result<Action, Error> {
     let client = mock_api(h.api.clone());
-    let connect: Connect = Arc::new(|_, _| unreachable!("a backup dials no member"));
+    let connect: Connect = Arc::new(|_| unreachable!("a backup dials no member"));
     let metrics = Arc::new(crate::metrics::Metrics::default());
     let ctx = Arc::new(Context::new(client, metrics, connect));
     crate::backup_controller::reconcile(Arc::new(backup(h)), ctx).await
@@ -288,12 +288,20 @@ async fn a_cluster_from_a_backup_waits_for_it_then_restores_its_founding_members
         s.conditions
     );
     h.api.lock().unwrap().objects.remove(STS_PATH);
+    let before = h.cluster().unwrap();
     h.reconcile().await.unwrap();
     let r = h.status().restore.expect("restore source recorded");
     assert_eq!(
         (r.backup.as_deref(), r.key.as_str(), r.revision, r.done),
         (Some("b1"), "ns/demo/b1.db", Some(42), false)
     );
+    assert_eq!(h.sts_replicas(), None, "the source is recorded first");
+    // A watch cache still holding the object from before that write: the
+    // recorded source stands (the restore step must never change).
+    h.reconcile_as(before.clone()).await.unwrap();
+    h.reconcile_as(before).await.unwrap();
+    assert_eq!(h.status().restore, Some(r));
+    assert_eq!(h.sts_replicas(), Some(3));
     let sts = h.api.lock().unwrap().objects[STS_PATH].clone();
     let init = &sts["spec"]["template"]["spec"]["initContainers"][0];
     let args = init["args"].to_string();

@@ -46,6 +46,29 @@ pub(super) fn status(code: u16, reason: &str) -> Value {
 }
 
 impl ApiState {
+    /// Missing pods below `n` start from `revision` (OnDelete: running ones
+    /// keep theirs); pods from `n` up go.
+    fn pods_follow(&mut self, n: u32, revision: &str) {
+        self.objects.retain(|k, _| {
+            k.strip_prefix(&format!("{POD_PATH}/{NAME}-"))
+                .and_then(|i| i.parse::<u32>().ok())
+                .is_none_or(|i| i < n)
+        });
+        for i in 0..n {
+            let name = format!("{NAME}-{i}");
+            self.objects
+                .entry(format!("{POD_PATH}/{name}"))
+                .or_insert_with(|| {
+                    json!({"apiVersion": "v1", "kind": "Pod",
+                           "metadata": {"name": name, "namespace": NS, "labels": {
+                               "app.kubernetes.io/name": "ferrocd",
+                               "ferrocd.dev/cluster": NAME,
+                               "controller-revision-hash": revision}},
+                           "status": {"conditions": [{"type": "Ready", "status": "True"}]}})
+                });
+        }
+    }
+
     pub(super) fn handle(
         &mut self,
         method: &Method,
@@ -127,8 +150,16 @@ impl ApiState {
                     if json_patch::patch(obj, &patch).is_err() {
                         return (422, status(422, "Invalid"));
                     }
+                } else if path.ends_with("/status") && query.contains("force=true") {
+                    // The operator applies the whole status as its only
+                    // manager: what it leaves out goes.
+                    obj["status"] = body["status"].clone();
                 } else {
                     merge(obj, &body);
+                }
+                if key.starts_with(STS_PREFIX) && !path.ends_with("/status") {
+                    // The StatefulSet controller names each template.
+                    obj["status"]["updateRevision"] = json!(revision_of(&obj["spec"]["template"]));
                 }
                 let obj = obj.clone();
                 // Kubernetes forgets an object once its last finalizer goes.
@@ -177,9 +208,32 @@ pub(super) struct Model {
     pub(super) members: Vec<ListedMember>,
     pub(super) leader: Option<u64>,
     pub(super) next_id: u64,
+    /// Root's password while auth is on.
+    pub(super) auth: Option<String>,
+    /// Members defragmented, in order.
+    pub(super) defragmented: Vec<u64>,
+    /// Members with a NOSPACE alarm.
+    pub(super) nospace: Vec<u64>,
+    /// The revision the history was compacted at.
+    pub(super) compacted: Option<i64>,
 }
 
-pub(super) struct ModelApi(Shared<Model>);
+/// The model cluster as reached with one root password (or none).
+pub(super) struct ModelApi(Shared<Model>, Option<String>);
+
+impl ModelApi {
+    /// What etcd answers a member or auth change: refused unless auth is
+    /// off or the caller authenticated as root.
+    fn as_root(&self) -> Result<std::sync::MutexGuard<'_, Model>, EtcdError> {
+        let m = self.0.lock().unwrap();
+        match &m.auth {
+            Some(p) if self.1.as_ref() != Some(p) => Err(EtcdError::Refused(
+                ferrocd_proto::errors::AUTH_FAILED.status(),
+            )),
+            _ => Ok(m),
+        }
+    }
+}
 
 pub(super) fn peer(i: u32) -> String {
     format!("http://{NAME}-{i}.{NAME}.{NS}.svc.cluster.local:2380")
@@ -200,29 +254,34 @@ impl MemberApi for ModelApi {
         Box::pin(async move { r })
     }
     fn add_learner<'a>(&'a self, peer_url: &'a str) -> BoxFuture<'a, Result<u64, EtcdError>> {
-        let mut m = self.0.lock().unwrap();
-        m.next_id += 1;
-        let id = 0x1000 + m.next_id;
-        m.members.push(ListedMember {
-            id,
-            name: String::new(),
-            peer_urls: vec![peer_url.into()],
-            client_urls: vec![],
-            learner: true,
-            healthy: false,
+        let r = self.as_root().map(|mut m| {
+            m.next_id += 1;
+            let id = 0x1000 + m.next_id;
+            m.members.push(ListedMember {
+                id,
+                name: String::new(),
+                peer_urls: vec![peer_url.into()],
+                client_urls: vec![],
+                learner: true,
+                healthy: false,
+                db_size: None,
+                applied: 0,
+            });
+            id
         });
-        Box::pin(async move { Ok(id) })
+        Box::pin(async move { r })
     }
     fn promote(&self, id: u64) -> BoxFuture<'_, Result<(), EtcdError>> {
-        let mut m = self.0.lock().unwrap();
-        if let Some(x) = m.members.iter_mut().find(|x| x.id == id) {
-            x.learner = false;
-        }
-        Box::pin(async { Ok(()) })
+        let r = self.as_root().map(|mut m| {
+            if let Some(x) = m.members.iter_mut().find(|x| x.id == id) {
+                x.learner = false;
+            }
+        });
+        Box::pin(async { r })
     }
     fn remove(&self, id: u64) -> BoxFuture<'_, Result<(), EtcdError>> {
-        self.0.lock().unwrap().members.retain(|x| x.id != id);
-        Box::pin(async { Ok(()) })
+        let r = self.as_root().map(|mut m| m.members.retain(|x| x.id != id));
+        Box::pin(async { r })
     }
     fn move_leader<'a>(
         &'a self,
@@ -230,8 +289,54 @@ impl MemberApi for ModelApi {
         _: u64,
         to: u64,
     ) -> BoxFuture<'a, Result<(), EtcdError>> {
-        self.0.lock().unwrap().leader = Some(to);
-        Box::pin(async { Ok(()) })
+        let r = self.as_root().map(|mut m| m.leader = Some(to));
+        Box::pin(async { r })
+    }
+    fn defragment<'a>(
+        &'a self,
+        _: &'a ClusterView,
+        id: u64,
+    ) -> BoxFuture<'a, Result<(), EtcdError>> {
+        let r = self.as_root().map(|mut m| {
+            m.defragmented.push(id);
+            if let Some(x) = m.members.iter_mut().find(|x| x.id == id) {
+                x.db_size = x.db_size.map(|(_, in_use)| (in_use, in_use));
+            }
+        });
+        Box::pin(async { r })
+    }
+    fn nospace_alarms(&self) -> BoxFuture<'_, Result<Vec<u64>, EtcdError>> {
+        let alarmed = self.0.lock().unwrap().nospace.clone();
+        Box::pin(async move { Ok(alarmed) })
+    }
+    fn compact_all(&self) -> BoxFuture<'_, Result<i64, EtcdError>> {
+        let r = self.as_root().map(|mut m| *m.compacted.insert(100));
+        Box::pin(async { r })
+    }
+    fn disarm_nospace<'a>(&'a self, ids: &'a [u64]) -> BoxFuture<'a, Result<(), EtcdError>> {
+        let r = self.as_root().map(|mut m| {
+            m.nospace.retain(|x| !ids.contains(x));
+            if m.nospace.is_empty() {
+                for x in m.members.iter_mut() {
+                    x.healthy = true;
+                }
+            }
+        });
+        Box::pin(async { r })
+    }
+    fn auth_enabled(&self) -> BoxFuture<'_, Result<bool, EtcdError>> {
+        let on = self.0.lock().unwrap().auth.is_some();
+        Box::pin(async move { Ok(on) })
+    }
+    fn enable_auth<'a>(&'a self, root_password: &'a str) -> BoxFuture<'a, Result<(), EtcdError>> {
+        let r = self
+            .as_root()
+            .map(|mut m| m.auth = Some(root_password.to_string()));
+        Box::pin(async { r })
+    }
+    fn disable_auth(&self) -> BoxFuture<'_, Result<(), EtcdError>> {
+        let r = self.as_root().map(|mut m| m.auth = None);
+        Box::pin(async { r })
     }
 }
 
@@ -250,13 +355,23 @@ pub(super) enum Scenario {
 pub(super) struct Harness {
     pub(super) api: Shared<ApiState>,
     pub(super) model: Shared<Model>,
-    /// The TLS identity the last reconcile dialed the members with.
-    pub(super) dialed_with: Shared<Option<ClientTls>>,
+    /// How the last reconcile dialed the members.
+    pub(super) dialed_with: Shared<Dial>,
 }
 
 pub(super) const CLUSTER_PATH: &str = "/apis/ferrocd.dev/v1alpha1/namespaces/ns/etcdclusters/demo";
 pub(super) const STS_PATH: &str = "/apis/apps/v1/namespaces/ns/statefulsets/demo";
 pub(super) const PVC_PATH: &str = "/api/v1/namespaces/ns/persistentvolumeclaims";
+pub(super) const POD_PATH: &str = "/api/v1/namespaces/ns/pods";
+const STS_PREFIX: &str = "/apis/apps/v1/namespaces/ns/statefulsets/";
+
+/// A template's revision, as the StatefulSet controller labels its pods.
+fn revision_of(template: &Value) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    template.to_string().hash(&mut h);
+    format!("{NAME}-{:x}", h.finish() & 0xffff_ffff)
+}
 
 impl Harness {
     pub(super) fn new(s: Scenario) -> Harness {
@@ -283,10 +398,17 @@ impl Harness {
                 pod: None,
                 cluster_domain: "cluster.local".into(),
                 options: None,
-                tls: None,
+                // Plain unless a test asks otherwise (or for the default).
+                tls: Some(crate::crd::TlsSpec {
+                    mode: crate::crd::TlsMode::Disabled,
+                    ..Default::default()
+                }),
                 pvc_retention: retention,
                 backup: None,
                 bootstrap: None,
+                auth: None,
+                paused: false,
+                maintenance: None,
             },
         );
         c.metadata.namespace = Some(NS.into());
@@ -297,9 +419,18 @@ impl Harness {
             obj["metadata"]["finalizers"] = json!([FINALIZER]);
             let mut sts =
                 serde_json::to_value(render::stateful_set(&c, n as i32, n as i32)).unwrap();
-            sts["status"] = json!({"replicas": n, "readyReplicas": n});
+            let revision = revision_of(&sts["spec"]["template"]);
+            sts["status"] = json!({"replicas": n, "readyReplicas": n, "updateRevision": revision});
             let mut api = h.api.lock().unwrap();
             api.objects.insert(STS_PATH.into(), sts);
+            api.pods_follow(n, &revision);
+            for i in 0..n {
+                let key = format!("{PVC_PATH}/data-{NAME}-{i}");
+                api.objects.entry(key).or_insert_with(|| {
+                    json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                       "metadata": {"name": format!("data-{NAME}-{i}"), "namespace": NS}})
+                });
+            }
             let mut model = h.model.lock().unwrap();
             for i in 0..n {
                 api.objects.insert(
@@ -316,6 +447,9 @@ impl Harness {
                     )],
                     learner: false,
                     healthy: true,
+                    // 4 MiB files, a quarter in use.
+                    db_size: Some((4 << 20, 1 << 20)),
+                    applied: 0,
                 });
             }
             model.leader = Some(0x100);
@@ -347,15 +481,21 @@ impl Harness {
     /// One reconcile with a brand-new context: nothing carries over but
     /// what the API server and the cluster hold.
     pub(super) async fn reconcile(&self) -> Result<Action, Error> {
+        self.reconcile_as(self.cluster().expect("cluster exists"))
+            .await
+    }
+
+    /// One reconcile handed `c` (what a lagging watch cache holds).
+    pub(super) async fn reconcile_as(&self, c: EtcdCluster) -> Result<Action, Error> {
         let client = mock_api(self.api.clone());
         let model = self.model.clone();
         let dialed_with = self.dialed_with.clone();
-        let connect: Connect = Arc::new(move |_, tls| {
-            *dialed_with.lock().unwrap() = tls;
-            Box::new(ModelApi(model.clone()))
+        let connect: Connect = Arc::new(move |dial: Dial| {
+            let password = dial.root_password.clone();
+            *dialed_with.lock().unwrap() = dial;
+            Box::new(ModelApi(model.clone(), password))
         });
         let ctx = Arc::new(Context::new(client, Arc::default(), connect));
-        let c = self.cluster().expect("cluster exists");
         reconcile(Arc::new(c), ctx).await
     }
 
@@ -364,9 +504,16 @@ impl Harness {
     pub(super) fn pods_follow(&self) {
         let n = self.sts_replicas().unwrap_or(0) as u32;
         let mut api = self.api.lock().unwrap();
+        let mut revision = String::new();
         if let Some(sts) = api.objects.get_mut(STS_PATH) {
-            sts["status"] = json!({"replicas": n, "readyReplicas": n});
+            sts["status"]["replicas"] = json!(n);
+            sts["status"]["readyReplicas"] = json!(n);
+            revision = sts["status"]["updateRevision"]
+                .as_str()
+                .unwrap_or("")
+                .into();
         }
+        api.pods_follow(n, &revision);
         for i in 0..n {
             let key = format!("{PVC_PATH}/data-{NAME}-{i}");
             api.objects.entry(key).or_insert_with(|| {
@@ -398,6 +545,8 @@ impl Harness {
                 client_urls: vec![],
                 learner: false,
                 healthy: false,
+                db_size: None,
+                applied: 0,
             });
         }
         m.leader = Some(leader);
@@ -429,6 +578,13 @@ impl Harness {
         self.cluster()
             .and_then(|c| c.status)
             .expect("status written")
+    }
+
+    pub(super) fn has_event(&self, reason: &str) -> bool {
+        let api = self.api.lock().unwrap();
+        api.objects
+            .iter()
+            .any(|(k, e)| k.contains("/events/") && e["reason"] == reason)
     }
 
     pub(super) fn condition(&self, type_: &str) -> Condition {

@@ -2,7 +2,7 @@
 //! conditions, members and endpoints, from what the reconcile observed
 //! (pure: no API calls).
 
-use crate::crd::{Endpoints, EtcdCluster, EtcdClusterStatus, MemberStatus, Phase};
+use crate::crd::{Endpoints, EtcdCluster, EtcdClusterStatus, MemberStatus, Phase, StorageStatus};
 use crate::membership::{ClusterView, Step};
 use crate::names::{ClusterNames, CLIENT_PORT};
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -19,6 +19,12 @@ pub(super) struct Notes {
     pub backup: Option<crate::crd::ClusterBackupStatus>,
     /// Where the cluster was restored from (carried likewise).
     pub restore: Option<crate::crd::RestoreStatus>,
+    /// Whether auth is on, when the operator asked (carried likewise).
+    pub auth_enabled: Option<bool>,
+    /// A defragmentation that ran in this reconcile (carried likewise).
+    pub defrag: Option<crate::crd::DefragStatus>,
+    /// The rollout's record (carried likewise).
+    pub rollout: Option<crate::crd::RolloutStatus>,
 }
 
 fn condition(
@@ -35,6 +41,56 @@ fn condition(
         message,
         observed_generation: generation,
         last_transition_time: Time(Timestamp::now()),
+    }
+}
+
+/// A paused cluster's status: what was last observed, with a `Paused`
+/// condition (the next reconcile after unpausing drops it).
+pub(super) fn paused(c: &EtcdCluster) -> EtcdClusterStatus {
+    let mut status = c.status.clone().unwrap_or_default();
+    if !status.conditions.iter().any(|x| x.type_ == "Paused") {
+        status.conditions.push(condition(
+            "Paused",
+            true,
+            "SpecPaused",
+            "spec.paused: changes wait until it is false".into(),
+            c.metadata.generation,
+        ));
+    }
+    status
+}
+
+/// etcd's default quota when `options.quotaBackendBytes` is not set.
+const DEFAULT_QUOTA: i64 = 2 << 30;
+
+/// The largest member database against the quota.
+fn storage(c: &EtcdCluster, view: &ClusterView) -> Option<StorageStatus> {
+    let (db_size, db_size_in_use) = view.members.iter().filter_map(|m| m.db_size).max()?;
+    let quota = c
+        .spec
+        .options
+        .as_ref()
+        .and_then(|o| o.quota_backend_bytes)
+        .filter(|q| *q > 0)
+        .unwrap_or(DEFAULT_QUOTA);
+    let percent = |part: i64, whole: i64| if whole > 0 { part * 100 / whole } else { 0 };
+    Some(StorageStatus {
+        db_size,
+        db_size_in_use,
+        quota_bytes: quota,
+        quota_used_percent: percent(db_size, quota),
+        fragmented_percent: percent(db_size - db_size_in_use, db_size),
+    })
+}
+
+/// The count so far, plus one when the leader differs from the one the
+/// status named (a first leader is no change).
+fn leader_changes(c: &EtcdCluster, leader: Option<&str>) -> i64 {
+    let old = c.status.as_ref();
+    let before = old.map_or(0, |s| s.leader_changes);
+    match (old.and_then(|s| s.leader.as_deref()), leader) {
+        (Some(was), Some(now)) if was != now => before + 1,
+        _ => before,
     }
 }
 
@@ -71,9 +127,16 @@ pub(super) fn status_of(
         v.members.iter().find(|m| m.id == l).map(|m| m.name.clone())
     });
     let changing = !matches!(step, Step::Steady | Step::Refuse(_));
+    let rollout = notes
+        .rollout
+        .clone()
+        .or_else(|| c.status.as_ref().and_then(|s| s.rollout.clone()));
+    let updating = rollout.as_ref().is_some_and(|r| !r.done);
+    // While a rollout runs, the steps taken (pod replacements, leader
+    // moves) are its own.
     let scaling = c.spec.replicas != sts.and_then(|s| s.spec.as_ref()?.replicas).unwrap_or(0)
         || members.iter().any(|m| m.learner)
-        || step.is_action();
+        || (step.is_action() && !updating);
     let unhealthy = members.iter().filter(|m| !m.healthy).count();
     let phase = if c.meta().deletion_timestamp.is_some() {
         Phase::Deleting
@@ -91,6 +154,8 @@ pub(super) fn status_of(
         }
     } else if scaling {
         Phase::Scaling
+    } else if updating {
+        Phase::Updating
     } else if unhealthy > 0 {
         Phase::Degraded
     } else {
@@ -113,7 +178,9 @@ pub(super) fn status_of(
         condition(
             "Progressing",
             changing,
-            if scaling {
+            if updating {
+                "RollingUpdate"
+            } else if scaling {
                 "Scaling"
             } else if changing {
                 "Reconciling"
@@ -168,6 +235,8 @@ pub(super) fn status_of(
         cluster_id: view
             .map(|v| format!("{:x}", v.cluster_id))
             .or_else(|| c.status.as_ref().and_then(|s| s.cluster_id.clone())),
+        leader_changes: leader_changes(c, leader.as_deref()),
+        storage: view.and_then(|v| storage(c, v)),
         leader,
         members,
         endpoints: Some(Endpoints {
@@ -186,5 +255,14 @@ pub(super) fn status_of(
             .restore
             .clone()
             .or_else(|| c.status.as_ref().and_then(|s| s.restore.clone())),
+        tls: c.spec.tls.as_ref().map(|t| t.mode),
+        defrag: notes
+            .defrag
+            .clone()
+            .or_else(|| c.status.as_ref().and_then(|s| s.defrag.clone())),
+        auth_enabled: notes
+            .auth_enabled
+            .or_else(|| c.status.as_ref().and_then(|s| s.auth_enabled)),
+        rollout,
     }
 }

@@ -72,6 +72,42 @@ async fn an_api_server_without_policy_v1_gets_a_condition_not_a_failure() {
     assert_eq!(h.status().phase, Phase::Running);
 }
 
+/// The status reports the largest database against the quota, and counts
+/// a leader change once it sees another leader than the one it named.
+#[tokio::test]
+async fn status_reports_storage_and_counts_leader_changes() {
+    let h = Harness::new(Scenario::Running {
+        members: 3,
+        desired: 3,
+        retention: PvcRetention::Keep,
+    });
+    h.reconcile().await.unwrap();
+    let s = h.status();
+    let storage = s.storage.clone().expect("storage status");
+    assert_eq!(
+        (storage.db_size, storage.db_size_in_use),
+        (4 << 20, 1 << 20)
+    );
+    assert_eq!(storage.quota_bytes, 2 << 30);
+    assert_eq!(
+        (storage.quota_used_percent, storage.fragmented_percent),
+        (0, 75)
+    );
+    assert_eq!(s.leader_changes, 0, "a first leader is no change");
+    let first = s.leader.clone();
+    h.model.lock().unwrap().leader = Some(0x102);
+    h.reconcile().await.unwrap();
+    let s = h.status();
+    assert_ne!(s.leader, first);
+    assert_eq!(s.leader_changes, 1);
+    h.reconcile().await.unwrap();
+    assert_eq!(
+        h.status().leader_changes,
+        1,
+        "the same leader again is no change"
+    );
+}
+
 /// Reconciles (each with a fresh context, the pods following the
 /// StatefulSet) until the status says Running; returns the STS replica
 /// counts seen after each reconcile.
@@ -279,7 +315,13 @@ async fn operator_managed_tls_issues_certificates_and_renews_them() {
         "{names:?}"
     );
     // The operator dials the members with a client certificate from that CA.
-    let dialed = h.dialed_with.lock().unwrap().clone().expect("TLS identity");
+    let dialed = h
+        .dialed_with
+        .lock()
+        .unwrap()
+        .tls
+        .clone()
+        .expect("TLS identity");
     assert_eq!(dialed.ca_pem, ca);
     assert!(crate::pki::signed_by(&dialed.cert_pem, &ca));
     let sts = h.api.lock().unwrap().objects[STS_PATH].clone();
@@ -315,6 +357,80 @@ async fn operator_managed_tls_issues_certificates_and_renews_them() {
         1,
         "the CA was made more than once"
     );
+}
+
+#[tokio::test]
+async fn a_new_cluster_without_tls_gets_operator_managed_tls_and_the_client_secrets_asked_for() {
+    let h = Harness::new(Scenario::Fresh { replicas: 3 });
+    set_tls(&h, Value::Null);
+    h.reconcile().await.unwrap();
+    h.reconcile().await.unwrap();
+    let status = h.cluster().unwrap().status.unwrap();
+    assert_eq!(status.tls, Some(crate::crd::TlsMode::OperatorManaged));
+    let ca = secret_text(&h, "demo-ca", "tls.crt").expect("CA Secret");
+    let sts = h.api.lock().unwrap().objects[STS_PATH].clone();
+    let args = sts["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
+    assert!(args.contains("--client-cert-auth"), "{args}");
+    assert!(args.contains("--listen-client-urls=https://"), "{args}");
+    assert_eq!(
+        h.dialed_with.lock().unwrap().tls.as_ref().unwrap().ca_pem,
+        ca
+    );
+
+    // A client certificate on request, from the cluster's CA, for the name asked.
+    set_tls(
+        &h,
+        json!({"clientSecrets": [{"name": "app-etcd"}, {"name": "kube", "commonName": "root"}]}),
+    );
+    h.reconcile().await.unwrap();
+    for (secret, cn) in [("app-etcd", "app-etcd"), ("kube", "root")] {
+        let cert = secret_text(&h, secret, "tls.crt").expect(secret);
+        assert!(crate::pki::signed_by(&cert, &ca));
+        assert_eq!(crate::pki::common_name(&cert).as_deref(), Some(cn));
+        assert_eq!(
+            secret_text(&h, secret, "ca.crt").as_deref(),
+            Some(ca.as_str())
+        );
+        assert!(secret_text(&h, secret, "tls.key").is_some());
+    }
+    let issued = secret_text(&h, "kube", "tls.crt");
+    h.reconcile().await.unwrap();
+    assert_eq!(
+        secret_text(&h, "kube", "tls.crt"),
+        issued,
+        "a current one was reissued"
+    );
+
+    // Taking `tls` out again keeps what runs: the recorded choice holds.
+    set_tls(&h, Value::Null);
+    h.reconcile().await.unwrap();
+    let args = h.api.lock().unwrap().objects[STS_PATH]["spec"]["template"]["spec"]["containers"][0]
+        ["args"]
+        .to_string();
+    assert!(args.contains("--client-cert-auth"), "{args}");
+}
+
+#[tokio::test]
+async fn a_cluster_from_before_the_default_keeps_serving_plain_http() {
+    let h = Harness::new(Scenario::Running {
+        members: 3,
+        desired: 3,
+        retention: PvcRetention::Keep,
+    });
+    // Its StatefulSet (rendered plain) runs; its spec names no `tls`.
+    set_tls(&h, Value::Null);
+    h.reconcile().await.unwrap();
+    let status = h.cluster().unwrap().status.unwrap();
+    assert_eq!(status.tls, Some(crate::crd::TlsMode::Disabled));
+    assert!(
+        h.dialed_with.lock().unwrap().tls.is_none(),
+        "dialed with TLS"
+    );
+    let args = h.api.lock().unwrap().objects[STS_PATH]["spec"]["template"]["spec"]["containers"][0]
+        ["args"]
+        .to_string();
+    assert!(!args.contains("https://"), "{args}");
+    assert!(secret_text(&h, "demo-ca", "tls.crt").is_none());
 }
 
 #[tokio::test]
@@ -380,4 +496,228 @@ async fn a_member_that_lost_its_volume_is_replaced_by_a_new_one() {
             .is_empty(),
         "its fresh claim was deleted"
     );
+}
+
+fn set_auth(h: &Harness, auth: Value) {
+    let mut api = h.api.lock().unwrap();
+    api.objects.get_mut(CLUSTER_PATH).unwrap()["spec"]["auth"] = auth;
+}
+
+#[tokio::test]
+async fn spec_auth_makes_root_with_a_generated_password_and_the_operator_authenticates() {
+    let h = Harness::new(Scenario::Running {
+        members: 3,
+        desired: 3,
+        retention: PvcRetention::Keep,
+    });
+    set_auth(&h, json!({}));
+    h.reconcile().await.unwrap();
+    let password = secret_text(&h, "demo-root", "password").expect("root password Secret");
+    assert_eq!(password.len(), 32);
+    assert_eq!(
+        h.model.lock().unwrap().auth.as_deref(),
+        Some(password.as_str())
+    );
+    assert_eq!(h.status().auth_enabled, Some(true));
+    assert!(h.has_event("AuthEnabled"), "no AuthEnabled event");
+    // The next reconcile keeps the password and changes nothing.
+    h.reconcile().await.unwrap();
+    assert_eq!(
+        secret_text(&h, "demo-root", "password"),
+        Some(password.clone())
+    );
+    assert_eq!(h.requests(&format!("POST {SECRETS}")).len(), 1);
+
+    // Membership steps now need root: scaling 3 -> 4 -> 3 goes through.
+    h.set_replicas(4);
+    settle(&h, 20).await;
+    assert_eq!(h.voters_and_learners(), (4, 0));
+    h.set_replicas(3);
+    settle(&h, 20).await;
+    assert_eq!(h.voters_and_learners(), (3, 0));
+
+    // enabled: false turns it off again.
+    set_auth(&h, json!({"enabled": false}));
+    h.reconcile().await.unwrap();
+    assert_eq!(h.model.lock().unwrap().auth, None);
+    assert_eq!(h.status().auth_enabled, Some(false));
+}
+
+#[tokio::test]
+async fn a_named_root_secret_that_is_missing_halts_and_says_why() {
+    let h = Harness::new(Scenario::Running {
+        members: 3,
+        desired: 3,
+        retention: PvcRetention::Keep,
+    });
+    set_auth(&h, json!({"rootPasswordSecret": "etcd-root"}));
+    h.reconcile().await.unwrap();
+    let d = h.condition("Degraded");
+    assert_eq!(
+        (d.status.as_str(), d.reason.as_str()),
+        ("True", "AuthSecretMissing")
+    );
+    assert!(d.message.contains("etcd-root"), "{d:?}");
+    assert_eq!(h.model.lock().unwrap().auth, None);
+    // Given the Secret, auth goes on with its password.
+    h.api.lock().unwrap().objects.insert(
+        format!("{SECRETS}/etcd-root"),
+        json!({"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": "etcd-root", "namespace": NS},
+               "data": {"password": "czNjcjN0"}}),
+    );
+    h.reconcile().await.unwrap();
+    assert_eq!(h.model.lock().unwrap().auth.as_deref(), Some("s3cr3t"));
+}
+
+#[tokio::test]
+async fn a_wrong_root_password_fails_the_step_and_changes_nothing() {
+    let h = Harness::new(Scenario::Running {
+        members: 3,
+        desired: 4,
+        retention: PvcRetention::Keep,
+    });
+    // Auth was turned on by hand with another password.
+    h.model.lock().unwrap().auth = Some("by hand".into());
+    set_auth(&h, json!({}));
+    let e = h
+        .reconcile()
+        .await
+        .expect_err("a step went through unauthenticated");
+    assert!(e.to_string().contains("authentication failed"), "{e}");
+    assert_eq!(h.voters_and_learners(), (3, 0));
+    assert!(h.has_event("StepFailed"), "no StepFailed event");
+}
+
+#[tokio::test]
+async fn a_paused_cluster_changes_nothing_until_it_is_unpaused() {
+    let h = Harness::new(Scenario::Running {
+        members: 3,
+        desired: 3,
+        retention: PvcRetention::Keep,
+    });
+    h.reconcile().await.unwrap();
+    let before = h.api.lock().unwrap().requests.len();
+    h.api.lock().unwrap().objects.get_mut(CLUSTER_PATH).unwrap()["spec"]["paused"] = json!(true);
+    h.set_replicas(5);
+    for _ in 0..3 {
+        h.reconcile().await.unwrap();
+        h.pods_follow();
+    }
+    assert_eq!(h.sts_replicas(), Some(3));
+    assert_eq!(h.voters_and_learners(), (3, 0));
+    let changed: Vec<String> = h.api.lock().unwrap().requests[before..]
+        .iter()
+        .filter(|r| !r.starts_with("GET") && !r.contains("/status"))
+        .cloned()
+        .collect();
+    assert!(
+        changed.is_empty(),
+        "a paused cluster was changed: {changed:?}"
+    );
+    let p = h.condition("Paused");
+    assert_eq!(
+        (p.status.as_str(), p.reason.as_str()),
+        ("True", "SpecPaused")
+    );
+    assert_eq!(h.status().members.len(), 3, "the last observation is kept");
+
+    h.api.lock().unwrap().objects.get_mut(CLUSTER_PATH).unwrap()["spec"]["paused"] = json!(false);
+    settle(&h, 20).await;
+    assert_eq!(h.voters_and_learners(), (5, 0));
+    assert!(
+        !h.status().conditions.iter().any(|c| c.type_ == "Paused"),
+        "Paused stayed after unpausing"
+    );
+}
+
+#[tokio::test]
+async fn a_fragmented_cluster_is_defragmented_one_member_at_a_time_the_leader_last() {
+    let h = Harness::new(Scenario::Running {
+        members: 3,
+        desired: 3,
+        retention: PvcRetention::Keep,
+    });
+    // 4 MiB files, three quarters free; demo-1 leads.
+    h.model.lock().unwrap().leader = Some(0x101);
+    h.api.lock().unwrap().objects.get_mut(CLUSTER_PATH).unwrap()["spec"]["maintenance"] =
+        json!({"defrag": {"fragmentedPercent": 50, "minDbSizeBytes": 1}});
+    // Not while a member is unhealthy.
+    h.model.lock().unwrap().members[2].healthy = false;
+    h.reconcile().await.unwrap();
+    assert!(h.model.lock().unwrap().defragmented.is_empty());
+    h.model.lock().unwrap().members[2].healthy = true;
+
+    h.reconcile().await.unwrap();
+    assert_eq!(h.model.lock().unwrap().defragmented, [0x100, 0x102, 0x101]);
+    let d = h.status().defrag.expect("status.defrag");
+    assert_eq!(
+        (d.reason.as_str(), d.result.as_str(), d.members.clone()),
+        (
+            "Fragmentation",
+            "Succeeded",
+            vec!["demo-0".into(), "demo-2".into(), "demo-1".into()]
+        )
+    );
+    assert!(h.has_event("Defragmented"));
+    // Done: the files are compact, nothing runs again.
+    h.reconcile().await.unwrap();
+    assert_eq!(h.model.lock().unwrap().defragmented.len(), 3);
+}
+
+#[tokio::test]
+async fn an_invalid_defrag_schedule_is_a_degraded_condition() {
+    let h = Harness::new(Scenario::Running {
+        members: 3,
+        desired: 3,
+        retention: PvcRetention::Keep,
+    });
+    h.api.lock().unwrap().objects.get_mut(CLUSTER_PATH).unwrap()["spec"]["maintenance"] =
+        json!({"defrag": {"schedule": "nightly"}});
+    h.reconcile().await.unwrap();
+    let d = h.condition("Degraded");
+    assert_eq!(
+        (d.status.as_str(), d.reason.as_str()),
+        ("True", "InvalidSchedule")
+    );
+    assert!(h.model.lock().unwrap().defragmented.is_empty());
+}
+
+#[tokio::test]
+async fn a_nospace_alarm_is_remediated_only_when_asked() {
+    let h = Harness::new(Scenario::Running {
+        members: 3,
+        desired: 3,
+        retention: PvcRetention::Keep,
+    });
+    {
+        // The alarm makes every member report an error.
+        let mut m = h.model.lock().unwrap();
+        m.nospace = vec![0x100, 0x102];
+        m.members.iter_mut().for_each(|x| x.healthy = false);
+    }
+    h.reconcile().await.unwrap();
+    assert_eq!(
+        h.model.lock().unwrap().compacted,
+        None,
+        "remediated unasked"
+    );
+    assert_eq!(h.model.lock().unwrap().nospace.len(), 2);
+
+    h.api.lock().unwrap().objects.get_mut(CLUSTER_PATH).unwrap()["spec"]["maintenance"] =
+        json!({"nospaceRemediation": true});
+    h.reconcile().await.unwrap();
+    let m = h.model.lock().unwrap();
+    assert_eq!(m.compacted, Some(100));
+    // demo-0 leads: it goes last.
+    assert_eq!(m.defragmented, [0x101, 0x102, 0x100]);
+    assert!(m.nospace.is_empty(), "alarm not disarmed");
+    drop(m);
+    let d = h.status().defrag.expect("status.defrag");
+    assert_eq!(
+        (d.reason.as_str(), d.result.as_str()),
+        ("NoSpace", "Succeeded")
+    );
+    assert!(d.message.contains("compacted at revision 100"), "{d:?}");
+    assert!(h.has_event("AlarmRemediated"));
 }

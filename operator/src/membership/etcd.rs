@@ -4,15 +4,26 @@
 //! carry out one membership step.
 
 use super::plan::Member;
+use crate::etcd_auth::{self, AuthedChannel, Credentials, Token, ROOT};
+use ferrocd_proto::errors::{COMPACTED, ROLE_ALREADY_EXIST, USER_ALREADY_EXIST, USER_EMPTY};
+use ferrocd_proto::etcdserverpb::alarm_request::AlarmAction;
 use ferrocd_proto::etcdserverpb::{
-    cluster_client::ClusterClient, maintenance_client::MaintenanceClient, MemberAddRequest,
-    MemberListRequest, MemberPromoteRequest, MemberRemoveRequest, MoveLeaderRequest, StatusRequest,
+    auth_client::AuthClient, cluster_client::ClusterClient, maintenance_client::MaintenanceClient,
+    AuthDisableRequest, AuthEnableRequest, AuthRoleAddRequest, AuthStatusRequest,
+    AuthUserAddRequest, AuthUserChangePasswordRequest, AuthUserGrantRoleRequest, DefragmentRequest,
+    MemberAddRequest, MemberListRequest, MemberPromoteRequest, MemberRemoveRequest,
+    MoveLeaderRequest, StatusRequest,
+};
+use ferrocd_proto::etcdserverpb::{
+    kv_client::KvClient, AlarmRequest, AlarmType, CompactionRequest, RangeRequest,
 };
 use std::time::Duration;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 /// How long one request to one member may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// A defragmentation rewrites the whole file: a large one takes minutes.
+const DEFRAG_TIMEOUT: Duration = Duration::from_secs(600);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +75,10 @@ pub struct ListedMember {
     pub client_urls: Vec<String>,
     pub learner: bool,
     pub healthy: bool,
+    /// Its database file and the part in use (bytes), when it answered.
+    pub db_size: Option<(i64, i64)>,
+    /// Its raft applied index (0 when it did not answer).
+    pub applied: u64,
 }
 
 /// The cluster as seen in one observation.
@@ -88,6 +103,7 @@ impl ClusterView {
                 learner: m.learner,
                 healthy: m.healthy,
                 started: !m.name.is_empty(),
+                applied: m.applied,
             })
             .collect()
     }
@@ -110,17 +126,25 @@ pub struct ClientTls {
 }
 
 /// A client for one cluster, given the client URLs to try.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct EtcdMembers {
     endpoints: Vec<String>,
     tls: Option<ClientTls>,
+    /// Who the requests that need a user authenticate as (root).
+    credentials: Option<Credentials>,
+    /// Authenticated on first need, once per client.
+    token: tokio::sync::OnceCell<Token>,
 }
 
 async fn channel(url: &str, tls: Option<&ClientTls>) -> Result<Channel, EtcdError> {
+    dial(url, tls, REQUEST_TIMEOUT).await
+}
+
+async fn dial(url: &str, tls: Option<&ClientTls>, timeout: Duration) -> Result<Channel, EtcdError> {
     let mut ep = Endpoint::from_shared(url.to_string())
         .map_err(|e| EtcdError::Endpoint(url.into(), e.to_string()))?
         .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(REQUEST_TIMEOUT);
+        .timeout(timeout);
     if let (true, Some(t)) = (url.starts_with("https://"), tls) {
         let config = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(&t.ca_pem))
@@ -147,7 +171,28 @@ impl EtcdMembers {
         EtcdMembers {
             endpoints,
             tls: None,
+            credentials: None,
+            token: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// Authenticates as root with this password where auth is on.
+    pub fn with_root_password(mut self, password: Option<String>) -> EtcdMembers {
+        self.credentials = password.map(|password| Credentials {
+            user: ROOT.into(),
+            password,
+        });
+        self
+    }
+
+    /// `ch` with the token on each request.
+    async fn authed(&self, ch: Channel) -> Result<AuthedChannel, EtcdError> {
+        let token = self
+            .token
+            .get_or_try_init(|| etcd_auth::token(&ch, self.credentials.as_ref()))
+            .await
+            .map_err(refused)?;
+        Ok(etcd_auth::authed(ch, token.clone()))
     }
 
     /// Talks TLS (with this identity) to `https://` endpoints.
@@ -160,13 +205,17 @@ impl EtcdMembers {
         channel(url, self.tls.as_ref()).await
     }
 
-    /// A member's own status, or `None` when it does not answer.
+    /// A member's own status, or `None` when it does not answer. Asked as
+    /// root where auth is on: etcd after 3.5.1 (and ferrocd) want a user.
     async fn status_of(
         &self,
         client_urls: Vec<String>,
     ) -> Option<ferrocd_proto::etcdserverpb::StatusResponse> {
         for url in client_urls {
             let Ok(ch) = self.channel(&url).await else {
+                continue;
+            };
+            let Ok(ch) = self.authed(ch).await else {
                 continue;
             };
             if let Ok(r) = MaintenanceClient::new(ch).status(StatusRequest {}).await {
@@ -176,11 +225,31 @@ impl EtcdMembers {
         None
     }
 
-    /// The first endpoint that connects.
-    async fn any(&self) -> Result<Channel, EtcdError> {
+    /// The endpoint of the member that says it leads, else any.
+    async fn leader_or_any(&self) -> Result<AuthedChannel, EtcdError> {
+        for e in &self.endpoints {
+            let Ok(ch) = self.channel(e).await else {
+                continue;
+            };
+            let ch = self.authed(ch).await?;
+            if let Ok(s) = MaintenanceClient::new(ch.clone())
+                .status(StatusRequest {})
+                .await
+            {
+                let s = s.into_inner();
+                if s.leader != 0 && s.header.is_some_and(|h| h.member_id == s.leader) {
+                    return Ok(ch);
+                }
+            }
+        }
+        self.any().await
+    }
+
+    /// The first endpoint that connects, authenticated.
+    async fn any(&self) -> Result<AuthedChannel, EtcdError> {
         for e in &self.endpoints {
             if let Ok(c) = self.channel(e).await {
-                return Ok(c);
+                return self.authed(c).await;
             }
         }
         Err(EtcdError::Unreachable(self.endpoints.join(",")))
@@ -230,7 +299,11 @@ impl EtcdMembers {
                     peer_urls: m.peer_ur_ls,
                     client_urls: m.client_ur_ls,
                     learner: m.is_learner,
-                    healthy: st.is_some_and(|s| s.leader != 0 && s.errors.is_empty()),
+                    healthy: st
+                        .as_ref()
+                        .is_some_and(|s| s.leader != 0 && s.errors.is_empty()),
+                    applied: st.as_ref().map_or(0, |s| s.raft_applied_index),
+                    db_size: st.map(|s| (s.db_size, s.db_size_in_use)),
                 })
                 .collect();
             return Ok(ClusterView {
@@ -254,8 +327,11 @@ impl EtcdMembers {
         Ok(r.into_inner().member.map(|m| m.id).unwrap_or_default())
     }
 
+    /// MemberPromote goes to the leader where it can be found: etcd 3.5.1
+    /// forwards one made on a follower to the leader without the caller's
+    /// user, which with auth on is refused until the request times out.
     pub async fn promote(&self, id: u64) -> Result<(), EtcdError> {
-        ClusterClient::new(self.any().await?)
+        ClusterClient::new(self.leader_or_any().await?)
             .member_promote(MemberPromoteRequest { id })
             .await
             .map_err(refused)?;
@@ -281,7 +357,7 @@ impl EtcdMembers {
         for url in view.client_urls_of(from) {
             match self.channel(&url).await {
                 Ok(ch) => {
-                    return MaintenanceClient::new(ch)
+                    return MaintenanceClient::new(self.authed(ch).await?)
                         .move_leader(MoveLeaderRequest { target_id: to })
                         .await
                         .map(|_| ())
@@ -291,6 +367,152 @@ impl EtcdMembers {
             }
         }
         Err(last)
+    }
+}
+
+impl EtcdMembers {
+    /// Defragments member `id`, at its own client URLs.
+    pub async fn defragment(&self, view: &ClusterView, id: u64) -> Result<(), EtcdError> {
+        let mut last = EtcdError::Unreachable(format!("member {id:x}"));
+        for url in view.client_urls_of(id) {
+            match dial(&url, self.tls.as_ref(), DEFRAG_TIMEOUT).await {
+                Ok(ch) => {
+                    return MaintenanceClient::new(self.authed(ch).await?)
+                        .defragment(DefragmentRequest {})
+                        .await
+                        .map(|_| ())
+                        .map_err(refused)
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// The members that raised a NOSPACE alarm.
+    pub async fn nospace_alarms(&self) -> Result<Vec<u64>, EtcdError> {
+        let r = MaintenanceClient::new(self.any().await?)
+            .alarm(AlarmRequest {
+                action: AlarmAction::Get as i32,
+                member_id: 0,
+                alarm: AlarmType::Nospace as i32,
+            })
+            .await
+            .map_err(refused)?;
+        Ok(r.into_inner().alarms.iter().map(|a| a.member_id).collect())
+    }
+
+    /// Compacts the history up to the current revision (what a full
+    /// database can still do); that revision.
+    pub async fn compact_all(&self) -> Result<i64, EtcdError> {
+        let ch = self.any().await?;
+        let revision = KvClient::new(ch.clone())
+            .range(RangeRequest {
+                key: vec![0],
+                limit: 1,
+                count_only: true,
+                ..RangeRequest::default()
+            })
+            .await
+            .map_err(refused)?
+            .into_inner()
+            .header
+            .map(|h| h.revision)
+            .unwrap_or_default();
+        match KvClient::new(ch)
+            .compact(CompactionRequest {
+                revision,
+                physical: true,
+            })
+            .await
+        {
+            Ok(_) => Ok(revision),
+            // Already compacted there: nothing more to free.
+            Err(s) if s.message() == COMPACTED.message() => Ok(revision),
+            Err(s) => Err(refused(s)),
+        }
+    }
+
+    /// Disarms the NOSPACE alarms of these members.
+    pub async fn disarm_nospace(&self, ids: &[u64]) -> Result<(), EtcdError> {
+        let mut m = MaintenanceClient::new(self.any().await?);
+        for &member_id in ids {
+            m.alarm(AlarmRequest {
+                action: AlarmAction::Deactivate as i32,
+                member_id,
+                alarm: AlarmType::Nospace as i32,
+            })
+            .await
+            .map_err(refused)?;
+        }
+        Ok(())
+    }
+
+    /// Whether the cluster has auth on. AuthStatus itself needs a user
+    /// while auth is on: a refusal for lack of one also says "on".
+    pub async fn auth_enabled(&self) -> Result<bool, EtcdError> {
+        let asked = AuthClient::new(self.any().await?)
+            .auth_status(AuthStatusRequest {})
+            .await;
+        match asked {
+            Ok(r) => Ok(r.into_inner().enabled),
+            Err(s) if s.message() == USER_EMPTY.message() => Ok(true),
+            Err(s) => Err(refused(s)),
+        }
+    }
+
+    /// What `etcdctl user add root` and `etcdctl auth enable` do: root with
+    /// this password and the root role, then auth on.
+    pub async fn enable_auth(&self, password: &str) -> Result<(), EtcdError> {
+        let mut auth = AuthClient::new(self.any().await?);
+        let exists =
+            |s: &tonic::Status, e: ferrocd_proto::errors::EtcdError| s.message() == e.message();
+        match auth
+            .role_add(AuthRoleAddRequest { name: ROOT.into() })
+            .await
+        {
+            Err(s) if !exists(&s, ROLE_ALREADY_EXIST) => return Err(refused(s)),
+            _ => {}
+        }
+        let added = auth
+            .user_add(AuthUserAddRequest {
+                name: ROOT.into(),
+                password: password.into(),
+                ..Default::default()
+            })
+            .await;
+        match added {
+            Ok(_) => {}
+            // A root from before: it takes the password the Secret holds.
+            Err(s) if exists(&s, USER_ALREADY_EXIST) => {
+                auth.user_change_password(AuthUserChangePasswordRequest {
+                    name: ROOT.into(),
+                    password: password.into(),
+                    ..Default::default()
+                })
+                .await
+                .map_err(refused)?;
+            }
+            Err(s) => return Err(refused(s)),
+        }
+        auth.user_grant_role(AuthUserGrantRoleRequest {
+            user: ROOT.into(),
+            role: ROOT.into(),
+        })
+        .await
+        .map_err(refused)?;
+        auth.auth_enable(AuthEnableRequest {})
+            .await
+            .map_err(refused)?;
+        Ok(())
+    }
+
+    pub async fn disable_auth(&self) -> Result<(), EtcdError> {
+        AuthClient::new(self.any().await?)
+            .auth_disable(AuthDisableRequest {})
+            .await
+            .map_err(refused)?;
+        Ok(())
     }
 }
 

@@ -3,6 +3,8 @@
 
 pub mod etcd;
 pub mod plan;
+pub mod rollout;
 
 pub use etcd::{ClientTls, ClusterView, EtcdError, EtcdMembers, Placement};
 pub use plan::{next_step, Member, Observed, Step};
+pub use rollout::RolloutObserved;

@@ -9,6 +9,7 @@
 //! One step at a time, and never one that leaves fewer healthy voters than
 //! a quorum.
 
+use super::rollout::{self, RolloutObserved};
 use std::fmt;
 
 /// One member as the cluster lists it, placed on a StatefulSet ordinal.
@@ -23,6 +24,8 @@ pub struct Member {
     /// Has run at least once (the member list names it); an unstarted
     /// member has no data to lose.
     pub started: bool,
+    /// Its raft applied index (0 when it did not answer).
+    pub applied: u64,
 }
 
 /// What the planner decides from.
@@ -43,6 +46,8 @@ pub struct Observed {
     /// Ordinals whose member process found its data dir empty and was
     /// refused (lost volume): they hold no data worth keeping.
     pub emptied: Vec<u32>,
+    /// Pods on an older template, and how replaced ones fare.
+    pub rollout: RolloutObserved,
 }
 
 /// The one next thing to do.
@@ -66,12 +71,19 @@ pub enum Step {
     Remove { id: u64, ordinal: Option<u32> },
     /// Delete the data claim of an ordinal no pod uses.
     DeleteClaim { ordinal: u32 },
+    /// Delete this ordinal's pod so that it comes back on the new template.
+    Roll { ordinal: u32 },
+    /// A rollout cannot go on (a replaced member does not come back).
+    Halt(String),
 }
 
 impl Step {
     /// Whether the step changes the cluster or the StatefulSet.
     pub fn is_action(&self) -> bool {
-        !matches!(self, Step::Steady | Step::Wait(_) | Step::Refuse(_))
+        !matches!(
+            self,
+            Step::Steady | Step::Wait(_) | Step::Refuse(_) | Step::Halt(_)
+        )
     }
 }
 
@@ -91,6 +103,10 @@ impl fmt::Display for Step {
             } => write!(f, "remove member {o} ({id:x})"),
             Step::Remove { id, ordinal: None } => write!(f, "remove member {id:x}"),
             Step::DeleteClaim { ordinal } => write!(f, "delete the data claim of member {ordinal}"),
+            Step::Roll { ordinal } => {
+                write!(f, "replace the pod of member {ordinal} (rolling update)")
+            }
+            Step::Halt(why) => write!(f, "rollout halted: {why}"),
         }
     }
 }
@@ -196,6 +212,9 @@ pub fn next_step(o: &Observed) -> Step {
             return Step::DeleteClaim { ordinal: c };
         }
     }
+    if let Some(step) = rollout::next(&o.rollout, members, o.leader) {
+        return step;
+    }
     if let Some(u) = members.iter().find(|m| !m.healthy) {
         return Step::Wait(match u.ordinal {
             Some(i) => format!("member {i} is not healthy"),
@@ -263,6 +282,7 @@ mod tests {
             learner: false,
             healthy: true,
             started: true,
+            applied: 0,
         }
     }
     fn learner(i: u32, healthy: bool) -> Member {
@@ -310,10 +330,11 @@ mod tests {
             let step = next_step(&o);
             let members = o.members.as_mut().unwrap();
             match &step {
-                Step::Steady | Step::Wait(_) | Step::Refuse(_) => {
+                Step::Steady | Step::Wait(_) | Step::Refuse(_) | Step::Halt(_) => {
                     steps.push(step);
                     return (steps, o);
                 }
+                Step::Roll { .. } => unreachable!("nothing is outdated in these models"),
                 Step::AddLearner { ordinal } => members.push(learner(*ordinal, false)),
                 Step::SetReplicas(n) => {
                     // The new pod starts and its learner becomes healthy.
@@ -566,6 +587,7 @@ mod tests {
             learner: false,
             healthy: true,
             started: true,
+            applied: 0,
         });
         assert_eq!(next_step(&obs(3, 3, members)), Step::Steady);
     }

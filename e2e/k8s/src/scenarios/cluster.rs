@@ -17,8 +17,9 @@ pub fn clusters(t: &impl Target, ns: &str) -> Api<EtcdCluster> {
 /// Creates EtcdCluster `demo` with `replicas` members (operator-managed TLS
 /// when `tls`).
 pub async fn create_cluster(t: &impl Target, ns: &str, replicas: u32, tls: bool) {
+    // Without `tls` a new cluster gets the default, OperatorManaged TLS.
     let extra = if tls {
-        serde_json::json!({"tls": {"mode": "OperatorManaged"}})
+        serde_json::json!({"tls": null})
     } else {
         serde_json::json!({})
     };
@@ -26,7 +27,8 @@ pub async fn create_cluster(t: &impl Target, ns: &str, replicas: u32, tls: bool)
 }
 
 /// Creates EtcdCluster `demo` with `replicas` members and the spec fields
-/// in `extra`.
+/// in `extra`; plain HTTP (`tls.mode: Disabled`) unless `extra` has a
+/// `tls` key (`null` for the default).
 pub async fn create_cluster_with(
     t: &impl Target,
     ns: &str,
@@ -38,6 +40,9 @@ pub async fn create_cluster_with(
         spec["image"] = image.into();
     }
     let tls = extra.get("tls").is_some();
+    if !tls {
+        spec["tls"] = serde_json::json!({"mode": "Disabled"});
+    }
     if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
         spec.extend(extra.clone());
     }
@@ -276,13 +281,33 @@ pub async fn running_cluster(t: &impl Target, ns: &str, n: u32) {
     t.say(&format!("{ns}/{NAME} running with {n} members"));
 }
 
-pub(crate) async fn set_replicas(t: &impl Target, ns: &str, replicas: u32) {
+/// A merge patch of the EtcdCluster's spec, as `kubectl patch` makes it.
+pub(crate) async fn patch_spec(t: &impl Target, ns: &str, spec: serde_json::Value) {
     clusters(t, ns)
         .patch(
             NAME,
             &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({"spec": {"replicas": replicas}})),
+            &Patch::Merge(serde_json::json!({ "spec": spec })),
         )
         .await
-        .expect("patch replicas");
+        .unwrap_or_else(|e| panic!("patch the spec with {spec}: {e}"));
+}
+
+pub(crate) async fn set_replicas(t: &impl Target, ns: &str, replicas: u32) {
+    patch_spec(t, ns, serde_json::json!({ "replicas": replicas })).await;
+}
+
+/// The notes of the events with `reason` in `ns` (the operator's events
+/// about its clusters).
+pub(crate) async fn events_of(t: &impl Target, ns: &str, reason: &str) -> Vec<String> {
+    use k8s_openapi::api::events::v1::Event;
+    Api::<Event>::namespaced(t.client(), ns)
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some(reason))
+        .map(|e| e.note.unwrap_or_default())
+        .collect()
 }

@@ -11,24 +11,27 @@
 pub mod backup;
 mod cluster;
 pub mod local;
+mod maintenance;
 pub mod real;
+mod rollout;
+mod security;
 
 use ferrocd_proto::etcdserverpb as pb;
-use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{Api, DeleteParams, PostParams};
 use std::collections::BTreeSet;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tonic::transport::ClientTlsConfig;
 
 /// The EtcdCluster every scenario creates.
 pub const NAME: &str = "demo";
 const CLIENT_PORT: u16 = 2379;
 
 pub use cluster::*;
+pub use maintenance::*;
+pub use rollout::*;
+pub use security::*;
 
 /// Where the scenarios run.
 pub trait Target: Send + Sync + 'static {
@@ -324,222 +327,4 @@ pub async fn a_partitioned_member_catches_up_after_healing<T: Target>(t: Arc<T>,
     wait_status(t, &ns, 180, "3 members Running again", running_with(3)).await;
     wait_local_count(t, &ns, "demo-2", b"p", b"q", 20).await;
     t.say("demo-2 caught up: 20 of 20 keys in its own store");
-}
-
-/// `kubectl rollout restart` of the StatefulSet while a client writes: no
-/// acknowledged write is lost on any member.
-pub async fn rolling_restart_while_clients_write_loses_no_acknowledged_write<T: Target>(
-    t: Arc<T>,
-    ns: String,
-) {
-    running_cluster(&*t, &ns, 3).await;
-    let uids = |pods: Vec<Pod>| -> Vec<String> {
-        pods.into_iter()
-            .filter_map(|p| p.metadata.uid)
-            .collect::<Vec<_>>()
-    };
-    let before = uids(member_pods(&*t, &ns).await);
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let (t, ns, stop) = (t.clone(), ns.clone(), stop.clone());
-        tokio::spawn(async move {
-            let (mut acked, mut failed) = (Vec::new(), 0u32);
-            let mut client = None;
-            let mut i = 0u32;
-            while !stop.load(Ordering::Relaxed) {
-                // One connection until it fails, then any member again.
-                if client.is_none() {
-                    for pod in member_pods(&*t, &ns).await {
-                        client = kv(&*t, &ns, &pod).await;
-                        if client.is_some() {
-                            break;
-                        }
-                    }
-                }
-                let key = format!("w{i:05}");
-                let put = pb::PutRequest {
-                    key: key.clone().into(),
-                    value: b"v".to_vec(),
-                    ..Default::default()
-                };
-                let ok = match client.as_mut() {
-                    Some(c) => c.put(put).await.is_ok(),
-                    None => false,
-                };
-                if ok {
-                    acked.push(key);
-                } else {
-                    failed += 1;
-                    client = None;
-                }
-                i += 1;
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            (acked, failed)
-        })
-    };
-    // What `kubectl rollout restart` does: a new template annotation.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default();
-    Api::<StatefulSet>::namespaced(t.client(), &ns)
-        .patch(
-            NAME,
-            &PatchParams::default(),
-            &Patch::Merge(
-                serde_json::json!({"spec": {"template": {"metadata": {"annotations": {
-                    "kubectl.kubernetes.io/restartedAt": format!("{now}")
-                }}}}}),
-            ),
-        )
-        .await
-        .expect("restart the StatefulSet");
-    t.say("rollout restart of statefulset/demo");
-    let deadline = Instant::now() + Duration::from_secs(360);
-    loop {
-        let pods = member_pods(&*t, &ns).await;
-        // The pods' own readiness too: the operator's status may still
-        // describe the pods just replaced.
-        let ready = pods.iter().filter(|p| pod_ready(p)).count();
-        let now = uids(pods);
-        let replaced = now.iter().filter(|u| !before.contains(u)).count();
-        let status = clusters(&*t, &ns)
-            .get(NAME)
-            .await
-            .ok()
-            .and_then(|c| c.status)
-            .unwrap_or_default();
-        if replaced == 3 && ready == 3 && running_with(3)(&status) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "rolling restart not done: {replaced} of 3 pods replaced, {ready} ready"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    t.say("every pod replaced, cluster healthy");
-    stop.store(true, Ordering::Relaxed);
-    let (acked, failed) = writer.await.expect("writer");
-    t.say(&format!(
-        "{} writes acknowledged, {failed} failed during the restart",
-        acked.len()
-    ));
-    assert!(acked.len() > 10, "the writer made no progress");
-    // One linearizable range over the writer's keys, on every member.
-    for pod in member_pods(&*t, &ns).await {
-        let name = pod_name(&pod);
-        let mut kv = kv(&*t, &ns, &pod)
-            .await
-            .unwrap_or_else(|| panic!("{name} unreachable"));
-        let req = pb::RangeRequest {
-            key: b"w".to_vec(),
-            range_end: b"x".to_vec(),
-            keys_only: true,
-            ..Default::default()
-        };
-        let stored: BTreeSet<String> = kv
-            .range(req)
-            .await
-            .expect("range")
-            .into_inner()
-            .kvs
-            .into_iter()
-            .map(|kv| String::from_utf8_lossy(&kv.key).into_owned())
-            .collect();
-        let lost: Vec<&String> = acked.iter().filter(|k| !stored.contains(*k)).collect();
-        assert!(lost.is_empty(), "{name} lacks acknowledged writes {lost:?}");
-    }
-}
-
-/// Operator-managed TLS: members serve clients holding a certificate from
-/// the cluster's CA and refuse clients without one.
-pub async fn a_tls_cluster_serves_clients_with_certificates_from_its_ca<T: Target>(
-    t: Arc<T>,
-    ns: String,
-) {
-    let t = &*t;
-    create_cluster(t, &ns, 3, true).await;
-    wait_status(t, &ns, 240, "3 TLS members Running", running_with(3)).await;
-    t.say("3 TLS members Ready; the operator reached them with its client certificate");
-    let secret = Api::<Secret>::namespaced(t.client(), &ns)
-        .get(&format!("{NAME}-tls"))
-        .await
-        .expect("Secret demo-tls");
-    let data = secret.data.unwrap_or_default();
-    let part = |k: &str| data.get(k).map(|b| b.0.clone()).expect(k);
-    let (cert, key, ca) = (part("tls.crt"), part("tls.key"), part("ca.crt"));
-    let pods = member_pods(t, &ns).await;
-    let pod = &pods[0];
-    let server_name = format!("{}.{NAME}.{ns}.svc.cluster.local", pod_name(pod));
-    let tls = |with_identity: bool| {
-        let mut c = ClientTlsConfig::new()
-            .ca_certificate(tonic::transport::Certificate::from_pem(&ca))
-            .domain_name(server_name.clone());
-        if with_identity {
-            c = c.identity(tonic::transport::Identity::from_pem(&cert, &key));
-        }
-        c
-    };
-    let ch = channel(t, &ns, pod, Some(tls(true)))
-        .await
-        .expect("TLS connection with a client certificate");
-    let list = pb::cluster_client::ClusterClient::new(ch.clone())
-        .member_list(pb::MemberListRequest { linearizable: true })
-        .await
-        .expect("member list")
-        .into_inner();
-    assert_eq!(list.members.len(), 3);
-    assert!(
-        list.members
-            .iter()
-            .all(|m| m.client_ur_ls.iter().all(|u| u.starts_with("https://"))),
-        "{:?}",
-        list.members
-    );
-    pb::kv_client::KvClient::new(ch)
-        .put(pb::PutRequest {
-            key: b"secure".to_vec(),
-            value: b"yes".to_vec(),
-            ..Default::default()
-        })
-        .await
-        .expect("put over TLS");
-    t.say("served over TLS with a CA-issued client certificate");
-    // Without a client certificate the handshake or the first call fails.
-    let refused = match channel(t, &ns, pod, Some(tls(false))).await {
-        None => true,
-        Some(ch) => pb::kv_client::KvClient::new(ch)
-            .range(pb::RangeRequest {
-                key: b"secure".to_vec(),
-                ..Default::default()
-            })
-            .await
-            .is_err(),
-    };
-    assert!(refused, "served a client without a certificate");
-    let srv = format!("--discovery-srv={NAME}.{ns}.svc.cluster.local");
-    let dir = tempfile::tempdir().expect("temp dir");
-    for (f, bytes) in [("tls.crt", &cert), ("tls.key", &key), ("ca.crt", &ca)] {
-        std::fs::write(dir.path().join(f), bytes).expect("write");
-    }
-    let path = |f: &str| dir.path().join(f).display().to_string();
-    let args = vec![
-        srv,
-        format!("--cacert={}", path("ca.crt")),
-        format!("--cert={}", path("tls.crt")),
-        format!("--key={}", path("tls.key")),
-        "get".into(),
-        "secure".into(),
-        "--print-value-only".into(),
-    ];
-    match t.etcdctl_in_cluster(&ns, &args) {
-        None => t.say("(this target runs no etcdctl inside the cluster: SRV check skipped)"),
-        Some(out) => {
-            assert_eq!(out.expect("etcdctl through _etcd-client-ssl").trim(), "yes");
-            t.say("etcdctl --discovery-srv found the members through _etcd-client-ssl");
-        }
-    }
-    t.say("refused without a client certificate");
 }
