@@ -169,6 +169,18 @@ async fn term_of(t: &impl Target, ns: &str, pod: &Pod) -> Option<u64> {
     Some(status.header?.raft_term)
 }
 
+async fn wait_all_ready(t: &impl Target, ns: &str, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ready = member_pods(t, ns).await.iter().filter(|p| pod_ready(p)).count();
+        if ready == n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "only {ready} of {n} pods Ready");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 fn uids(pods: &[Pod]) -> Vec<String> {
     pods.iter().filter_map(|p| p.metadata.uid.clone()).collect()
 }
@@ -206,6 +218,10 @@ async fn wait_replaced(t: &impl Target, ns: &str, n: usize, before: &[String], s
 /// leader change per member, no acknowledged write lost.
 async fn roll_under_writes<T: Target>(t: Arc<T>, ns: &str, n: usize, change: serde_json::Value) {
     running_cluster(&*t, ns, n as u32).await;
+    // The status says Running once the members answer; their pods turn
+    // Ready a little later, and a pod not yet Ready is not one the rollout
+    // took down.
+    wait_all_ready(&*t, ns, n).await;
     let before = uids(&member_pods(&*t, ns).await);
     let writer = Writer::start(t.clone(), ns);
     let watcher = Watcher::start(t.clone(), ns, n);
