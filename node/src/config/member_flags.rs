@@ -17,6 +17,7 @@ pub const FLAGS: &[FlagSpec] = &[
     f("initial-cluster-token", Kind::Str, "etcd-cluster", "Initial cluster token for the etcd cluster during bootstrap."),
     f("initial-cluster-state", Kind::Str, "new", "Initial cluster state ('new' or 'existing')."),
     f("force-new-cluster", Kind::Bool, "false", "Force to create a new one member cluster."),
+    f("force-new-cluster-once", Kind::Str, "", "ferrocd extension: NAME/TOKEN: act as --force-new-cluster once, when --name is NAME and the data dir was not forced with TOKEN before (so that one flag can be given to every member, and a restart does not force again)."),
     f("initial-cluster-size", Kind::Uint, "0", "ferrocd extension: with --discovery-srv, wait until the SRV records name this many members before bootstrapping a new cluster (0: do not wait)."),
     f("discovery", Kind::Str, "", "Discovery URL used to bootstrap the cluster."),
     f("discovery-srv", Kind::Str, "", "DNS domain used to bootstrap initial cluster."),

@@ -115,7 +115,16 @@ impl Member {
         )
         .map_err(|e| StartError::Config(e.to_string()))?;
         let forwarder = Arc::new(Forwarder::new(identity.cluster_id, dialer.clone()));
-        if config.force_new_cluster && boot.restarted {
+        let member_dir = config.data_dir.join("member");
+        let once = match &config.force_new_cluster_once {
+            Some(token) if boot.restarted => {
+                let forced = crate::raft::force::forced_with(&member_dir, token)
+                    .map_err(|e| StartError::Config(format!("--force-new-cluster-once: {e}")))?;
+                (!forced).then_some(token)
+            }
+            _ => None,
+        };
+        if (config.force_new_cluster || once.is_some()) && boot.restarted {
             let own = MemberInfo {
                 name: identity.name.clone(),
                 peer_urls: identity.peer_urls.clone(),
@@ -132,6 +141,10 @@ impl Member {
                 removed = ?dropped,
                 "forced a new one-member cluster from this member's data"
             );
+            if let Some(token) = once {
+                crate::raft::force::record_forced(&member_dir, token)
+                    .map_err(|e| StartError::Config(format!("--force-new-cluster-once: {e}")))?;
+            }
         }
         if config.corruption_checks.initial && boot.restarted {
             use openraft::storage::RaftStateMachine;

@@ -55,3 +55,36 @@ pub async fn force_new_cluster(
     log.purge(applied).await?;
     Ok(dropped)
 }
+
+/// Where `--force-new-cluster-once` records its token, in the member dir.
+const ONCE_MARKER: &str = "forced-new-cluster";
+
+/// Whether the data dir was forced with `token` before.
+pub fn forced_with(member_dir: &std::path::Path, token: &str) -> std::io::Result<bool> {
+    match std::fs::read(member_dir.join(ONCE_MARKER)) {
+        Ok(b) => Ok(b == token.as_bytes()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Records that the data dir was forced with `token`. Written after the
+/// force and before the member serves: a crash in between forces again,
+/// which changes nothing while it is still the only member.
+pub fn record_forced(member_dir: &std::path::Path, token: &str) -> std::io::Result<()> {
+    super::log_store::write_durably(member_dir, ONCE_MARKER, token.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_is_remembered_and_another_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!forced_with(dir.path(), "a").unwrap());
+        record_forced(dir.path(), "a").unwrap();
+        assert!(forced_with(dir.path(), "a").unwrap());
+        assert!(!forced_with(dir.path(), "b").unwrap());
+    }
+}

@@ -87,7 +87,7 @@ fn read_sealed<T: serde::de::DeserializeOwned>(path: &Path) -> io::Result<Option
 }
 
 /// Replaces `dir/name` atomically and durably (write, sync, rename, sync dir).
-fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+pub(crate) fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     use std::io::Write;
     let tmp = dir.join(format!("{name}.tmp"));
     let mut f = std::fs::File::create(&tmp)?;

@@ -180,6 +180,82 @@ async fn force_new_cluster_after_quorum_loss_keeps_every_acknowledged_write_as_e
     assert_eq!(ferrocd, want, "ferrocd");
 }
 
+/// This member's name, as the member list gives it.
+async fn own_name(endpoint: &str) -> String {
+    let mut c = connect(endpoint).await;
+    let me = c.status().await.unwrap().header().unwrap().member_id();
+    let list = c.member_list().await.unwrap();
+    let m = list
+        .members()
+        .iter()
+        .find(|m| m.id() == me)
+        .expect("listed");
+    m.name().to_string()
+}
+
+/// The member list's length once every member in it has a name. A member
+/// that has just restarted after joining through a snapshot can list an
+/// older membership for a moment (seen: no member, or itself as a nameless
+/// learner) until it has replayed its log.
+async fn member_count(endpoint: &str) -> usize {
+    let mut c = connect(endpoint).await;
+    let mut members = Vec::new();
+    for _ in 0..100 {
+        members = c.member_list().await.unwrap().members().to_vec();
+        if !members.is_empty() && members.iter().all(|m| !m.name().is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    members.len()
+}
+
+/// `--force-new-cluster-once NAME/TOKEN` (the operator's quorum-loss
+/// recovery gives it to every pod): the named member forces a one-member
+/// cluster on its first start with the token and never again; a member of
+/// another name ignores it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn force_new_cluster_once_forces_the_named_member_a_single_time() {
+    let mut cluster = tokio::task::spawn_blocking(|| Cluster::start(Kind::Ferrocd, 3, &[]))
+        .await
+        .unwrap();
+    let ep = cluster.members[0].endpoint();
+    let mut c = connect(&ep).await;
+    for i in 0..50 {
+        c.put(format!("k/{i:04}"), "v", None).await.unwrap();
+    }
+    let name = own_name(&ep).await;
+    for i in [1, 2] {
+        cluster.members[i].kill9();
+        std::fs::remove_dir_all(cluster.members[i].data_dir()).unwrap();
+    }
+    let once = format!("--force-new-cluster-once={name}/t1");
+    let m = &mut cluster.members[0];
+    tokio::task::block_in_place(|| m.restart_with(&[once.as_str()]));
+    assert_eq!(member_count(&ep).await, 1, "forced into one member");
+    let acked: Vec<String> = (0..50).map(|i| format!("k/{i:04}")).collect();
+    assert_eq!(missing(&ep, &acked).await, Vec::<String>::new());
+
+    let ip = unique_ip();
+    let out = member_add(&ep, "new0", &format!("http://{ip}:2380")).await;
+    let mut added = start_added_member(Kind::Ferrocd, ip, &out);
+    tokio::task::block_in_place(|| added.wait_healthy());
+    assert_eq!(member_count(&ep).await, 2);
+
+    // The same token again: no second force.
+    let m = &mut cluster.members[0];
+    tokio::task::block_in_place(|| m.restart());
+    assert_eq!(member_count(&ep).await, 2, "forced twice");
+    // The flag names the survivor: the new member ignores it.
+    tokio::task::block_in_place(|| added.restart_with(&[once.as_str()]));
+    assert_eq!(member_count(&added.endpoint()).await, 2);
+    // A new token forces again.
+    let m = &mut cluster.members[0];
+    let again = format!("--force-new-cluster-once={name}/t2");
+    tokio::task::block_in_place(|| m.restart_with(&[again.as_str()]));
+    assert_eq!(member_count(&ep).await, 1, "a new token forces again");
+}
+
 const CANARY: &[u8] = b"CANARY-VALUE-0123456789";
 
 /// Where a member keeps the store its values are in.
