@@ -6,14 +6,11 @@
 
 use crate::auth::RootPassword;
 use crate::crd::{EtcdCluster, EtcdClusterStatus, PvcRetention};
-use crate::membership::{
-    next_step, ClientTls, ClusterView, EtcdError, EtcdMembers, Observed, Step,
-};
+use crate::membership::{next_step, ClusterView, EtcdError, Observed, Step};
 use crate::metrics::Metrics;
 use crate::names::{ClusterNames, MANAGER};
 use crate::render;
 use crate::tls::TlsState;
-use futures::future::BoxFuture;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
@@ -59,104 +56,6 @@ impl Error {
             Error::Waiting(_) => "waiting",
         }
     }
-}
-
-/// The cluster-facing side of a reconcile, behind a trait so unit tests can
-/// run reconciles against a model cluster.
-pub trait MemberApi: Send + Sync {
-    fn observe(&self) -> BoxFuture<'_, Result<ClusterView, EtcdError>>;
-    fn add_learner<'a>(&'a self, peer_url: &'a str) -> BoxFuture<'a, Result<u64, EtcdError>>;
-    fn promote(&self, id: u64) -> BoxFuture<'_, Result<(), EtcdError>>;
-    fn remove(&self, id: u64) -> BoxFuture<'_, Result<(), EtcdError>>;
-    fn move_leader<'a>(
-        &'a self,
-        view: &'a ClusterView,
-        from: u64,
-        to: u64,
-    ) -> BoxFuture<'a, Result<(), EtcdError>>;
-    fn defragment<'a>(
-        &'a self,
-        view: &'a ClusterView,
-        id: u64,
-    ) -> BoxFuture<'a, Result<(), EtcdError>>;
-    fn nospace_alarms(&self) -> BoxFuture<'_, Result<Vec<u64>, EtcdError>>;
-    fn compact_all(&self) -> BoxFuture<'_, Result<i64, EtcdError>>;
-    fn disarm_nospace<'a>(&'a self, ids: &'a [u64]) -> BoxFuture<'a, Result<(), EtcdError>>;
-    fn auth_enabled(&self) -> BoxFuture<'_, Result<bool, EtcdError>>;
-    fn enable_auth<'a>(&'a self, root_password: &'a str) -> BoxFuture<'a, Result<(), EtcdError>>;
-    fn disable_auth(&self) -> BoxFuture<'_, Result<(), EtcdError>>;
-}
-
-impl MemberApi for EtcdMembers {
-    fn observe(&self) -> BoxFuture<'_, Result<ClusterView, EtcdError>> {
-        Box::pin(EtcdMembers::observe(self))
-    }
-    fn add_learner<'a>(&'a self, peer_url: &'a str) -> BoxFuture<'a, Result<u64, EtcdError>> {
-        Box::pin(EtcdMembers::add_learner(self, peer_url))
-    }
-    fn promote(&self, id: u64) -> BoxFuture<'_, Result<(), EtcdError>> {
-        Box::pin(EtcdMembers::promote(self, id))
-    }
-    fn remove(&self, id: u64) -> BoxFuture<'_, Result<(), EtcdError>> {
-        Box::pin(EtcdMembers::remove(self, id))
-    }
-    fn move_leader<'a>(
-        &'a self,
-        view: &'a ClusterView,
-        from: u64,
-        to: u64,
-    ) -> BoxFuture<'a, Result<(), EtcdError>> {
-        Box::pin(EtcdMembers::move_leader(self, view, from, to))
-    }
-    fn defragment<'a>(
-        &'a self,
-        view: &'a ClusterView,
-        id: u64,
-    ) -> BoxFuture<'a, Result<(), EtcdError>> {
-        Box::pin(EtcdMembers::defragment(self, view, id))
-    }
-    fn nospace_alarms(&self) -> BoxFuture<'_, Result<Vec<u64>, EtcdError>> {
-        Box::pin(EtcdMembers::nospace_alarms(self))
-    }
-    fn compact_all(&self) -> BoxFuture<'_, Result<i64, EtcdError>> {
-        Box::pin(EtcdMembers::compact_all(self))
-    }
-    fn disarm_nospace<'a>(&'a self, ids: &'a [u64]) -> BoxFuture<'a, Result<(), EtcdError>> {
-        Box::pin(EtcdMembers::disarm_nospace(self, ids))
-    }
-    fn auth_enabled(&self) -> BoxFuture<'_, Result<bool, EtcdError>> {
-        Box::pin(EtcdMembers::auth_enabled(self))
-    }
-    fn enable_auth<'a>(&'a self, root_password: &'a str) -> BoxFuture<'a, Result<(), EtcdError>> {
-        Box::pin(EtcdMembers::enable_auth(self, root_password))
-    }
-    fn disable_auth(&self) -> BoxFuture<'_, Result<(), EtcdError>> {
-        Box::pin(EtcdMembers::disable_auth(self))
-    }
-}
-
-/// How the operator reaches one cluster.
-#[derive(Clone, Debug, Default)]
-pub struct Dial {
-    /// The members' client URLs.
-    pub endpoints: Vec<String>,
-    /// For a TLS cluster, the operator's identity.
-    pub tls: Option<ClientTls>,
-    /// With `spec.auth`, root's password.
-    pub root_password: Option<String>,
-}
-
-/// Makes the member client for a cluster.
-pub type Connect = Arc<dyn Fn(Dial) -> Box<dyn MemberApi> + Send + Sync>;
-
-pub fn connect_etcd() -> Connect {
-    Arc::new(|dial| {
-        Box::new(
-            EtcdMembers::new(dial.endpoints)
-                .with_tls(dial.tls)
-                .with_root_password(dial.root_password),
-        )
-    })
 }
 
 /// What every reconcile shares.
@@ -434,17 +333,31 @@ async fn apply(c: &EtcdCluster, ctx: &Context) -> Result<Action, Error> {
     }
     let claims = claim_ordinals(ctx, &names).await?;
     let emptied = emptied_ordinals(ctx, &names).await?;
+    let pods = rollout::observe(ctx, c, &names, &sts, replicas.max(0) as u32).await?;
+    let lost = view.as_ref().map(|v| quorum::decide(c, &names, v, &pods));
     let observed = Observed {
         desired: c.spec.replicas.max(1) as u32,
         replicas: replicas.max(0) as u32,
-        members: view.as_ref().map(|v| v.planned(&names)),
+        // Membership steps only from a list the quorum gave.
+        members: view
+            .as_ref()
+            .filter(|v| v.linearizable)
+            .map(|v| v.planned(&names)),
         leader: view.as_ref().and_then(|v| v.leader),
         claims,
         delete_claims: c.spec.pvc_retention == PvcRetention::Delete,
         emptied,
-        rollout: rollout::observe(ctx, c, &names, &sts, replicas.max(0) as u32).await?,
+        rollout: pods,
     };
-    let step = next_step(&observed);
+    let step = match lost.as_ref().and_then(|d| d.step.clone()) {
+        Some(step) => step,
+        None => next_step(&observed),
+    };
+    if let Some(d) = &lost {
+        let prev = c.status.as_ref().and_then(|s| s.quorum_loss.as_ref());
+        quorum::announce(ctx, &reference, prev, d.record.as_ref()).await;
+        notes.quorum_loss = Some(d.record.clone());
+    }
     tracing::info!(cluster = %names.name, %step, "reconcile");
 
     // Backups go on whatever the membership step does (a failing step
@@ -466,7 +379,9 @@ async fn apply(c: &EtcdCluster, ctx: &Context) -> Result<Action, Error> {
     let requeue = match take_step(ctx, &target, &*members, view.as_ref(), &step).await {
         Ok(()) => match &step {
             Step::Steady => Duration::from_secs(60),
-            Step::Wait(_) | Step::Refuse(_) | Step::Halt(_) => Duration::from_secs(5),
+            Step::Wait(_) | Step::Refuse(_) | Step::Halt(_) | Step::QuorumLost(_) => {
+                Duration::from_secs(5)
+            }
             _ => Duration::from_secs(1),
         },
         Err(Error::Etcd(e)) if e.is_transient() => {
@@ -512,6 +427,9 @@ async fn apply(c: &EtcdCluster, ctx: &Context) -> Result<Action, Error> {
     if let Step::Refuse(why) = &step {
         notes.degraded = Some(("QuorumAtRisk", why.clone()));
         publish(ctx, &reference, EventType::Warning, "Refused", why.clone()).await;
+    }
+    if let Step::QuorumLost(why) = &step {
+        notes.degraded = Some(("QuorumLost", why.clone()));
     }
     if let Step::Halt(why) = &step {
         notes.degraded = Some(("RolloutHalted", why.clone()));
@@ -596,7 +514,9 @@ async fn take_step(
     } = *target;
     let ns = &names.namespace;
     let (label, reason) = match step {
-        Step::Steady | Step::Wait(_) | Step::Refuse(_) | Step::Halt(_) => return Ok(()),
+        Step::Steady | Step::Wait(_) | Step::Refuse(_) | Step::Halt(_) | Step::QuorumLost(_) => {
+            return Ok(())
+        }
         Step::Roll { ordinal } => {
             let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
             match pods
@@ -793,11 +713,14 @@ async fn write_status(
 }
 
 mod defrag;
+mod member_api;
+mod quorum;
 mod restore;
 mod rollout;
 mod schedule;
 mod status;
 
+pub use member_api::{connect_etcd, Connect, Dial, MemberApi};
 pub use schedule::SCHEDULED_LABEL;
 use status::{status_of, Notes};
 
@@ -805,6 +728,8 @@ use status::{status_of, Notes};
 mod backup_tests;
 #[cfg(test)]
 mod fixtures;
+#[cfg(test)]
+mod quorum_tests;
 #[cfg(test)]
 mod rollout_tests;
 #[cfg(test)]

@@ -93,6 +93,9 @@ pub struct EtcdClusterSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self == oldSelf").message("bootstrap is immutable"))]
     pub bootstrap: Option<Bootstrap>,
+    /// What the operator does when the cluster has lost its quorum.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<Recovery>,
     /// Stop reconciling: nothing the spec says changes the cluster (scale,
     /// TLS, auth, backups) until this is false again. Deletion still works.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -212,6 +215,83 @@ pub struct TlsSpec {
     /// `tls.crt`, `tls.key` and `ca.crt`, for pods that connect.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub client_secrets: Vec<ClientSecret>,
+}
+
+/// Quorum-loss recovery: when fewer voters answer than a quorum needs
+/// for `quorumLossAfterSeconds`, the status names the answering voter with
+/// the highest applied index; recovering restarts it with
+/// `--force-new-cluster` and adds the other members back as new learners.
+/// Whatever only the lost members held (writes after the survivor's
+/// revision) is gone.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Recovery {
+    /// `Manual` (the default): report and wait for the annotation
+    /// `ferrocd.dev/recover-quorum-from: <survivor pod>`; `Automatic`:
+    /// recover without it.
+    #[serde(default)]
+    pub quorum_loss: QuorumLossMode,
+    /// How long the quorum must be lost before recovery is offered.
+    #[serde(default = "default_quorum_loss_after")]
+    #[schemars(range(min = 10))]
+    pub quorum_loss_after_seconds: u32,
+}
+
+pub fn default_quorum_loss_after() -> u32 {
+    120
+}
+
+impl Default for Recovery {
+    fn default() -> Recovery {
+        Recovery {
+            quorum_loss: QuorumLossMode::Manual,
+            quorum_loss_after_seconds: default_quorum_loss_after(),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum QuorumLossMode {
+    #[default]
+    Manual,
+    Automatic,
+}
+
+/// A lost quorum, and the recovery from it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QuorumLossStatus {
+    /// When the operator first saw fewer voters answer than a quorum
+    /// needs (RFC 3339).
+    pub since: String,
+    /// `Lost` (reported), `Recovering` (the survivor restarts with
+    /// `--force-new-cluster`), `Recovered` (it runs as a one-member
+    /// cluster; the others are added back as learners).
+    pub stage: String,
+    /// The pod of the answering voter with the highest applied index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub survivor: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub survivor_id: Option<String>,
+    /// Its raft applied index and store revision: every write up to this
+    /// revision survives a recovery from it.
+    #[serde(default)]
+    pub applied_index: u64,
+    #[serde(default)]
+    pub revision: i64,
+    /// The voters that do not answer: recovery replaces them, and what
+    /// only they held is lost.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lost: Vec<String>,
+    /// What recovery would do, or did.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// The `--force-new-cluster-once` token of this recovery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// When the survivor ran as a one-member cluster (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovered: Option<String>,
 }
 
 /// Maintenance the operator carries out on a healthy cluster.
@@ -385,6 +465,9 @@ pub struct EtcdClusterStatus {
     /// The last rolling change of the members' template.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<RolloutStatus>,
+    /// A lost quorum and its recovery (the last one, once recovered).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum_loss: Option<QuorumLossStatus>,
 }
 
 /// A rolling change of the members' pod template (image, resources,

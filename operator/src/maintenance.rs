@@ -141,6 +141,7 @@ mod tests {
             healthy: true,
             db_size: db,
             applied: 0,
+            revision: 0,
         }
     }
 
@@ -149,6 +150,7 @@ mod tests {
             cluster_id: 1,
             leader: Some(leader),
             members,
+            linearizable: true,
         }
     }
 

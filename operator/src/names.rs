@@ -17,6 +17,8 @@ pub const APP_LABEL: &str = "app.kubernetes.io/name";
 pub const APP_NAME: &str = "ferrocd";
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const MANAGER: &str = "ferrocd-operator";
+/// Approves a quorum-loss recovery from the named survivor pod.
+pub const RECOVER_ANNOTATION: &str = "ferrocd.dev/recover-quorum-from";
 
 /// Where one cluster's members live and how they are named.
 #[derive(Clone, Debug, PartialEq, Eq)]

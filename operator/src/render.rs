@@ -245,6 +245,11 @@ pub fn member_args(c: &EtcdCluster, bootstrap_replicas: i32) -> Vec<String> {
     if let Some(o) = &c.spec.options {
         a.extend(option_args(o));
     }
+    // A quorum-loss recovery under way: only the survivor acts on it, once.
+    let lost = c.status.as_ref().and_then(|s| s.quorum_loss.as_ref());
+    if let Some(once) = crate::membership::quorum::force_once(lost) {
+        a.push(format!("--force-new-cluster-once={once}"));
+    }
     a
 }
 
@@ -431,7 +436,7 @@ pub fn stateful_set(c: &EtcdCluster, replicas: i32, bootstrap_replicas: i32) -> 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::crd::{EtcdClusterSpec, Storage};
 
@@ -457,6 +462,7 @@ mod tests {
                 bootstrap: None,
                 auth: None,
                 paused: false,
+                recovery: None,
                 maintenance: None,
             },
         );

@@ -292,6 +292,7 @@ async fn reconcile_to(pods: &mut Pods, desired: u32) -> Vec<Step> {
             Step::Remove { id, .. } => client.remove(*id).await,
             Step::DeleteClaim { .. } => panic!("no claims here"),
             Step::Roll { .. } | Step::Halt(_) => panic!("no rollout here: {step}"),
+            Step::QuorumLost(why) => panic!("{why}"),
         };
         match done {
             Ok(()) if !matches!(step, Step::Wait(_)) => taken.push(step),

@@ -6,6 +6,7 @@
 use super::*;
 use crate::crd::{EtcdClusterSpec, Storage};
 use crate::membership::etcd::ListedMember;
+use futures::future::BoxFuture;
 use http::{Method, Request, Response, StatusCode};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::client::Body;
@@ -245,10 +246,14 @@ impl MemberApi for ModelApi {
         let r = if m.members.is_empty() {
             Err(EtcdError::Unreachable("model".into()))
         } else {
+            // A member list through the quorum needs a quorum of voters.
+            let voters = m.members.iter().filter(|x| !x.learner);
+            let up = voters.clone().filter(|x| x.healthy).count();
             Ok(ClusterView {
                 cluster_id: 0xc1,
                 leader: m.leader,
                 members: m.members.clone(),
+                linearizable: up > voters.count() / 2,
             })
         };
         Box::pin(async move { r })
@@ -266,6 +271,7 @@ impl MemberApi for ModelApi {
                 healthy: false,
                 db_size: None,
                 applied: 0,
+                revision: 0,
             });
             id
         });
@@ -408,6 +414,7 @@ impl Harness {
                 bootstrap: None,
                 auth: None,
                 paused: false,
+                recovery: None,
                 maintenance: None,
             },
         );
@@ -450,6 +457,7 @@ impl Harness {
                     // 4 MiB files, a quarter in use.
                     db_size: Some((4 << 20, 1 << 20)),
                     applied: 0,
+                    revision: 0,
                 });
             }
             model.leader = Some(0x100);
@@ -547,6 +555,7 @@ impl Harness {
                 healthy: false,
                 db_size: None,
                 applied: 0,
+                revision: 0,
             });
         }
         m.leader = Some(leader);

@@ -25,6 +25,9 @@ pub(super) struct Notes {
     pub defrag: Option<crate::crd::DefragStatus>,
     /// The rollout's record (carried likewise).
     pub rollout: Option<crate::crd::RolloutStatus>,
+    /// The quorum-loss record as decided (`Some(None)` drops it; carried
+    /// when `None`).
+    pub quorum_loss: Option<Option<crate::crd::QuorumLossStatus>>,
 }
 
 fn condition(
@@ -264,5 +267,9 @@ pub(super) fn status_of(
             .auth_enabled
             .or_else(|| c.status.as_ref().and_then(|s| s.auth_enabled)),
         rollout,
+        quorum_loss: notes
+            .quorum_loss
+            .clone()
+            .unwrap_or_else(|| c.status.as_ref().and_then(|s| s.quorum_loss.clone())),
     }
 }

@@ -79,6 +79,15 @@ pub struct ListedMember {
     pub db_size: Option<(i64, i64)>,
     /// Its raft applied index (0 when it did not answer).
     pub applied: u64,
+    /// Its store revision (0 when it did not answer).
+    pub revision: i64,
+}
+
+impl ListedMember {
+    /// It answered a status request (with or without a leader).
+    pub fn answered(&self) -> bool {
+        self.db_size.is_some()
+    }
 }
 
 /// The cluster as seen in one observation.
@@ -87,6 +96,10 @@ pub struct ClusterView {
     pub cluster_id: u64,
     pub leader: Option<u64>,
     pub members: Vec<ListedMember>,
+    /// The member list came through the cluster's quorum. Without one it
+    /// is one member's own (possibly stale) list: good for telling a lost
+    /// quorum, not for membership steps.
+    pub linearizable: bool,
 }
 
 impl ClusterView {
@@ -258,6 +271,14 @@ impl EtcdMembers {
     /// Lists the members (linearizably, so a step just taken is seen) and
     /// asks each started member for its status.
     pub async fn observe(&self) -> Result<ClusterView, EtcdError> {
+        match self.observe_with(true).await {
+            Ok(v) => Ok(v),
+            // No quorum answers: what the members still say on their own.
+            Err(e) => self.observe_with(false).await.map_err(|_| e),
+        }
+    }
+
+    async fn observe_with(&self, linearizable: bool) -> Result<ClusterView, EtcdError> {
         let mut last = EtcdError::Unreachable(self.endpoints.join(","));
         for e in &self.endpoints {
             let ch = match self.channel(e).await {
@@ -268,7 +289,7 @@ impl EtcdMembers {
                 }
             };
             let listed = ClusterClient::new(ch)
-                .member_list(MemberListRequest { linearizable: true })
+                .member_list(MemberListRequest { linearizable })
                 .await;
             let resp = match listed {
                 Ok(r) => r.into_inner(),
@@ -303,6 +324,10 @@ impl EtcdMembers {
                         .as_ref()
                         .is_some_and(|s| s.leader != 0 && s.errors.is_empty()),
                     applied: st.as_ref().map_or(0, |s| s.raft_applied_index),
+                    revision: st
+                        .as_ref()
+                        .and_then(|s| s.header.as_ref())
+                        .map_or(0, |h| h.revision),
                     db_size: st.map(|s| (s.db_size, s.db_size_in_use)),
                 })
                 .collect();
@@ -310,6 +335,7 @@ impl EtcdMembers {
                 cluster_id,
                 leader,
                 members,
+                linearizable,
             });
         }
         Err(last)

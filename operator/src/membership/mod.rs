@@ -3,6 +3,7 @@
 
 pub mod etcd;
 pub mod plan;
+pub mod quorum;
 pub mod rollout;
 
 pub use etcd::{ClientTls, ClusterView, EtcdError, EtcdMembers, Placement};

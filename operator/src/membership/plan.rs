@@ -75,6 +75,8 @@ pub enum Step {
     Roll { ordinal: u32 },
     /// A rollout cannot go on (a replaced member does not come back).
     Halt(String),
+    /// Fewer voters answer than a quorum needs (see quorum.rs).
+    QuorumLost(String),
 }
 
 impl Step {
@@ -82,7 +84,7 @@ impl Step {
     pub fn is_action(&self) -> bool {
         !matches!(
             self,
-            Step::Steady | Step::Wait(_) | Step::Refuse(_) | Step::Halt(_)
+            Step::Steady | Step::Wait(_) | Step::Refuse(_) | Step::Halt(_) | Step::QuorumLost(_)
         )
     }
 }
@@ -107,6 +109,7 @@ impl fmt::Display for Step {
                 write!(f, "replace the pod of member {ordinal} (rolling update)")
             }
             Step::Halt(why) => write!(f, "rollout halted: {why}"),
+            Step::QuorumLost(why) => write!(f, "{why}"),
         }
     }
 }
@@ -330,7 +333,11 @@ mod tests {
             let step = next_step(&o);
             let members = o.members.as_mut().unwrap();
             match &step {
-                Step::Steady | Step::Wait(_) | Step::Refuse(_) | Step::Halt(_) => {
+                Step::Steady
+                | Step::Wait(_)
+                | Step::Refuse(_)
+                | Step::Halt(_)
+                | Step::QuorumLost(_) => {
                     steps.push(step);
                     return (steps, o);
                 }

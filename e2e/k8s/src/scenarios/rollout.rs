@@ -172,7 +172,11 @@ async fn term_of(t: &impl Target, ns: &str, pod: &Pod) -> Option<u64> {
 async fn wait_all_ready(t: &impl Target, ns: &str, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let ready = member_pods(t, ns).await.iter().filter(|p| pod_ready(p)).count();
+        let ready = member_pods(t, ns)
+            .await
+            .iter()
+            .filter(|p| pod_ready(p))
+            .count();
         if ready == n {
             return;
         }
