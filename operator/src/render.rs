@@ -245,10 +245,13 @@ pub fn member_args(c: &EtcdCluster, bootstrap_replicas: i32) -> Vec<String> {
     if let Some(o) = &c.spec.options {
         a.extend(option_args(o));
     }
-    // A quorum-loss recovery under way: only the survivor acts on it, once.
+    // A quorum-loss recovery under way: only the survivor acts on the
+    // force, once; a member with an empty volume may only join, never
+    // bootstrap anew (later flags win).
     let lost = c.status.as_ref().and_then(|s| s.quorum_loss.as_ref());
     if let Some(once) = crate::membership::quorum::force_once(lost) {
         a.push(format!("--force-new-cluster-once={once}"));
+        a.push("--initial-cluster-state=existing".into());
     }
     a
 }

@@ -69,6 +69,16 @@ fn a_new_image_rolls_5_members_one_at_a_time() {
 }
 
 #[test]
+fn a_lost_quorum_is_recovered_once_approved() {
+    local(scenarios::a_lost_quorum_is_recovered_once_approved);
+}
+
+#[test]
+fn a_lost_quorum_is_recovered_automatically() {
+    local(scenarios::a_lost_quorum_is_recovered_automatically);
+}
+
+#[test]
 fn a_member_that_does_not_start_halts_the_rollout() {
     local(scenarios::a_member_that_does_not_start_halts_the_rollout);
 }

@@ -83,11 +83,12 @@ pub fn decide(i: &QuorumInput) -> Decision {
         .filter(|p| p.stage == LOST)
         .map(|p| p.since.clone())
         .unwrap_or_else(|| i.now.to_string());
-    let lost: Vec<String> = voters
+    let mut lost: Vec<String> = voters
         .iter()
         .filter(|m| !m.answered())
         .map(|m| member_name(names, m))
         .collect();
+    lost.sort();
     let mut record = QuorumLossStatus {
         since: since.clone(),
         stage: LOST.into(),
@@ -201,6 +202,17 @@ fn recovering(i: &QuorumInput, p: &QuorumLossStatus) -> Decision {
             return Decision {
                 record: None,
                 step: None,
+            };
+        }
+        // The others first: their pods restart joining only (the template
+        // says `--initial-cluster-state=existing`), so that the ones with
+        // an empty volume cannot bootstrap a cluster of their own with the
+        // same IDs while the survivor restarts.
+        let others = p.lost.iter().filter_map(|n| names.ordinal_of(n));
+        if let Some(other) = others.filter(|x| !(i.pod_current)(*x)).max() {
+            return Decision {
+                record: Some(p.clone()),
+                step: Some(Step::Roll { ordinal: other }),
             };
         }
         return Decision {

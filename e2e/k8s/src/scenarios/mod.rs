@@ -12,6 +12,7 @@ pub mod backup;
 mod cluster;
 pub mod local;
 mod maintenance;
+mod quorum;
 pub mod real;
 mod rollout;
 mod security;
@@ -30,6 +31,7 @@ const CLIENT_PORT: u16 = 2379;
 
 pub use cluster::*;
 pub use maintenance::*;
+pub use quorum::*;
 pub use rollout::*;
 pub use security::*;
 

@@ -209,10 +209,15 @@ fn a_recovery_replaces_the_survivors_pod_then_waits_for_it_alone() {
         "no roll before the template"
     );
     c.pending = false;
-    // The template carries the force; the pod does not yet.
+    // The template carries the force; the lost members' pods restart on
+    // it first (joining only), then the survivor's.
+    assert_eq!(c.decide().step, Some(Step::Roll { ordinal: 2 }));
+    c.current = vec![2];
+    assert_eq!(c.decide().step, Some(Step::Roll { ordinal: 1 }));
+    c.current = vec![1, 2];
     assert_eq!(c.decide().step, Some(Step::Roll { ordinal: 0 }));
     // An operator that crashed after the roll: the same record, a wait.
-    c.current = vec![0];
+    c.current = vec![0, 1, 2];
     let d = c.decide();
     assert_eq!(d.record, c.prev);
     assert!(matches!(d.step, Some(Step::Wait(_))), "{:?}", d.step);
