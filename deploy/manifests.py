@@ -174,7 +174,11 @@ def check() -> list[str]:
     schemas = {}
     for path in CRDS:
         crd = yaml.safe_load(path.read_text())
-        schemas[crd["spec"]["names"]["kind"]] = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        # Only below the top: apiVersion, kind and metadata are the API
+        # server's, not in the CRD's schema.
+        schema["properties"] = strict(schema["properties"])
+        schemas[crd["spec"]["names"]["kind"]] = schema
     examples = sorted(EXAMPLES.glob("*.yaml"))
     if not examples:
         problems.append(f"no examples in {EXAMPLES}")
@@ -192,6 +196,23 @@ def check() -> list[str]:
             except jsonschema.ValidationError as e:
                 problems.append(f"{example.name}: {e.message} at {list(e.absolute_path)}")
     return problems
+
+
+def strict(schema):
+    """The schema refusing unknown fields, as `kubectl apply --validate=strict`
+    does (the API server itself would prune them silently)."""
+    if isinstance(schema, list):
+        return [strict(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: strict(v) for k, v in schema.items()}
+    if (
+        "properties" in out
+        and "additionalProperties" not in out
+        and not out.get("x-kubernetes-preserve-unknown-fields")
+    ):
+        out["additionalProperties"] = False
+    return out
 
 
 def main() -> int:
