@@ -139,3 +139,41 @@ pub fn fsync_latency(rounds: usize) -> Duration {
     }
     start.elapsed() / rounds.max(1) as u32
 }
+
+/// The median round trip of one small message over a loopback TCP
+/// connection (Nagle off, as gRPC sets it): the network part of the
+/// physical floor of a replicated write. Zero if the probe cannot run.
+pub fn loopback_rtt(rounds: usize) -> Duration {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    let probe = || -> std::io::Result<Duration> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let echo = std::thread::spawn(move || -> std::io::Result<()> {
+            let (mut s, _) = listener.accept()?;
+            s.set_nodelay(true)?;
+            let mut b = [0u8; 64];
+            loop {
+                match s.read(&mut b)? {
+                    0 => return Ok(()),
+                    n => s.write_all(&b[..n])?,
+                }
+            }
+        });
+        let mut s = TcpStream::connect(addr)?;
+        s.set_nodelay(true)?;
+        let (msg, mut back) = ([7u8; 64], [0u8; 64]);
+        let mut times = Vec::with_capacity(rounds.max(1));
+        for _ in 0..rounds.max(1) {
+            let start = Instant::now();
+            s.write_all(&msg)?;
+            s.read_exact(&mut back)?;
+            times.push(start.elapsed());
+        }
+        drop(s);
+        let _ = echo.join();
+        times.sort_unstable();
+        Ok(times[times.len() / 2])
+    };
+    probe().unwrap_or(Duration::ZERO)
+}

@@ -1,23 +1,29 @@
 //! `ferrocd-bench compare`: the same scenarios against a 3-member etcd 3.5
 //! and a 3-member ferrocd started on this machine in turn (same addresses
 //! scheme, same durability), then single members; one table with both
-//! results and the ratio ferrocd/etcd, the disk's fsync latency on top.
+//! results and the ratio ferrocd/etcd; on top the physical floor of a
+//! single-client put (the disk's fsync latency and a loopback round trip,
+//! measured here), and ferrocd's single-client latency against it.
 //! With several rounds (etcd then ferrocd, repeated) each value is the
 //! median and every round's ratio is listed: on a small shared machine one
 //! run moves by tens of percent.
 
-use crate::cluster::{fsync_latency, Cluster};
+use crate::cluster::{fsync_latency, loopback_rtt, Cluster};
 use crate::load::{self, Target, Workload};
 use crate::stats::Summary;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 /// One measured scenario of one system.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Measured {
     pub scenario: String,
     /// Higher is better for req/s; lower for every other metric.
-    pub metric: &'static str,
+    pub metric: String,
+    /// For a single-client latency: the least any server could take on
+    /// this machine (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub floor_ms: Option<f64>,
     /// The median over the rounds.
     pub value: f64,
     /// Every round's value, in round order.
@@ -59,7 +65,7 @@ enum Kind {
         total: usize,
         target_leader: bool,
         workload: Workload,
-        /// Report p99 latency instead of throughput.
+        /// Report average and p99 latency instead of throughput.
         latency: bool,
         /// Auth on, the load sent by a user who is not root.
         auth: bool,
@@ -107,7 +113,7 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
     };
     vec![
         Scenario {
-            name: "put, 1 client, sequential keys (p99 latency)",
+            name: "put, 1 client, sequential keys",
             members: 3,
             run: load(1, 1, scale(1000, 30), true, put(true), true),
         },
@@ -210,7 +216,7 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
             },
         },
         Scenario {
-            name: "single member: put, 1 client (p99 latency)",
+            name: "single member: put, 1 client",
             members: 1,
             run: load(1, 1, scale(1000, 30), true, put(true), true),
         },
@@ -229,7 +235,24 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
     ]
 }
 
-async fn measure(s: &Scenario, cluster: &Cluster) -> Result<Vec<Measured>, String> {
+/// What the machine allows: a durable write and a message there and back.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Floor {
+    pub fsync_ms: f64,
+    pub rtt_ms: f64,
+}
+
+impl Floor {
+    /// A put from one client: on a single member one fsync and the client's
+    /// round trip; on three, the leader's fsync, then a follower's, with
+    /// the client's and the follower's round trips.
+    pub fn of_put(&self, members: u8) -> f64 {
+        let hops = if members > 1 { 2.0 } else { 1.0 };
+        hops * (self.fsync_ms + self.rtt_ms)
+    }
+}
+
+async fn measure(s: &Scenario, cluster: &Cluster, floor: Floor) -> Result<Vec<Measured>, String> {
     let target = |conns, clients, target_leader| Target {
         endpoints: cluster.endpoints.clone(),
         conns,
@@ -262,17 +285,28 @@ async fn measure(s: &Scenario, cluster: &Cluster) -> Result<Vec<Measured>, Strin
             )
             .await;
             let summary = samples.summary();
-            Ok(vec![Measured {
-                scenario: s.name.into(),
+            if !*latency {
+                return Ok(vec![Measured {
+                    scenario: s.name.into(),
+                    rounds: Vec::new(),
+                    metric: "req/s".into(),
+                    floor_ms: None,
+                    value: summary.requests_per_sec,
+                    summary: Some(summary),
+                }]);
+            }
+            let row = |what: &str, value_secs: f64| Measured {
+                scenario: format!("{}: {what}", s.name),
                 rounds: Vec::new(),
-                metric: if *latency { "p99 ms" } else { "req/s" },
-                value: if *latency {
-                    summary.p99_secs * 1000.0
-                } else {
-                    summary.requests_per_sec
-                },
-                summary: Some(summary),
-            }])
+                metric: format!("{what} ms"),
+                floor_ms: Some(floor.of_put(s.members)),
+                value: value_secs * 1000.0,
+                summary: Some(summary.clone()),
+            };
+            Ok(vec![
+                row("average", summary.average_secs),
+                row("p99", summary.p99_secs),
+            ])
         }
         Kind::Watch {
             watchers,
@@ -288,7 +322,8 @@ async fn measure(s: &Scenario, cluster: &Cluster) -> Result<Vec<Measured>, Strin
             Ok(vec![Measured {
                 scenario: s.name.into(),
                 rounds: Vec::new(),
-                metric: "p99 ms",
+                metric: "p99 ms".into(),
+                floor_ms: None,
                 value: summary.p99_secs * 1000.0,
                 summary: Some(summary),
             }])
@@ -307,7 +342,8 @@ async fn measure(s: &Scenario, cluster: &Cluster) -> Result<Vec<Measured>, Strin
             Ok(vec![Measured {
                 scenario: s.name.into(),
                 rounds: Vec::new(),
-                metric: "RSS MiB",
+                metric: "RSS MiB".into(),
+                floor_ms: None,
                 value: avg / (1024.0 * 1024.0),
                 summary: None,
             }])
@@ -324,10 +360,11 @@ async fn measure(s: &Scenario, cluster: &Cluster) -> Result<Vec<Measured>, Strin
             load::run(&channels, 16, keys, 0, fill, false).await;
             let snap = load::snapshot_under_writes(&channels[0], &channels[1]).await?;
             let writer = snap.writer.summary();
-            let row = |what: &str, metric, value| Measured {
+            let row = |what: &str, metric: &str, value| Measured {
                 scenario: format!("{}: {what}", s.name),
                 rounds: Vec::new(),
-                metric,
+                metric: metric.into(),
+                floor_ms: None,
                 value,
                 summary: None,
             };
@@ -353,6 +390,7 @@ async fn run_system(
     bin: &Path,
     quick: bool,
     only: Option<&str>,
+    floor: Floor,
 ) -> Result<Vec<Measured>, String> {
     let mut out = Vec::new();
     for s in scenarios(quick) {
@@ -365,7 +403,7 @@ async fn run_system(
         let cluster = tokio::task::spawn_blocking(move || Cluster::start(&bin_owned, members))
             .await
             .map_err(|e| e.to_string())??;
-        for m in measure(&s, &cluster).await? {
+        for m in measure(&s, &cluster, floor).await? {
             eprintln!("  {:.2} {}", m.value, m.metric);
             out.push(m);
         }
@@ -373,9 +411,11 @@ async fn run_system(
     Ok(out)
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Report {
     pub fsync_latency_ms: f64,
+    #[serde(default)]
+    pub loopback_rtt_ms: f64,
     pub etcd: Vec<Measured>,
     pub ferrocd: Vec<Measured>,
 }
@@ -390,25 +430,46 @@ pub async fn compare(
     rounds: usize,
 ) -> Result<Report, String> {
     let fsync = fsync_latency(if quick { 10 } else { 200 });
-    eprintln!("fsync latency: {:.3} ms", fsync.as_secs_f64() * 1000.0);
+    let rtt = loopback_rtt(if quick { 100 } else { 5000 });
+    let floor = Floor {
+        fsync_ms: fsync.as_secs_f64() * 1000.0,
+        rtt_ms: rtt.as_secs_f64() * 1000.0,
+    };
+    eprintln!(
+        "fsync latency: {:.3} ms, loopback round trip: {:.3} ms",
+        floor.fsync_ms, floor.rtt_ms
+    );
     let (mut etcd_rounds, mut ferrocd_rounds) = (Vec::new(), Vec::new());
     for round in 1..=rounds.max(1) {
         eprintln!("round {round} of {}", rounds.max(1));
-        etcd_rounds.push(run_system("etcd", etcd, quick, only).await?);
-        ferrocd_rounds.push(run_system("ferrocd", ferrocd, quick, only).await?);
+        etcd_rounds.push(run_system("etcd", etcd, quick, only, floor).await?);
+        ferrocd_rounds.push(run_system("ferrocd", ferrocd, quick, only, floor).await?);
     }
     Ok(Report {
-        fsync_latency_ms: fsync.as_secs_f64() * 1000.0,
+        fsync_latency_ms: floor.fsync_ms,
+        loopback_rtt_ms: floor.rtt_ms,
         etcd: median_of(etcd_rounds),
         ferrocd: median_of(ferrocd_rounds),
     })
 }
 
 impl Report {
+    /// The markdown table README shows (also from a saved `--json` report:
+    /// `ferrocd-bench table FILE`).
     pub fn table(&self) -> String {
+        let floor = Floor {
+            fsync_ms: self.fsync_latency_ms,
+            rtt_ms: self.loopback_rtt_ms,
+        };
         let mut s = format!(
-            "disk fsync latency (4 KiB write + fdatasync): {:.3} ms\n\n| scenario | metric | etcd 3.5 | ferrocd | ferrocd/etcd | per round |\n| --- | --- | --- | --- | --- | --- |\n",
-            self.fsync_latency_ms
+            "disk fsync latency (4 KiB write + fdatasync): {:.3} ms; loopback round trip: {:.3} ms\n\
+             floor of a 1-client put: 1 member (fsync + round trip) {:.3} ms, 3 members (2 x both) {:.3} ms\n\n\
+             | scenario | metric | etcd 3.5 | ferrocd | ferrocd/etcd | per round | ferrocd/floor |\n\
+             | --- | --- | --- | --- | --- | --- | --- |\n",
+            floor.fsync_ms,
+            floor.rtt_ms,
+            floor.of_put(1),
+            floor.of_put(3),
         );
         for (e, f) in self.etcd.iter().zip(&self.ferrocd) {
             let ratio = if e.value > 0.0 {
@@ -422,14 +483,19 @@ impl Report {
                 .zip(&f.rounds)
                 .map(|(e, f)| format!("{:.2}", if *e > 0.0 { f / e } else { 0.0 }))
                 .collect();
+            let to_floor = match f.floor_ms {
+                Some(floor) if floor > 0.0 => format!("{:.2}", f.value / floor),
+                _ => String::new(),
+            };
             s.push_str(&format!(
-                "| {} | {} | {:.2} | {:.2} | {:.2} | {} |\n",
+                "| {} | {} | {:.2} | {:.2} | {:.2} | {} | {} |\n",
                 e.scenario,
                 e.metric,
                 e.value,
                 f.value,
                 ratio,
-                per_round.join(" ")
+                per_round.join(" "),
+                to_floor
             ));
         }
         s

@@ -1,7 +1,7 @@
 //! Latency samples of one run and their summary, printed as etcd's
 //! `benchmark` tool prints it (or as JSON).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// What one run measured.
@@ -59,7 +59,7 @@ impl Samples {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Summary {
     pub total_secs: f64,
     pub requests: usize,

@@ -27,10 +27,27 @@ fn compare_quick_measures_every_scenario_on_both_systems() {
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
     assert!(report["fsync_latency_ms"].as_f64().unwrap() > 0.0);
+    assert!(report["loopback_rtt_ms"].as_f64().unwrap() > 0.0);
     for system in ["etcd", "ferrocd"] {
         let rows = report[system].as_array().unwrap();
-        // 12 scenarios; the snapshot one reports three rows.
-        assert_eq!(rows.len(), 14, "{system}: {rows:?}");
+        // 12 scenarios; the snapshot one reports three rows, the two
+        // single-client ones two (average and p99).
+        assert_eq!(rows.len(), 16, "{system}: {rows:?}");
+        let with_floor: Vec<&str> = rows
+            .iter()
+            .filter(|r| r["floor_ms"].as_f64().is_some_and(|f| f > 0.0))
+            .map(|r| r["scenario"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            with_floor,
+            [
+                "put, 1 client, sequential keys: average",
+                "put, 1 client, sequential keys: p99",
+                "single member: put, 1 client: average",
+                "single member: put, 1 client: p99",
+            ],
+            "{system}"
+        );
         for r in rows {
             assert!(r["value"].as_f64().unwrap() > 0.0, "{system}: {r}");
             let rounds = r["rounds"].as_array().unwrap();
@@ -43,4 +60,24 @@ fn compare_quick_measures_every_scenario_on_both_systems() {
             }
         }
     }
+
+    // README's table comes from a saved report.
+    let saved = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(saved.path(), &out.stdout).unwrap();
+    let table = Command::new(&bench)
+        .arg("table")
+        .arg(saved.path())
+        .output()
+        .expect("run ferrocd-bench table");
+    assert!(
+        table.status.success(),
+        "{}",
+        String::from_utf8_lossy(&table.stderr)
+    );
+    let table = String::from_utf8(table.stdout).unwrap();
+    for r in report["etcd"].as_array().unwrap() {
+        let row = format!("| {} |", r["scenario"].as_str().unwrap());
+        assert!(table.contains(&row), "{row} missing from\n{table}");
+    }
+    assert!(table.contains("floor of a 1-client put"), "{table}");
 }

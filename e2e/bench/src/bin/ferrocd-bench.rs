@@ -115,6 +115,11 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         rounds: usize,
     },
+    /// The markdown table of a report `compare --json` wrote (README's).
+    Table {
+        /// The JSON report.
+        report: PathBuf,
+    },
 }
 
 #[tokio::main]
@@ -152,6 +157,14 @@ async fn run(cli: Cli) -> Result<(), String> {
             } else {
                 print!("{}", report.table());
             }
+            return Ok(());
+        }
+        Cmd::Table { report } => {
+            let text = std::fs::read_to_string(&report)
+                .map_err(|e| format!("{}: {e}", report.display()))?;
+            let report: compare::Report = serde_json::from_str(&text)
+                .map_err(|e| format!("{}: not a compare --json report: {e}", report.display()))?;
+            print!("{}", report.table());
             return Ok(());
         }
         Cmd::Watch {
