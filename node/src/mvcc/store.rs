@@ -199,17 +199,7 @@ impl Store {
             tx.set_durability(redb::Durability::None)
                 .map_err(|e| MvccError::Storage(e.to_string()))?;
         }
-        let out = {
-            let mut tables = WriteTables {
-                index: &self.index,
-                events: tx.open_table(EVENTS)?,
-                meta: tx.open_table(META)?,
-                leases: tx.open_table(LEASES)?,
-                alarms: tx.open_table(ALARMS)?,
-                state: tx.open_table(STATE)?,
-            };
-            f(&mut tables)
-        };
+        let out = { WriteTables::open(&tx, &self.index).and_then(|mut tables| f(&mut tables)) };
         let committed = match out {
             Ok(out) => {
                 fail::fail_point!("beforeCommit");
@@ -602,17 +592,56 @@ pub struct HashAt {
     pub hash: u32,
 }
 
-/// The tables one write batch works on, opened once per batch.
+/// The tables one write batch works on. Every batch writes events and meta;
+/// the others open on first use (opening a table is a B-tree lookup and
+/// commit work, about a tenth of a single put's apply).
 pub struct WriteTables<'t> {
+    tx: &'t redb::WriteTransaction,
     pub(crate) index: &'t SharedIndex,
     pub(crate) events: Table<'t, EventKey, &'static [u8]>,
     pub(crate) meta: Table<'t, &'static str, u64>,
-    pub(crate) leases: Table<'t, i64, &'static [u8]>,
-    pub(crate) alarms: Table<'t, (u64, i32), ()>,
-    pub(crate) state: Table<'t, &'static str, &'static [u8]>,
+    leases: Option<Table<'t, i64, &'static [u8]>>,
+    alarms: Option<Table<'t, (u64, i32), ()>>,
+    state: Option<Table<'t, &'static str, &'static [u8]>>,
 }
 
-impl WriteTables<'_> {
+/// The table in `slot`, opened from `tx` the first time.
+fn opened<'s, 't, K: redb::Key + 'static, V: redb::Value + 'static>(
+    tx: &'t redb::WriteTransaction,
+    slot: &'s mut Option<Table<'t, K, V>>,
+    def: redb::TableDefinition<'static, K, V>,
+) -> Result<&'s mut Table<'t, K, V>, MvccError> {
+    match slot {
+        Some(t) => Ok(t),
+        None => Ok(slot.insert(tx.open_table(def)?)),
+    }
+}
+
+impl<'t> WriteTables<'t> {
+    fn open(tx: &'t redb::WriteTransaction, index: &'t SharedIndex) -> Result<Self, MvccError> {
+        Ok(WriteTables {
+            tx,
+            index,
+            events: tx.open_table(EVENTS)?,
+            meta: tx.open_table(META)?,
+            leases: None,
+            alarms: None,
+            state: None,
+        })
+    }
+
+    fn leases(&mut self) -> Result<&mut Table<'t, i64, &'static [u8]>, MvccError> {
+        opened(self.tx, &mut self.leases, LEASES)
+    }
+
+    fn alarms(&mut self) -> Result<&mut Table<'t, (u64, i32), ()>, MvccError> {
+        opened(self.tx, &mut self.alarms, ALARMS)
+    }
+
+    fn state(&mut self) -> Result<&mut Table<'t, &'static str, &'static [u8]>, MvccError> {
+        opened(self.tx, &mut self.state, STATE)
+    }
+
     pub fn meta(&self, key: &str) -> Result<u64, MvccError> {
         get_meta(&self.meta, key)
     }
@@ -623,33 +652,33 @@ impl WriteTables<'_> {
     }
 
     pub fn delete_state(&mut self, key: &str) -> Result<(), MvccError> {
-        self.state.remove(key)?;
+        self.state()?.remove(key)?;
         Ok(())
     }
 
     pub fn set_state(&mut self, key: &str, value: &[u8]) -> Result<(), MvccError> {
-        self.state.insert(key, value)?;
+        self.state()?.insert(key, value)?;
         Ok(())
     }
 
     pub fn put_lease(&mut self, id: i64, record: &[u8]) -> Result<(), MvccError> {
-        self.leases.insert(id, record)?;
+        self.leases()?.insert(id, record)?;
         Ok(())
     }
 
     pub fn delete_lease(&mut self, id: i64) -> Result<(), MvccError> {
-        self.leases.remove(id)?;
+        self.leases()?.remove(id)?;
         Ok(())
     }
 
     /// Raises an alarm; false if it was already raised.
     pub fn raise_alarm(&mut self, member: u64, alarm: i32) -> Result<bool, MvccError> {
-        Ok(self.alarms.insert((member, alarm), ())?.is_none())
+        Ok(self.alarms()?.insert((member, alarm), ())?.is_none())
     }
 
     /// True when any member has this alarm raised.
-    pub fn has_alarm(&self, alarm: i32) -> Result<bool, MvccError> {
-        for item in self.alarms.iter()? {
+    pub fn has_alarm(&mut self, alarm: i32) -> Result<bool, MvccError> {
+        for item in self.alarms()?.iter()? {
             if item?.0.value().1 == alarm {
                 return Ok(true);
             }
@@ -659,7 +688,7 @@ impl WriteTables<'_> {
 
     /// Clears an alarm; false if it was not raised.
     pub fn clear_alarm(&mut self, member: u64, alarm: i32) -> Result<bool, MvccError> {
-        Ok(self.alarms.remove((member, alarm))?.is_some())
+        Ok(self.alarms()?.remove((member, alarm))?.is_some())
     }
 
     /// Adds one version as it comes from a snapshot being restored, in

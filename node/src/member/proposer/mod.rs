@@ -23,6 +23,7 @@ use prost::Message;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
 
 /// The limits a write must respect.
 pub struct WriteLimits {
@@ -164,12 +165,27 @@ impl Proposer {
             id,
             entry: entry.encode_to_vec(),
         };
-        // Without a quorum raft waits forever; a client gets etcd's timeout.
-        let outcome = tokio::time::timeout(self.limits.request_timeout, async {
-            self.batcher.submit(command).await?;
-            match rx.await {
+        let applied =
+            |r: Result<Result<EntryResponse, ApplyError>, oneshot::error::RecvError>| match r {
                 Ok(r) => r.map_err(RequestError::from),
                 Err(_) => Err(RequestError::Stopped),
+            };
+        // Without a quorum raft waits forever; a client gets etcd's timeout.
+        let outcome = tokio::time::timeout(self.limits.request_timeout, async {
+            let submitted = self.batcher.submit(command);
+            tokio::pin!(submitted);
+            let mut rx = rx;
+            // The apply result is the answer: it comes straight from the
+            // state machine, while raft's own acknowledgement of the write
+            // travels back through its core and the batcher (three task
+            // hops later). That acknowledgement matters only when it fails.
+            tokio::select! {
+                biased;
+                r = &mut rx => applied(r),
+                sent = &mut submitted => {
+                    sent?;
+                    applied(rx.await)
+                }
             }
         })
         .await;
