@@ -52,6 +52,9 @@ struct RunningContainer {
     next_start: Instant,
     ready: bool,
     liveness_failures: i32,
+    /// Readiness probe failures in a row: as the kubelet, a Ready container
+    /// turns unready only after `failureThreshold` of them.
+    readiness_failures: i32,
     last_probe: Instant,
     started: bool,
     backoff: Duration,

@@ -73,6 +73,7 @@ impl Agent {
                 next_start: Instant::now() + delay,
                 ready: false,
                 liveness_failures: 0,
+                readiness_failures: 0,
                 last_probe: Instant::now(),
                 started: false,
                 backoff: Duration::from_secs(1),
@@ -297,6 +298,7 @@ impl Agent {
                         c.child = Some(child);
                         c.started_at = Some(k8s_openapi::jiff::Timestamp::now());
                         c.liveness_failures = 0;
+                        c.readiness_failures = 0;
                         c.last_probe = Instant::now();
                     }
                     Err(e) => {
@@ -353,10 +355,19 @@ impl Agent {
                         }
                     }
                 }
-                c.ready = match &spec.readiness_probe {
-                    Some(pr) => run_probe(&spec, pr, ip),
-                    None => true,
-                };
+                match &spec.readiness_probe {
+                    Some(pr) if run_probe(&spec, pr, ip) => {
+                        c.readiness_failures = 0;
+                        c.ready = true;
+                    }
+                    Some(pr) => {
+                        c.readiness_failures += 1;
+                        if c.readiness_failures >= pr.failure_threshold.unwrap_or(3) {
+                            c.ready = false;
+                        }
+                    }
+                    None => c.ready = true,
+                }
             }
             if p.secrets_refreshed.elapsed() > Duration::from_secs(5) {
                 p.secrets_refreshed = Instant::now();
