@@ -43,6 +43,7 @@ pub(super) fn spawn(duties: Duties, tasks: &Tasks) {
     let d = Arc::new(duties);
     tasks.spawn(stop_when_raft_stops(d.clone()));
     tasks.spawn(count_leader_changes(d.clone()));
+    tasks.spawn(export_peer_series(d.clone()));
     tasks.spawn(publish_attributes(d.clone()));
     tasks.spawn(check_quorum(d.clone()));
     tasks.spawn(flush_store(d.clone()));
@@ -94,6 +95,34 @@ async fn count_leader_changes(s: Arc<Duties>) {
             s.metrics.leader_changes.inc();
         }
         last = leader;
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The per-peer series (`To`/`From` labels) of every member in the
+/// membership, from the moment it is known: etcd exports them on every
+/// member, while raft here dials a peer only to lead or to campaign, so a
+/// member that never did would otherwise export none.
+async fn export_peer_series(s: Arc<Duties>) {
+    let mut metrics = s.raft.metrics();
+    let me = s.identity.member_id;
+    let mut known = std::collections::BTreeSet::new();
+    loop {
+        let ids: Vec<u64> = metrics
+            .borrow_and_update()
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, _)| *id)
+            .filter(|id| *id != me && !known.contains(id))
+            .collect();
+        for id in ids {
+            drop(s.metrics.peer(id));
+            drop(s.metrics.peer_received(id));
+            known.insert(id);
+        }
         if metrics.changed().await.is_err() {
             return;
         }
