@@ -105,8 +105,14 @@ impl Writer {
 /// What a watcher sampling every 250 ms saw during a rollout.
 #[derive(Default, Debug)]
 struct Seen {
-    /// The most member pods missing, terminating or not Ready at once.
+    /// The most member pods the rollout had down at once: missing,
+    /// terminating, or replaced and not Ready yet.
     most_down: usize,
+    /// The most pods not yet replaced that were not Ready at once while
+    /// the rollout had one down (a readiness probe failing under load or
+    /// during a leader move; the operator starts no step then, which its
+    /// own tests check).
+    most_unready_beside: usize,
     /// The raft term at the first and the last answer.
     terms: Option<(u64, u64)>,
     /// The status said Updating with a member being replaced.
@@ -120,7 +126,7 @@ struct Watcher {
 }
 
 impl Watcher {
-    fn start<T: Target>(t: Arc<T>, ns: &str, n: usize) -> Watcher {
+    fn start<T: Target>(t: Arc<T>, ns: &str, n: usize, before: Vec<String>) -> Watcher {
         let stop = Arc::new(AtomicBool::new(false));
         let seen = Arc::new(Mutex::new(Seen::default()));
         let (ns, halt, out) = (ns.to_string(), stop.clone(), seen.clone());
@@ -137,10 +143,24 @@ impl Watcher {
                     .await
                     .ok()
                     .and_then(|c| c.status);
-                let down = n.saturating_sub(ready.len());
+                let live: Vec<&Pod> = pods
+                    .iter()
+                    .filter(|p| p.metadata.deletion_timestamp.is_none())
+                    .collect();
+                let replaced =
+                    |p: &Pod| p.metadata.uid.as_ref().is_some_and(|u| !before.contains(u));
+                let unready = |want_replaced: bool| {
+                    live.iter()
+                        .filter(|p| replaced(p) == want_replaced && !pod_ready(p))
+                        .count()
+                };
+                let down = n.saturating_sub(live.len()) + unready(true);
                 {
                     let mut s = out.lock().unwrap();
                     s.most_down = s.most_down.max(down);
+                    if down > 0 {
+                        s.most_unready_beside = s.most_unready_beside.max(unready(false));
+                    }
                     if let Some(term) = term {
                         s.terms = Some(s.terms.map_or((term, term), |(a, _)| (a, term)));
                     }
@@ -228,7 +248,7 @@ async fn roll_under_writes<T: Target>(t: Arc<T>, ns: &str, n: usize, change: ser
     wait_all_ready(&*t, ns, n).await;
     let before = uids(&member_pods(&*t, ns).await);
     let writer = Writer::start(t.clone(), ns);
-    let watcher = Watcher::start(t.clone(), ns, n);
+    let watcher = Watcher::start(t.clone(), ns, n, before.clone());
     tokio::time::sleep(Duration::from_secs(1)).await;
     match change {
         serde_json::Value::Null => restart_statefulset(&*t, ns).await,
