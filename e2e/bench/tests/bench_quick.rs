@@ -15,17 +15,12 @@ fn compare_quick_measures_every_scenario_on_both_systems() {
         "build the workspace first: {}",
         ferrocd.display()
     );
-    let out = Command::new(&bench)
-        .args(["compare", "--quick", "--json", "--rounds", "2", "--ferrocd"])
-        .arg(&ferrocd)
-        .output()
-        .expect("run ferrocd-bench");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeeded(
+        Command::new(&bench)
+            .args(["compare", "--quick", "--json", "--rounds", "2", "--ferrocd"])
+            .arg(&ferrocd),
     );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    let report: serde_json::Value = serde_json::from_slice(&out).expect("JSON report");
     assert!(report["fsync_latency_ms"].as_f64().unwrap() > 0.0);
     assert!(report["loopback_rtt_ms"].as_f64().unwrap() > 0.0);
     for system in ["etcd", "ferrocd"] {
@@ -63,21 +58,23 @@ fn compare_quick_measures_every_scenario_on_both_systems() {
 
     // README's table comes from a saved report.
     let saved = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(saved.path(), &out.stdout).unwrap();
-    let table = Command::new(&bench)
-        .arg("table")
-        .arg(saved.path())
-        .output()
-        .expect("run ferrocd-bench table");
-    assert!(
-        table.status.success(),
-        "{}",
-        String::from_utf8_lossy(&table.stderr)
-    );
-    let table = String::from_utf8(table.stdout).unwrap();
+    std::fs::write(saved.path(), &out).unwrap();
+    let table = succeeded(Command::new(&bench).arg("table").arg(saved.path()));
+    let table = String::from_utf8(table).unwrap();
     for r in report["etcd"].as_array().unwrap() {
         let row = format!("| {} |", r["scenario"].as_str().unwrap());
         assert!(table.contains(&row), "{row} missing from\n{table}");
     }
     assert!(table.contains("floor of a 1-client put"), "{table}");
+}
+
+/// Runs `cmd`, fails the test with its stderr unless it exits 0; its stdout.
+fn succeeded(cmd: &mut Command) -> Vec<u8> {
+    let out = cmd.output().expect("run ferrocd-bench");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
 }

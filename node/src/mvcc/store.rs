@@ -199,7 +199,7 @@ impl Store {
             tx.set_durability(redb::Durability::None)
                 .map_err(|e| MvccError::Storage(e.to_string()))?;
         }
-        let out = { WriteTables::open(&tx, &self.index).and_then(|mut tables| f(&mut tables)) };
+        let out = WriteTables::open(&tx, &self.index).and_then(|mut tables| f(&mut tables));
         let committed = match out {
             Ok(out) => {
                 fail::fail_point!("beforeCommit");
