@@ -270,7 +270,11 @@ impl Store {
         // up to it may be purged once the snapshot exists.
         self.sync()?;
         let view = self.read()?;
-        let out = Database::create(dest)?;
+        // redb's default cache (1 GiB, half of it for writes) would hold
+        // the whole copy in memory until the commit.
+        let out = Database::builder()
+            .set_cache_size(STORE_CACHE_BYTES)
+            .create(dest)?;
         let tx = out.begin_write()?;
         {
             copy_table(&view.events, &mut tx.open_table(EVENTS)?)?;
@@ -285,7 +289,9 @@ impl Store {
 
     /// Replaces every table's content with a snapshot file's (raft snapshot install).
     pub fn restore_from(&self, src: &Path) -> Result<(), MvccError> {
-        let snap = Database::open(src)?;
+        let snap = Database::builder()
+            .set_cache_size(STORE_CACHE_BYTES)
+            .open(src)?;
         let from = snap.begin_read()?;
         // Readers wait while the content is swapped; views taken before see
         // an epoch that no longer matches.
