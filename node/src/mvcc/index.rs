@@ -10,6 +10,7 @@
 
 use super::range::KeyRange;
 use ferrocd_proto::mvccpb::KeyValue;
+use smallvec::{smallvec, SmallVec};
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -60,7 +61,9 @@ pub struct Live {
 
 #[derive(Debug)]
 struct History {
-    versions: Vec<Version>,
+    /// Oldest first. Most keys have one version, kept inline: a vector's
+    /// 16-byte allocation per key was 1.6 MB of 100k keys.
+    versions: SmallVec<[Version; 1]>,
     /// The newest version's fields (stale when it is a tombstone).
     newest: Live,
 }
@@ -173,8 +176,7 @@ impl KeyIndex {
         };
         let Some(history) = self.keys.get_mut(key) else {
             let history = History {
-                // Most keys have one version: no room reserved for more.
-                versions: vec![version],
+                versions: smallvec![version],
                 newest: first,
             };
             self.keys.insert(key.into(), history);
@@ -229,7 +231,7 @@ impl KeyIndex {
             // (compaction keeps that put); it then ends a key with no past.
             None => {
                 let history = History {
-                    versions: vec![version],
+                    versions: smallvec![version],
                     newest,
                 };
                 self.keys.insert(kv.key.as_slice().into(), history);
@@ -283,6 +285,12 @@ impl KeyIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_history_with_its_one_version_inline_is_as_small_as_with_a_vector() {
+        assert_eq!(std::mem::size_of::<SmallVec<[Version; 1]>>(), 24);
+        assert_eq!(std::mem::size_of::<History>(), 48);
+    }
 
     /// The revision of `key`'s version live at `rev`.
     fn get(idx: &KeyIndex, key: &[u8], rev: u64) -> Option<Revision> {
