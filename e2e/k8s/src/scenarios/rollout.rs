@@ -106,12 +106,13 @@ impl Writer {
 #[derive(Default, Debug)]
 struct Seen {
     /// The most member pods the rollout had down at once: missing,
-    /// terminating, or replaced and not Ready yet.
+    /// terminating, or replaced and not Ready yet (never seen Ready).
     most_down: usize,
-    /// The most pods not yet replaced that were not Ready at once while
-    /// the rollout had one down (a readiness probe failing under load or
-    /// during a leader move; the operator starts no step then, which its
-    /// own tests check).
+    /// The most other pods (not replaced yet, or replaced and seen Ready
+    /// before) that were not Ready at once while the rollout had one down:
+    /// a readiness probe failing under load or during a leader move, which
+    /// can follow the step's start; the operator starts no step while a pod
+    /// is unready, which its own tests check.
     most_unready_beside: usize,
     /// The raft term at the first and the last answer.
     terms: Option<(u64, u64)>,
@@ -131,9 +132,17 @@ impl Watcher {
         let seen = Arc::new(Mutex::new(Seen::default()));
         let (ns, halt, out) = (ns.to_string(), stop.clone(), seen.clone());
         let task = tokio::spawn(async move {
+            let mut ever_ready: Vec<String> = Vec::new();
             while !halt.load(Ordering::Relaxed) {
                 let pods = member_pods(&*t, &ns).await;
                 let ready: Vec<&Pod> = pods.iter().filter(|p| pod_ready(p)).collect();
+                for p in &ready {
+                    if let Some(uid) = &p.metadata.uid {
+                        if !ever_ready.contains(uid) {
+                            ever_ready.push(uid.clone());
+                        }
+                    }
+                }
                 let term = match ready.first() {
                     Some(p) => term_of(&*t, &ns, p).await,
                     None => None,
@@ -147,11 +156,16 @@ impl Watcher {
                     .iter()
                     .filter(|p| p.metadata.deletion_timestamp.is_none())
                     .collect();
-                let replaced =
-                    |p: &Pod| p.metadata.uid.as_ref().is_some_and(|u| !before.contains(u));
-                let unready = |want_replaced: bool| {
+                // Replaced and not Ready since: still coming up.
+                let coming_up = |p: &Pod| {
+                    p.metadata
+                        .uid
+                        .as_ref()
+                        .is_some_and(|u| !before.contains(u) && !ever_ready.contains(u))
+                };
+                let unready = |want_coming_up: bool| {
                     live.iter()
-                        .filter(|p| replaced(p) == want_replaced && !pod_ready(p))
+                        .filter(|p| coming_up(p) == want_coming_up && !pod_ready(p))
                         .count()
                 };
                 let down = n.saturating_sub(live.len()) + unready(true);
