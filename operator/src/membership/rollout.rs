@@ -47,9 +47,22 @@ pub fn next(r: &RolloutObserved, members: &[Member], leader: Option<u64>) -> Opt
             .map_or_else(|| format!("{:x}", m.id), |i| i.to_string())
     };
     let outdated = |m: &&Member| m.ordinal.is_some_and(|i| r.outdated.contains(&i));
-    // A member that is down already costs no health when replaced; this is
-    // also how a corrected template reaches a member a bad one broke.
-    if let Some(down) = members.iter().filter(|m| !m.healthy).find(outdated) {
+    // A member that is down already costs no health when replaced, if it
+    // is the only one down: every other member healthy and every other pod
+    // Ready. This is also how a corrected template reaches a member a bad
+    // one broke. (Without the condition, a member unhealthy for a moment
+    // after the previous step, during an election, went while the pod
+    // replaced before it was not Ready yet: two down, seen in CI.)
+    let alone = |down: &&Member| {
+        members.iter().all(|m| m.id == down.id || m.healthy)
+            && r.unready.iter().all(|i| Some(*i) == down.ordinal)
+    };
+    if let Some(down) = members
+        .iter()
+        .filter(|m| !m.healthy)
+        .filter(alone)
+        .find(outdated)
+    {
         return Some(Step::Roll {
             ordinal: down.ordinal.unwrap_or_default(),
         });
@@ -260,6 +273,33 @@ mod tests {
             next(&r, &members, Some(id(0))),
             Some(Step::Roll { ordinal: 2 })
         );
+    }
+
+    #[test]
+    fn a_down_member_is_replaced_at_once_only_when_nothing_else_is_down() {
+        let mut members: Vec<Member> = (0..3).map(|i| member(i, 9)).collect();
+        // Member 2 was just replaced; its pod is not Ready yet. Member 1,
+        // outdated, fails its health check meanwhile (an election).
+        members[1].healthy = false;
+        let mut r = outdated(&[0, 1]);
+        r.in_progress = true;
+        r.unready = vec![2];
+        assert!(matches!(
+            next(&r, &members, Some(id(0))),
+            Some(Step::Wait(w)) if w.contains("member 1 is not healthy")
+        ));
+        // Member 2's pod is Ready: member 1, down alone, goes.
+        r.unready = vec![1];
+        assert_eq!(
+            next(&r, &members, Some(id(0))),
+            Some(Step::Roll { ordinal: 1 })
+        );
+        // Two members down: neither goes.
+        members[0].healthy = false;
+        assert!(matches!(
+            next(&r, &members, Some(id(0))),
+            Some(Step::Wait(_))
+        ));
     }
 
     #[test]

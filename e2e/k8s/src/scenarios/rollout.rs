@@ -102,7 +102,7 @@ impl Writer {
     }
 }
 
-/// What a watcher sampling every 250 ms saw during a rollout.
+/// What a watcher sampling every 100 ms saw during a rollout.
 #[derive(Default, Debug)]
 struct Seen {
     /// The most member pods the rollout had down at once: missing,
@@ -133,7 +133,14 @@ impl Watcher {
         let (ns, halt, out) = (ns.to_string(), stop.clone(), seen.clone());
         let task = tokio::spawn(async move {
             let mut ever_ready: Vec<String> = Vec::new();
+            let mut sample = 0u64;
             while !halt.load(Ordering::Relaxed) {
+                sample += 1;
+                // Pods every 100 ms, the term and status every 4th time: a
+                // new channel to a pod can take a second under load, and a
+                // replaced pod's Ready time before the next step must not
+                // fall between two samples.
+                let slow = sample % 4 == 1;
                 let pods = member_pods(&*t, &ns).await;
                 let ready: Vec<&Pod> = pods.iter().filter(|p| pod_ready(p)).collect();
                 for p in &ready {
@@ -144,14 +151,17 @@ impl Watcher {
                     }
                 }
                 let term = match ready.first() {
-                    Some(p) => term_of(&*t, &ns, p).await,
-                    None => None,
+                    Some(p) if slow => term_of(&*t, &ns, p).await,
+                    _ => None,
                 };
-                let status = clusters(&*t, &ns)
-                    .get(NAME)
-                    .await
-                    .ok()
-                    .and_then(|c| c.status);
+                let status = match slow {
+                    true => clusters(&*t, &ns)
+                        .get(NAME)
+                        .await
+                        .ok()
+                        .and_then(|c| c.status),
+                    false => None,
+                };
                 let live: Vec<&Pod> = pods
                     .iter()
                     .filter(|p| p.metadata.deletion_timestamp.is_none())
@@ -183,7 +193,7 @@ impl Watcher {
                             && s.rollout.is_some_and(|r| r.current.is_some() && !r.done)
                     });
                 }
-                tokio::time::sleep(Duration::from_millis(250)).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         });
         Watcher { stop, task, seen }
