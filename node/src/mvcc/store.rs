@@ -41,6 +41,15 @@ const LEGACY_TABLES: [&str; 2] = ["latest", "key_revs"];
 /// costs little (RSS with 100k keys of 256 bytes: 75 MiB at 32 MiB, 56 at 16).
 const STORE_CACHE_BYTES: usize = 16 << 20;
 
+/// redb's builder with [`STORE_CACHE_BYTES`]: the store and the copies a
+/// raft snapshot is built into and installed from (redb's default, 1 GiB
+/// with half for writes, held a whole copy in memory until its commit).
+fn small_cache() -> redb::Builder {
+    let mut builder = Database::builder();
+    builder.set_cache_size(STORE_CACHE_BYTES);
+    builder
+}
+
 /// The database file, shared by readers and the single writer. The lock is
 /// taken exclusively only by defragmentation.
 #[derive(Clone)]
@@ -60,9 +69,7 @@ impl Store {
         let path = member.join("db");
         // redb caches up to 1 GiB by default; the kernel's page cache holds
         // the file anyway, so a small cache keeps resident memory low.
-        let db = Database::builder()
-            .set_cache_size(STORE_CACHE_BYTES)
-            .create(&path)?;
+        let db = small_cache().create(&path)?;
         let tx = db.begin_write()?;
         {
             for name in LEGACY_TABLES {
@@ -270,11 +277,7 @@ impl Store {
         // up to it may be purged once the snapshot exists.
         self.sync()?;
         let view = self.read()?;
-        // redb's default cache (1 GiB, half of it for writes) would hold
-        // the whole copy in memory until the commit.
-        let out = Database::builder()
-            .set_cache_size(STORE_CACHE_BYTES)
-            .create(dest)?;
+        let out = small_cache().create(dest)?;
         let tx = out.begin_write()?;
         {
             copy_table(&view.events, &mut tx.open_table(EVENTS)?)?;
@@ -289,9 +292,7 @@ impl Store {
 
     /// Replaces every table's content with a snapshot file's (raft snapshot install).
     pub fn restore_from(&self, src: &Path) -> Result<(), MvccError> {
-        let snap = Database::builder()
-            .set_cache_size(STORE_CACHE_BYTES)
-            .open(src)?;
+        let snap = small_cache().open(src)?;
         let from = snap.begin_read()?;
         // Readers wait while the content is swapped; views taken before see
         // an epoch that no longer matches.

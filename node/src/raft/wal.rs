@@ -236,7 +236,7 @@ impl Wal {
             return Ok(());
         };
         fail::fail_point!("raftBeforeSave");
-        if self.held(0, u64::MAX).next().is_none() {
+        if self.is_empty() {
             // An empty log starts where it is told (after a purge or a
             // snapshot install): one fresh segment.
             self.reset(first.log_id.index)?;
@@ -290,6 +290,12 @@ impl Wal {
         self.tail += (pending.len() - HEADER) as u64;
         pending.clear();
         Ok(())
+    }
+
+    /// Whether the log holds no entry (never written, reset, or purged up
+    /// to its last one): the last entry is always held unless purged.
+    fn is_empty(&self) -> bool {
+        self.last.is_none_or(|l| l.index < self.floor)
     }
 
     /// The entries held with index in `[start, end)`, in order: index,

@@ -309,15 +309,27 @@ fn members_started_apart_while_records_appear_form_one_cluster() {
             i,
             seed_args(&ns, i, Form::Hostname, &["--initial-cluster-size", "3"]),
         ));
+        if i == 0 {
+            // The first member must have seen one record and be waiting before
+            // the next appears; on a loaded machine its start can take longer
+            // than the random pause, and it would then see all three at once.
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while !procs[0].log_text().contains(WAITING_FOR_RECORDS) {
+                assert!(
+                    Instant::now() < deadline,
+                    "the first member did not wait for the others:\n{}",
+                    procs[0].log_text()
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
     }
     wait_healthy(&ns, 3, &mut procs);
     one_cluster(&ns, 3);
-    let early = procs[0].log_text();
-    assert!(
-        early.contains("waiting until the SRV records list --initial-cluster-size members"),
-        "the first member did not wait for the others:\n{early}"
-    );
 }
+
+const WAITING_FOR_RECORDS: &str =
+    "waiting until the SRV records list --initial-cluster-size members";
 
 #[test]
 fn a_member_added_with_member_add_joins_through_the_records() {
