@@ -349,6 +349,7 @@ impl Member {
             membership: self.membership.clone(),
             leadership: self.leadership.clone(),
             store: self.store.clone(),
+            fatal: self.fatal.clone(),
         });
         for url in &self.config.listen_peer_urls {
             let listener = crate::listen::bind_url(url)

@@ -25,6 +25,7 @@ pub(super) struct PeerSide {
     pub membership: Arc<Membership>,
     pub leadership: Arc<Leadership>,
     pub store: Store,
+    pub fatal: Arc<super::Fatal>,
 }
 
 impl LocalMember for PeerSide {
@@ -36,6 +37,10 @@ impl LocalMember for PeerSide {
 
     fn applied_index(&self) -> u64 {
         self.reader.applied_index()
+    }
+
+    fn storage_failed(&self, reason: String) {
+        self.fatal.stop_with(reason);
     }
 
     fn is_leader(&self) -> bool {

@@ -32,6 +32,10 @@ pub trait LocalMember: Send + Sync + 'static {
     /// This member's applied index.
     fn applied_index(&self) -> u64;
 
+    /// This member's disk failed while serving a peer (a snapshot could
+    /// not be written): it stops, as when raft's own storage fails.
+    fn storage_failed(&self, reason: String);
+
     fn is_leader(&self) -> bool;
 
     /// A keep-alive, answered here (this member leads).

@@ -12,6 +12,7 @@ use ferrocd_proto::ferrocdpb::{
     ProposeBatchResponse, ProposeError, ProposeOutcome, RaftMessage, ReadIndexRequest,
     ReadIndexResponse, TimeoutNowRequest, TimeoutNowResponse,
 };
+use openraft::error::{Fatal, RaftError};
 use openraft::Raft;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
@@ -180,7 +181,15 @@ impl<M: LocalMember> Peer for PeerService<M> {
             rpc.vote.leader_id().voted_for(),
             msg.payload.len(),
         );
-        self.encode(&self.raft.install_snapshot(rpc).await)
+        let answer = self.raft.install_snapshot(rpc).await;
+        // openraft's chunk receiver returns a failed write of a chunk to the
+        // leader as the answer, and the leader only starts the transfer
+        // again: a member whose disk is full would stay up forever.
+        if let Err(RaftError::Fatal(Fatal::StorageError(e))) = &answer {
+            self.member
+                .storage_failed(format!("cannot receive a raft snapshot: {e}"));
+        }
+        self.encode(&answer)
     }
 
     async fn propose_batch(

@@ -9,16 +9,17 @@
 pub mod applied;
 pub mod force;
 pub mod log_store;
+pub mod snapshot_file;
 pub mod state_machine;
 pub mod wal;
 
 pub use applied::AppliedIndex;
 pub use force::force_new_cluster;
 pub use log_store::LogStore;
+pub use snapshot_file::SnapshotFile;
 pub use state_machine::{fresh_records, StateMachine};
 
 use serde::{Deserialize, Serialize};
-use std::io::Cursor;
 
 /// One raft entry: the client writes a member collected while its previous
 /// entry was being committed (group commit: one append, one fsync).
@@ -53,7 +54,7 @@ openraft::declare_raft_types!(
         R = (),
         NodeId = u64,
         Node = MemberInfo,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = SnapshotFile,
 );
 
 pub type Entry = openraft::Entry<TypeConfig>;
@@ -120,8 +121,8 @@ mod tests {
         Suite::test_all(Builder)
     }
 
-    /// A snapshot install that fails (here: its scratch file cannot be
-    /// written, as on a full disk) stops the applied index, so a log purge
+    /// A snapshot install that fails (here: the file is no database, as
+    /// when a full disk cut it short) stops the applied index, so a log purge
     /// waiting for the install gives up at once. (It held the raft core for
     /// its whole time limit, and the member stayed up without a store.)
     #[tokio::test]
@@ -138,7 +139,7 @@ mod tests {
             Arc::default(),
             applied.clone(),
             Arc::default(),
-            dir.path().join("no such dir"),
+            dir.path().to_path_buf(),
         )
         .unwrap();
         let a = applied.clone();
@@ -149,7 +150,9 @@ mod tests {
             last_membership: StoredMembership::default(),
             snapshot_id: "1-10-1".into(),
         };
-        let data = Box::new(std::io::Cursor::new(vec![0u8; 64]));
+        let path = dir.path().join("receive-damaged.snap");
+        std::fs::write(&path, [0u8; 64]).unwrap();
+        let data = Box::new(SnapshotFile::open(path).unwrap());
         assert!(sm.install_snapshot(&meta, data).await.is_err());
         let gave_up = tokio::time::timeout(std::time::Duration::from_secs(5), purge).await;
         assert!(!gave_up.expect("the waiter gave up at once").unwrap());

@@ -2,8 +2,10 @@
 //! [`Machine`] (MVCC store, leases, alarms, then the watch hub) in one
 //! transaction per batch together with the last applied log ID and
 //! membership; results reach the member that proposed them through
-//! [`Waiters`]. Snapshots are copies of the store's database.
+//! [`Waiters`]. Snapshots are copies of the store's database, kept as
+//! files ([`SnapshotFile`]).
 
+use super::snapshot_file::{self, SnapshotFile};
 use super::{
     io_error, AppliedIndex, Batch, Entry, LogId, SnapshotMeta, StorageError, StoredMembership,
     TypeConfig,
@@ -15,8 +17,7 @@ use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder};
 use prost::Message;
 use std::collections::HashMap;
-use std::io::Cursor;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 
@@ -78,11 +79,35 @@ impl Waiters {
     }
 }
 
-/// A snapshot kept for followers that need it.
+/// A snapshot kept for followers that need it: its file in the scratch
+/// directory, removed when a newer one replaces it.
 #[derive(Clone)]
 struct StoredSnapshot {
     meta: SnapshotMeta,
-    data: Vec<u8>,
+    path: PathBuf,
+}
+
+type Current = Arc<Mutex<Option<StoredSnapshot>>>;
+
+/// Makes `new` the current snapshot and removes the file of the one it
+/// replaces (a transfer still reading it keeps its open handle).
+fn replace_current(current: &Current, new: StoredSnapshot) {
+    let old = current
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .replace(new);
+    if let Some(old) = old {
+        if let Err(e) = std::fs::remove_file(&old.path) {
+            tracing::warn!(path = %old.path.display(), error = %e, "cannot remove a replaced snapshot");
+        }
+    }
+}
+
+fn snapshot_err(
+    meta: Option<&SnapshotMeta>,
+    verb: ErrorVerb,
+) -> impl Fn(std::io::Error) -> StorageError + '_ {
+    move |e| io_error(ErrorSubject::Snapshot(meta.map(|m| m.signature())), verb, e)
 }
 
 pub struct StateMachine {
@@ -92,8 +117,11 @@ pub struct StateMachine {
     metrics: Arc<crate::metrics::Metrics>,
     last_applied: Option<LogId>,
     membership: StoredMembership,
-    current: Arc<Mutex<Option<StoredSnapshot>>>,
+    current: Current,
+    /// Where snapshots are built and received.
     scratch: PathBuf,
+    /// The file a leader's snapshot is being received into.
+    receiving: Option<PathBuf>,
 }
 
 fn sm_err(verb: ErrorVerb) -> impl Fn(crate::apply::machine::StoreError) -> StorageError {
@@ -148,6 +176,7 @@ impl StateMachine {
             machine.record(LAST_APPLIED).map_err(&read)?,
             machine.record(MEMBERSHIP).map_err(&read)?,
         )?;
+        snapshot_file::remove_leftovers(&scratch).map_err(snapshot_err(None, ErrorVerb::Delete))?;
         applied_index.advance(machine.applied_index());
         Ok(StateMachine {
             machine,
@@ -158,43 +187,27 @@ impl StateMachine {
             membership,
             current: Arc::default(),
             scratch,
+            receiving: None,
         })
     }
 
-    /// Writes a leader's snapshot to a scratch file and has the store take
-    /// it (the file goes either way).
-    fn install_file(&mut self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), StorageError> {
-        let path = self.snapshot_path("install");
-        let snap_err = |e: &dyn std::fmt::Display| {
+    /// Has the store take a leader's snapshot from its file.
+    fn install_file(&mut self, meta: &SnapshotMeta, path: &Path) -> Result<(), StorageError> {
+        // The snapshot's own record of the applied state may lag its meta;
+        // write the meta's.
+        let last = encode_state(&meta.last_log_id)?;
+        let membership = encode_state(&meta.last_membership)?;
+        let records: &[(&str, &[u8])] = &[(LAST_APPLIED, &last), (MEMBERSHIP, &membership)];
+        fail::fail_point!("raftBeforeApplySnap");
+        let installed = self.machine.install(path, records).map_err(|e| {
             io_error(
                 ErrorSubject::Snapshot(Some(meta.signature())),
                 ErrorVerb::Write,
                 e,
             )
-        };
-        let installed = std::fs::write(&path, data)
-            .map_err(|e| snap_err(&e))
-            .and_then(|()| {
-                // The snapshot's own record of the applied state may lag
-                // its meta; write the meta's.
-                let last = encode_state(&meta.last_log_id)?;
-                let membership = encode_state(&meta.last_membership)?;
-                let records: &[(&str, &[u8])] = &[(LAST_APPLIED, &last), (MEMBERSHIP, &membership)];
-                fail::fail_point!("raftBeforeApplySnap");
-                let installed = self
-                    .machine
-                    .install(&path, records)
-                    .map_err(|e| snap_err(&e));
-                fail::fail_point!("raftAfterApplySnap");
-                installed
-            });
-        let _ = std::fs::remove_file(&path);
+        });
+        fail::fail_point!("raftAfterApplySnap");
         installed
-    }
-
-    fn snapshot_path(&self, what: &str) -> PathBuf {
-        self.scratch
-            .join(format!("{what}-{}.snap", std::process::id()))
     }
 }
 
@@ -297,53 +310,76 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
         SnapshotBuilder {
             snapshotter: self.machine.snapshotter(),
-            path: self.snapshot_path("build"),
+            scratch: self.scratch.clone(),
             current: self.current.clone(),
         }
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotFile>, StorageError> {
+        // A transfer that did not finish leaves its file; a new one starts.
+        if let Some(abandoned) = self.receiving.take() {
+            let _ = std::fs::remove_file(abandoned);
+        }
+        let path = snapshot_file::unique_path(&self.scratch, "receive");
+        let file =
+            SnapshotFile::create(path.clone()).map_err(snapshot_err(None, ErrorVerb::Write))?;
+        self.receiving = Some(path);
+        Ok(Box::new(file))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        mut snapshot: Box<SnapshotFile>,
     ) -> Result<(), StorageError> {
-        let data = snapshot.into_inner();
+        if self.receiving.as_deref() == Some(snapshot.path()) {
+            self.receiving = None;
+        }
+        let path = snapshot.path().to_path_buf();
         // A failure stops the applied index: a log purge waiting for this
         // install (log_store.rs) gives up rather than hold the raft core,
         // which must see the failure and stop.
-        if let Err(e) = self.install_file(meta, &data) {
+        let installed = match snapshot.finish_writing().await {
+            Ok(()) => self.install_file(meta, &path),
+            Err(e) => Err(snapshot_err(Some(meta), ErrorVerb::Write)(e)),
+        };
+        drop(snapshot);
+        if let Err(e) = installed {
+            let _ = std::fs::remove_file(&path);
             self.applied_index.stop();
             return Err(e);
         }
+        let bytes = std::fs::metadata(&path).map_or(0, |m| m.len());
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
         self.applied_index.advance(self.machine.applied_index());
         tracing::info!(
             snapshot = %meta.snapshot_id,
             last_log_index = meta.last_log_id.map_or(0, |l| l.index),
-            bytes = data.len(),
+            bytes,
             "installed a snapshot from the leader"
         );
-        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(StoredSnapshot {
-            meta: meta.clone(),
-            data,
-        });
+        replace_current(
+            &self.current,
+            StoredSnapshot {
+                meta: meta.clone(),
+                path,
+            },
+        );
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        let current = self
-            .current
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        Ok(current.map(|s| Snapshot {
-            meta: s.meta,
-            snapshot: Box::new(Cursor::new(s.data)),
+        // Opened under the lock: a newer snapshot removes this one's file.
+        let current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(s) = current.as_ref() else {
+            return Ok(None);
+        };
+        let file = SnapshotFile::open(s.path.clone())
+            .map_err(snapshot_err(Some(&s.meta), ErrorVerb::Read))?;
+        Ok(Some(Snapshot {
+            meta: s.meta.clone(),
+            snapshot: Box::new(file),
         }))
     }
 }
@@ -351,47 +387,60 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 /// Builds a snapshot from a consistent copy of the store.
 pub struct SnapshotBuilder {
     snapshotter: Snapshotter,
-    path: PathBuf,
-    current: Arc<Mutex<Option<StoredSnapshot>>>,
+    scratch: PathBuf,
+    current: Current,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let snapshotter = Snapshotter::clone(&self.snapshotter);
-        let path = self.path.clone();
+        let path = snapshot_file::unique_path(&self.scratch, "build");
+        let target = path.clone();
         let built = tokio::task::spawn_blocking(
-            move || -> Result<(Vec<u8>, Option<LogId>, StoredMembership), StorageError> {
+            move || -> Result<(u64, Option<LogId>, StoredMembership), StorageError> {
                 let records = snapshotter
-                    .write_to(&path, &[LAST_APPLIED, MEMBERSHIP])
+                    .write_to(&target, &[LAST_APPLIED, MEMBERSHIP])
                     .map_err(sm_err(ErrorVerb::Read))?;
-                let data = std::fs::read(&path)
-                    .map_err(|e| io_error(ErrorSubject::Snapshot(None), ErrorVerb::Read, e));
-                let _ = std::fs::remove_file(&path);
+                let size = std::fs::metadata(&target)
+                    .map_err(snapshot_err(None, ErrorVerb::Read))?
+                    .len();
                 let mut records = records.into_iter();
                 let (last, membership) =
                     raft_state(records.next().flatten(), records.next().flatten())?;
-                Ok((data?, last, membership))
+                Ok((size, last, membership))
             },
         )
         .await
-        .map_err(|e| io_error(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))??;
-        let (data, last_log_id, last_membership) = built;
+        .map_err(|e| io_error(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))
+        .and_then(|built| built);
+        let (size, last_log_id, last_membership) = match built {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                return Err(e);
+            }
+        };
         let snapshot_id = match last_log_id {
-            Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, data.len()),
-            None => format!("empty-{}", data.len()),
+            Some(l) => format!("{}-{}-{size}", l.leader_id.term, l.index),
+            None => format!("empty-{size}"),
         };
         let meta = SnapshotMeta {
             last_log_id,
             last_membership,
             snapshot_id,
         };
-        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(StoredSnapshot {
-            meta: meta.clone(),
-            data: data.clone(),
-        });
+        let file =
+            SnapshotFile::open(path.clone()).map_err(snapshot_err(Some(&meta), ErrorVerb::Read))?;
+        replace_current(
+            &self.current,
+            StoredSnapshot {
+                meta: meta.clone(),
+                path,
+            },
+        );
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(data)),
+            snapshot: Box::new(file),
         })
     }
 }

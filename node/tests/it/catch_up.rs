@@ -13,6 +13,9 @@ const FLAGS: [&str; 2] = [
     "--experimental-snapshot-catchup-entries=100",
 ];
 const KEYS: i64 = 400;
+/// Values large enough that the snapshot (8 MB) goes in several of
+/// openraft's 3 MiB chunks, each written at its offset into one file.
+const VALUE_BYTES: usize = 20_000;
 
 async fn member_id(c: &mut Client) -> u64 {
     let s = c
@@ -45,7 +48,7 @@ async fn write_keys(c: &mut Client) {
     for i in 0..KEYS {
         let put = PutRequest {
             key: format!("s/{i:05}").into_bytes(),
-            value: vec![b'x'; 100],
+            value: vec![b'x'; VALUE_BYTES],
             ..Default::default()
         };
         c.kv.put(put).await.unwrap();
@@ -132,9 +135,19 @@ async fn a_member_far_behind_catches_up_from_a_snapshot() {
     assert_eq!(got, KEYS, "the restarted member has every key");
     wait_same_hash(&mut clients[writer], &mut c, rev).await;
     let log = cluster.members[behind].log_tail();
+    let installed = log
+        .lines()
+        .find(|l| l.contains("installed a snapshot from the leader"))
+        .unwrap_or_else(|| panic!("it caught up without a snapshot:\n{log}"));
+    let bytes: u64 = installed
+        .split("\"bytes\":")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no size in {installed}"));
     assert!(
-        log.contains("installed a snapshot from the leader"),
-        "it caught up without a snapshot:\n{log}"
+        bytes > 2 * (3 << 20),
+        "a snapshot of {bytes} bytes came in one chunk"
     );
     assert!(
         !log.contains("\"level\":\"ERROR\""),
@@ -202,6 +215,43 @@ async fn a_crash_while_installing_a_snapshot_loses_nothing() {
         let log = cluster.members[behind].log_tail();
         assert!(!log.contains("panicked"), "{point}:\n{log}");
     }
+}
+
+/// A follower whose disk fails while it receives the leader's snapshot
+/// stops, and catches up once restarted with room. (openraft's receiver
+/// answered the leader with each write error, the leader started the
+/// transfer again, and the member stayed up, saying it was healthy.)
+#[cfg(feature = "failpoints")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_that_cannot_write_a_snapshot_it_receives_stops() {
+    let Behind {
+        mut cluster,
+        mut clients,
+        leader,
+        behind,
+        rev,
+        ..
+    } = a_follower_left_behind().await;
+    let m = &mut cluster.members[behind];
+    m.env = vec![("FAILPOINTS".into(), "raftReceiveSnapChunk=return".into())];
+    m.respawn();
+    let stopped = tokio::task::block_in_place(|| m.wait_exit(Duration::from_secs(30)));
+    assert!(
+        stopped.is_some_and(|s| s.code() == Some(1)),
+        "still running or not exit 1: {stopped:?}\n{}",
+        m.log_tail()
+    );
+    let log = m.log_tail();
+    assert!(
+        log.contains("cannot receive a raft snapshot") && log.contains("raftReceiveSnapChunk"),
+        "{log}"
+    );
+    m.env.clear();
+    tokio::task::block_in_place(|| m.restart());
+    let mut c = Client::connect(&cluster.members[behind].endpoint()).await;
+    let (got, _) = count_s(&mut c).await;
+    assert_eq!(got, KEYS, "the restarted member has every key");
+    wait_same_hash(&mut clients[leader], &mut c, rev).await;
 }
 
 /// A watch open on a member that is cut off, falls behind the leader's
