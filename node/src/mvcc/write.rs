@@ -327,48 +327,4 @@ mod tests {
             Err(redb::TableError::TableDoesNotExist(_))
         ));
     }
-
-    /// dbSizeInUse counts the tables' pages, falls when compaction frees
-    /// them, and is read while a write is under way (it once took the write
-    /// transaction: with a large store every scrape stalled the writes).
-    #[test]
-    fn size_in_use_follows_the_data_and_does_not_wait_for_a_writer() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let empty = store.size_in_use().unwrap();
-        let mut rev = 1;
-        let put = |rev: &mut i64, i: usize, size: usize| {
-            step(&store, rev, |w| {
-                w.put(format!("k{i}").as_bytes(), &vec![7; size], 0)
-                    .map(|_| ())
-            })
-            .unwrap()
-        };
-        for i in 0..200 {
-            put(&mut rev, i, 4096);
-        }
-        let full = store.size_in_use().unwrap();
-        assert!(full >= empty + 200 * 4096, "{empty} -> {full}");
-        assert!(full <= store.file_size(), "{full} > {}", store.file_size());
-
-        let during = store
-            .write(|_| {
-                let (tx, rx) = std::sync::mpsc::channel();
-                let s = store.clone();
-                std::thread::spawn(move || tx.send(s.size_in_use().ok()));
-                Ok(rx.recv_timeout(std::time::Duration::from_secs(10)))
-            })
-            .unwrap();
-        assert_eq!(during, Ok(Some(full)), "read while a write was open");
-
-        for i in 0..200 {
-            put(&mut rev, i, 1);
-        }
-        store.write(|t| compact(t, rev).map(|_| ())).unwrap();
-        let compacted = store.size_in_use().unwrap();
-        assert!(
-            compacted < full / 4,
-            "{full} -> {compacted} after compaction"
-        );
-    }
 }
