@@ -120,15 +120,15 @@ fn put(w: &mut TxnWrite, lessor: &Lessor, p: &PutRequest) -> Result<PutResponse,
     if (p.ignore_value || p.ignore_lease) && prev.is_none() {
         return Err(ApplyError::KeyNotFound);
     }
-    let value = match (&prev, p.ignore_value) {
-        (Some(kv), true) => kv.value.clone(),
-        _ => p.value.clone(),
+    let value: &[u8] = match (&prev, p.ignore_value) {
+        (Some(kv), true) => &kv.value,
+        _ => &p.value,
     };
     let lease = match (&prev, p.ignore_lease) {
         (Some(kv), true) => kv.lease,
         _ => p.lease,
     };
-    let old = w.put(&p.key, &value, lease)?;
+    let old = w.put(&p.key, value, lease)?;
     if let Some(old) = &old {
         if old.lease != 0 {
             lessor.detach(old.lease, &p.key);

@@ -9,6 +9,7 @@
 pub mod applied;
 pub mod force;
 pub mod log_store;
+pub mod recent_entries;
 pub mod snapshot_file;
 pub mod state_machine;
 pub mod wal;
