@@ -327,17 +327,8 @@ mod tests {
     use super::*;
 
     fn entries(range: std::ops::Range<u64>) -> Vec<Entry> {
-        range
-            .map(|i| Entry {
-                log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), i),
-                payload: openraft::EntryPayload::Normal(crate::raft::Batch {
-                    commands: vec![crate::raft::Command {
-                        id: i,
-                        entry: vec![i as u8; 100],
-                    }],
-                }),
-            })
-            .collect()
+        use crate::raft::wal::recovery_check::entry;
+        range.map(|i| entry(i, 1, 100)).collect()
     }
 
     /// Replication reads the newest entries while an append holds the WAL

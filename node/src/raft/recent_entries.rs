@@ -127,18 +127,9 @@ impl RecentEntries {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::raft::{Batch, Command};
 
     fn entry(index: u64, size: usize) -> Entry {
-        Entry {
-            log_id: openraft::LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
-            payload: EntryPayload::Normal(Batch {
-                commands: vec![Command {
-                    id: index,
-                    entry: vec![1; size],
-                }],
-            }),
-        }
+        crate::raft::wal::recovery_check::entry(index, 1, size)
     }
 
     fn indexes(entries: Option<Vec<Entry>>) -> Option<Vec<u64>> {

@@ -425,21 +425,8 @@ fn preallocate(file: &File, len: u64) -> io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use super::recovery_check::entry;
     use super::*;
-    use crate::raft::{Batch, Command};
-    use openraft::{CommittedLeaderId, EntryPayload};
-
-    fn entry(index: u64, term: u64, size: usize) -> Entry {
-        Entry {
-            log_id: LogId::new(CommittedLeaderId::new(term, 1), index),
-            payload: EntryPayload::Normal(Batch {
-                commands: vec![Command {
-                    id: index,
-                    entry: vec![b'x'; size],
-                }],
-            }),
-        }
-    }
 
     /// The file and offset of entry `index`'s record.
     fn record_of(w: &Wal, index: u64) -> (File, u64) {

@@ -13,7 +13,9 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-fn entry(index: u64, term: u64, size: usize) -> Entry {
+/// An entry of `size` command bytes (a blank one for 0); also the unit
+/// tests' sample entry.
+pub(crate) fn entry(index: u64, term: u64, size: usize) -> Entry {
     Entry {
         log_id: LogId::new(CommittedLeaderId::new(term, 1), index),
         payload: if size == 0 {
